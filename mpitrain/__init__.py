@@ -1,0 +1,28 @@
+"""mpitrain: data-parallel training of NumPy models over MPI, without a parameter server.
+
+Five lines from Python, under ``mpiexec -n N python script.py``::
+
+    import mpitrain as mt
+    comm = mt.world()                                        # private duplicate of COMM_WORLD
+    data = mt.load("synthetic:regression", comm)             # this rank's block of rows
+    model = mt.create_model("linear", data.n_features)
+    result = mt.fit(model, data, comm, "gd", mt.Settings(steps=200, lr=0.5))
+    loss, rmse = mt.evaluate(model, result.theta, data, comm)
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .algorithms import ALGORITHMS, Result, Settings, evaluate, fit  # noqa: E402
+from .comm import Comm, world  # noqa: E402
+from .data import Dataset, load  # noqa: E402
+from .errors import JobError, UsageError  # noqa: E402
+from .inference import predict  # noqa: E402
+from .models import LinearRegression, LogisticRegression  # noqa: E402
+from .models import create as create_model  # noqa: E402
+from .models import load as load_model  # noqa: E402
+
+__all__ = [
+    "ALGORITHMS", "Comm", "Dataset", "JobError", "LinearRegression", "LogisticRegression", "Result",
+    "Settings", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "predict", "world",
+]

@@ -1,0 +1,89 @@
+"""What every training loop shares: settings, the result, the objective and its evaluation."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+
+from ..data import Dataset
+from ..models import Model
+
+if TYPE_CHECKING:
+    from ..comm import Comm
+
+Record = dict
+Logger = Callable[[Record], None]
+
+
+@dataclass
+class Settings:
+    """Hyperparameters of a training run, as the user gave them.
+
+    steps : number of (local) steps; lr : step size; l2 : weight of (l2/2)||w||^2 (bias free);
+    batch_size : global mini-batch (None for full batch); sync_every : local steps between
+    averages (local SGD); seed : sampling seed.
+    """
+
+    steps: int
+    lr: float
+    l2: float = 0.0
+    batch_size: Optional[int] = None
+    sync_every: Optional[int] = None
+    seed: int = 0
+
+
+@dataclass
+class Result:
+    """Parameters after training (identical on every rank) and what it took to get them."""
+
+    theta: np.ndarray
+    history: list = field(default_factory=list)
+    samples: int = 0
+    seconds: float = 0.0
+    comm_seconds: float = 0.0
+
+
+class Clock:
+    """Wall time and communication time since the start of a loop."""
+
+    def __init__(self, comm: "Comm") -> None:
+        self.comm, self.start, self.comm_start = comm, time.perf_counter(), comm.seconds
+
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return time.perf_counter() - self.start
+
+    def finish(self, result: Result) -> Result:
+        """Fill in the timings of ``result`` and return it."""
+        result.seconds = self.elapsed()
+        result.comm_seconds = self.comm.seconds - self.comm_start
+        return result
+
+
+def penalty(theta: np.ndarray, l2: float) -> float:
+    """(l2 / 2) ||w||^2 for theta = [w, b]: the bias is not penalised."""
+    w = theta[:-1]
+    return 0.5 * l2 * float(w @ w)
+
+
+def add_penalty_gradient(theta: np.ndarray, grad: np.ndarray, l2: float) -> None:
+    """grad[:-1] += l2 * w, in place."""
+    if l2:
+        grad[:-1] += l2 * theta[:-1]
+
+
+def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: float = 0.0) -> tuple[float, float]:
+    """Collective: (objective, metric) of ``theta`` over all ranks' rows of ``data``.
+
+    objective = mean loss over all n_total rows + (l2/2)||w||^2.
+    """
+    sums = np.array(model.sums(theta, data.X, data.y))
+    comm.allreduce(sums)
+    return sums[0] / data.n_total + penalty(theta, l2), model.metric(sums[1], data.n_total)
+
+
+def steps_per_epoch(n_total: int, batch_size: Optional[int]) -> int:
+    """Steps that visit about n_total samples: ceil(n_total / batch_size), or 1 for full batch."""
+    return 1 if batch_size is None else -(-n_total // batch_size)

@@ -1,0 +1,63 @@
+"""Model averaging: local SGD with a sync period, and one-shot averaging as its limit.
+
+Each rank takes ``sync_every`` SGD steps on its own partition, with its share of the global
+batch; then one Allreduce averages the parameters with weights n_k / N (the loss and metric
+sums since the last sync travel in the same buffer). With sync_every=1 and equal shares this
+is exactly synchronous SGD; one-shot averaging is sync_every = steps.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from ..data import Dataset
+from ..models import Model
+from .base import Clock, Logger, Result, Settings, add_penalty_gradient, penalty, steps_per_epoch
+from .sync import Batches
+
+if TYPE_CHECKING:
+    from ..comm import Comm
+
+
+def fit_local_sgd(
+    model: Model,
+    data: Dataset,
+    comm: "Comm",
+    settings: Settings,
+    theta: np.ndarray,
+    log: Optional[Logger] = None,
+) -> Result:
+    """Train ``theta`` (n_params,) in place with local SGD and weighted averaging."""
+    if settings.batch_size is None or settings.sync_every is None or settings.sync_every < 1:
+        raise ValueError("local SGD needs a batch_size and sync_every >= 1")
+    batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
+    n_params, weight = model.n_params, data.n_local / data.n_total
+    per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
+    grad = np.empty(n_params)
+    buf = np.empty(n_params + 3)  # [weighted parameters | loss sum | metric sum | samples]
+    period = np.zeros(3)
+    clock = Clock(comm)
+    for step in range(settings.steps):
+        if batches.share:
+            X, y = batches.at(step)
+            period += (*model.sums(theta, X, y, grad), batches.share)
+            grad /= batches.share
+            add_penalty_gradient(theta, grad, settings.l2)
+            theta -= settings.lr * grad
+        if (step + 1) % settings.sync_every == 0 or step + 1 == settings.steps:
+            np.multiply(theta, weight, out=buf[:n_params])
+            buf[n_params:] = period
+            comm.allreduce(buf)
+            theta[:] = buf[:n_params]
+            loss_sum, metric_sum, seen = buf[n_params:]
+            if log is not None:
+                log({
+                    "step": step + 1,
+                    "epoch": (step + 1) / per_epoch,
+                    "loss": loss_sum / seen + penalty(theta, settings.l2),
+                    "metric": model.metric(metric_sum, int(seen)),
+                    "seconds": clock.elapsed(),
+                })
+            period[:] = 0
+    return clock.finish(Result(theta, samples=settings.steps * batches.global_size))

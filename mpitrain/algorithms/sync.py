@@ -1,0 +1,102 @@
+"""Synchronous data parallelism: full-batch gradient descent and mini-batch SGD.
+
+Each step, every rank sums the loss gradient over its rows of the global batch; one
+Allreduce adds the per-rank sums (the loss and metric sums travel in the same buffer); the
+sum is divided by the global batch size and the L2 term is added once, after the reduction.
+Full-batch GD is the case where each rank's batch is its whole partition.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from ..data import BatchSampler, Dataset, batch_shares, block_sizes
+from ..errors import JobError
+from ..models import Model
+from .base import Clock, Logger, Result, Settings, add_penalty_gradient, penalty, steps_per_epoch
+
+if TYPE_CHECKING:
+    from ..comm import Comm
+
+
+def local_shares(data: Dataset, size: int, batch_size: int) -> np.ndarray:
+    """Every rank's share of a global batch, shape (size,); JobError if the batch cannot be split."""
+    if not 1 <= batch_size <= data.n_total:
+        raise JobError(f"--batch-size {batch_size} must be between 1 and the {data.n_total} training samples")
+    counts = block_sizes(data.n_total, size)
+    shares = batch_shares(counts, batch_size)
+    starved = np.flatnonzero((shares == 0) & (counts > 0))
+    if starved.size:
+        need = int(np.ceil(data.n_total / counts[starved].min()))
+        raise JobError(
+            f"--batch-size {batch_size} leaves ranks {', '.join(map(str, starved))} with no samples per step, "
+            f"so their data would never be used; use --batch-size {need} or more, or fewer ranks"
+        )
+    return shares
+
+
+class Batches:
+    """This rank's rows of each step's global batch, gathered into preallocated arrays."""
+
+    def __init__(self, data: Dataset, size: int, rank: int, batch_size: Optional[int], seed: int) -> None:
+        self.data = data
+        self.full = batch_size is None
+        self.global_size = data.n_total if self.full else batch_size
+        share = data.n_local if self.full else int(local_shares(data, size, batch_size)[rank])
+        self.sampler = BatchSampler(data.start, data.n_local, share, seed)
+        self.X = np.empty((share, data.n_features))
+        self.y = np.empty(share)
+
+    @property
+    def share(self) -> int:
+        """Rows this rank contributes to each step."""
+        return self.sampler.share
+
+    def at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(X, y) of this rank's share at ``step``: shapes (share, d) and (share,)."""
+        if self.full:
+            return self.data.X, self.data.y
+        idx = self.sampler.indices(step)
+        np.take(self.data.X, idx, axis=0, out=self.X)
+        np.take(self.data.y, idx, axis=0, out=self.y)
+        return self.X, self.y
+
+
+def fit_sync(
+    model: Model,
+    data: Dataset,
+    comm: "Comm",
+    settings: Settings,
+    theta: np.ndarray,
+    log: Optional[Logger] = None,
+) -> Result:
+    """Train ``theta`` (n_params,) in place with synchronous GD/SGD; return the Result."""
+    batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
+    n_params, scale = model.n_params, 1.0 / batches.global_size
+    per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
+    buf = np.empty(n_params + 2)  # [gradient sum | loss sum | metric sum]
+    grad = buf[:n_params]
+    clock = Clock(comm)
+    result = Result(theta)
+    period = np.zeros(3)  # loss sum, metric sum, samples since the last record
+    for step in range(settings.steps):
+        X, y = batches.at(step)
+        buf[n_params:] = model.sums(theta, X, y, grad)
+        comm.allreduce(buf)
+        period += (buf[n_params], buf[n_params + 1], batches.global_size)
+        objective_term = penalty(theta, settings.l2)
+        grad *= scale
+        add_penalty_gradient(theta, grad, settings.l2)
+        theta -= settings.lr * grad
+        if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
+            log({
+                "step": step + 1,
+                "epoch": (step + 1) / per_epoch,
+                "loss": period[0] / period[2] + objective_term,
+                "metric": model.metric(period[1], int(period[2])),
+                "seconds": clock.elapsed(),
+            })
+            period[:] = 0
+    result.samples = settings.steps * batches.global_size
+    return clock.finish(result)

@@ -1,0 +1,157 @@
+"""The one layer of ``mpitrain.collectives`` that imports mpi4py: point-to-point on NumPy buffers.
+
+Every algorithm file talks to MPI only through a :class:`Channel`, a private duplicate of a
+communicator, so library messages never match a user's receive on the original one. Arrays
+travel only through the buffer calls (upper-case ``Sendrecv``, ``Send``, ``Recv``).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Optional
+
+import numpy as np
+from mpi4py import MPI
+
+_MPI_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+_LEVELS = {
+    MPI.THREAD_SINGLE: "single",
+    MPI.THREAD_FUNNELED: "funneled",
+    MPI.THREAD_SERIALIZED: "serialized",
+    MPI.THREAD_MULTIPLE: "multiple",
+}
+
+
+class Channel:
+    """A private duplicate of an MPI intracommunicator with the calls the algorithms need.
+
+    Creating one is collective over ``base``. ``thread_level`` and ``table_digest`` are
+    checked to agree on every rank, because both feed the ``auto`` plan.
+    """
+
+    def __init__(self, base: Any, table_digest: bytes = b"") -> None:
+        if not isinstance(base, MPI.Intracomm):
+            raise TypeError(
+                f"comm must be an mpi4py intracommunicator or None, not {type(base).__name__}"
+            )
+        self.comm = base.Dup()
+        self.rank: int = self.comm.Get_rank()
+        self.size: int = self.comm.Get_size()
+        self.thread_level: str = _LEVELS.get(MPI.Query_thread(), "unknown")
+        self._scratch = np.empty(0, dtype=np.uint8)
+        mine = np.array(
+            [MPI.Query_thread(), int.from_bytes(hashlib.blake2b(table_digest, digest_size=7).digest(), "little")],
+            dtype=np.int64,
+        )
+        both = np.concatenate([mine, -mine])
+        self.comm.Allreduce(MPI.IN_PLACE, both, op=MPI.MAX)
+        if both[0] != -both[2]:
+            raise RuntimeError(
+                "ranks run MPI at different thread levels; set MPI4PY_RC_THREAD_LEVEL the same on every rank"
+            )
+        if both[1] != -both[3]:
+            raise RuntimeError(
+                "ranks loaded different allreduce tables; point MPITRAIN_ALLREDUCE_TABLE at one shared file"
+            )
+
+    # -- point-to-point ---------------------------------------------------------------------
+    def sendrecv(self, send: np.ndarray, dest: int, recv: np.ndarray, source: int, tag: int = 0) -> None:
+        """Send ``send`` (any shape) to ``dest`` while receiving ``recv`` from ``source``."""
+        self.comm.Sendrecv(send, dest, tag, recv, source, tag)
+
+    def send(self, buf: np.ndarray, dest: int, tag: int = 0) -> None:
+        """Blocking send of ``buf`` to ``dest``."""
+        self.comm.Send(buf, dest, tag)
+
+    def recv(self, buf: np.ndarray, source: int, tag: int = 0) -> None:
+        """Blocking receive into ``buf`` from ``source``."""
+        self.comm.Recv(buf, source, tag)
+
+    # -- the MPI library's own collectives ----------------------------------------------------
+    def native_allreduce(self, buf: np.ndarray, op: str) -> None:
+        """``MPI_Allreduce`` in place on ``buf`` (contiguous, any shape)."""
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=_MPI_OPS[op])
+
+    def native_reduce(self, buf: np.ndarray, op: str, root: int) -> None:
+        """``MPI_Reduce`` in place: ``buf`` on ``root`` receives the reduction."""
+        if self.rank == root:
+            self.comm.Reduce(MPI.IN_PLACE, buf, op=_MPI_OPS[op], root=root)
+        else:
+            self.comm.Reduce(buf, None, op=_MPI_OPS[op], root=root)
+
+    def native_bcast(self, buf: np.ndarray, root: int) -> None:
+        """``MPI_Bcast`` of ``buf`` from ``root``."""
+        self.comm.Bcast(buf, root=root)
+
+    def native_reduce_scatter(self, buf: np.ndarray, counts: list[int], op: str) -> None:
+        """``MPI_Reduce_scatter`` in place: rank r's block (at offset sum(counts[:r])) is reduced."""
+        self.comm.Reduce_scatter(MPI.IN_PLACE, [buf, counts], counts, op=_MPI_OPS[op])
+
+    def native_allgather(self, buf: np.ndarray, counts: list[int]) -> None:
+        """``MPI_Allgatherv`` in place: every rank's block of ``buf`` is filled in."""
+        displs = np.concatenate([[0], np.cumsum(counts[:-1])]).tolist()
+        self.comm.Allgatherv(MPI.IN_PLACE, [buf, counts, displs])
+
+    # -- benchmark references -----------------------------------------------------------------
+    def raw_allreduce(self) -> Callable[[np.ndarray], None]:
+        """The bare bound call ``comm.Allreduce(MPI.IN_PLACE, buf)`` (sum), the benchmark baseline."""
+        comm, in_place = self.comm, MPI.IN_PLACE
+        return lambda buf: comm.Allreduce(in_place, buf)
+
+    def pickled_allreduce(self, buf: np.ndarray) -> np.ndarray:
+        """mpi4py's pickling ``allreduce`` of ``buf`` (sum); a benchmark reference only."""
+        return self.comm.allreduce(buf)
+
+    def barrier(self) -> None:
+        """Wait until every rank arrives."""
+        self.comm.Barrier()
+
+    def max_over_ranks(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise maximum of a small float64 array over ranks (returns a new array)."""
+        out = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.MAX)
+        return out
+
+    # -- memory ---------------------------------------------------------------------------------
+    def scratch(self, count: int, dtype: np.dtype) -> np.ndarray:
+        """A reusable work array of shape (count,) and ``dtype``; valid until the next call."""
+        nbytes = count * np.dtype(dtype).itemsize
+        if self._scratch.nbytes < nbytes:
+            self._scratch = np.empty(max(nbytes, 2 * self._scratch.nbytes), dtype=np.uint8)
+        return self._scratch[:nbytes].view(dtype)
+
+
+def library_info() -> dict:
+    """MPI library, version, mpi4py version and thread level of this process."""
+    import mpi4py
+
+    return {
+        "mpi_library": MPI.Get_library_version().strip().splitlines()[0].strip(),
+        "mpi_standard": "%d.%d" % MPI.Get_version(),
+        "mpi4py": mpi4py.__version__,
+        "thread_level": _LEVELS.get(MPI.Query_thread(), "unknown"),
+        "processor": MPI.Get_processor_name(),
+    }
+
+
+_channels: list[tuple[Any, Channel]] = []  # (user communicator, its private duplicate)
+_world: Optional[Channel] = None
+
+
+def channel(comm: Any, table_digest: bytes) -> Channel:
+    """The Channel for ``comm``: None means a private duplicate of COMM_WORLD.
+
+    Each communicator gets one duplicate, created on first use and kept for the process.
+    """
+    global _world
+    if isinstance(comm, Channel):
+        return comm
+    if comm is None:
+        if _world is None:
+            _world = Channel(MPI.COMM_WORLD, table_digest)
+        return _world
+    for known, found in _channels:
+        if known is comm:
+            return found
+    found = Channel(comm, table_digest)
+    _channels.append((comm, found))
+    return found

@@ -1,0 +1,216 @@
+"""The one module that imports mpi4py: a private communicator, buffer collectives, job-wide errors.
+
+Arrays travel only through the buffer calls (``Allreduce``, ``Bcast``, ``Gatherv``). The
+lower-case pickling calls appear only for short strings (error messages, host names).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import numpy as np
+from mpi4py import MPI
+
+from .errors import JobError, UsageError
+
+_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+
+
+class Comm:
+    """A private duplicate of an MPI communicator that moves NumPy buffers and times itself.
+
+    ``seconds`` accumulates the wall time spent inside collectives (waiting included).
+    """
+
+    def __init__(self, base: Optional[MPI.Comm] = None) -> None:
+        self._comm = (MPI.COMM_WORLD if base is None else base).Dup()
+        self.rank: int = self._comm.Get_rank()
+        self.size: int = self._comm.Get_size()
+        self.seconds: float = 0.0
+        if self.size > 1:
+            _install_abort_hook()
+
+    # -- buffer collectives ------------------------------------------------------------------
+    def allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+        """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it."""
+        t0 = time.perf_counter()
+        self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
+        self.seconds += time.perf_counter() - t0
+        return buf
+
+    def bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        """Overwrite ``buf`` on every rank with root's copy and return it."""
+        t0 = time.perf_counter()
+        self._comm.Bcast(buf, root=root)
+        self.seconds += time.perf_counter() - t0
+        return buf
+
+    def allgather_int(self, value: int) -> np.ndarray:
+        """Return an int64 array of shape (size,) holding every rank's ``value``."""
+        out = np.zeros(self.size, dtype=np.int64)
+        out[self.rank] = value
+        return self.allreduce(out)
+
+    def gather_rows(self, local: np.ndarray, root: int = 0) -> Optional[np.ndarray]:
+        """Concatenate every rank's ``local`` (shape (n_k, ...)) in rank order on ``root``.
+
+        Returns the array of shape (sum n_k, ...) on root and None elsewhere.
+        """
+        local = np.ascontiguousarray(local)
+        row = int(np.prod(local.shape[1:], dtype=np.int64))
+        counts = self.allgather_int(local.shape[0]) * row
+        out = None
+        if self.rank == root:
+            out = np.empty((int(counts.sum()) // max(row, 1),) + local.shape[1:], dtype=local.dtype)
+        t0 = time.perf_counter()
+        self._comm.Gatherv(local, [out, counts] if out is not None else None, root=root)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def identical(self, arr: np.ndarray) -> bool:
+        """True when ``arr`` holds the same bits on every rank (two small reductions)."""
+        bits = np.ascontiguousarray(arr).view(np.uint8)
+        digest = np.frombuffer(_fingerprint(bits), dtype=np.int64).copy()
+        low = self.allreduce(digest.copy(), "min")
+        return bool(np.array_equal(self.allreduce(digest, "max"), low))
+
+    def agree_int(self, what: str, value: int, context: str) -> None:
+        """Collective: raise JobError on every rank unless all ranks passed the same ``value``."""
+        values = self.allgather_int(value)
+        if (values != values[0]).any():
+            seen = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            raise JobError(f"ranks disagree on the {what} of {context} ({seen}); every rank must see the same data")
+
+    def barrier(self) -> None:
+        """Wait until every rank arrives."""
+        self._comm.Barrier()
+
+    # -- agreement and failure ---------------------------------------------------------------
+    def gather_text(self, text: str) -> list[str]:
+        """Every rank's short ``text``, in rank order, on every rank."""
+        return self._comm.allgather(text)  # small control object (strings), never arrays
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Run a block on every rank; if it raises UsageError or OSError anywhere, fail everywhere.
+
+        Every rank leaves the block with the same JobError, whose message names the ranks and
+        their errors, so the job stops with one message instead of leaving ranks in a collective.
+        """
+        error = ""
+        try:
+            yield
+        except UsageError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        self.raise_if_any(error)
+
+    def raise_if_any(self, error: str) -> None:
+        """Collective: raise the same JobError on every rank if any rank passed a non-empty error."""
+        flag = self.allreduce(np.array([1 if error else 0], dtype=np.int64))
+        if flag[0]:
+            raise JobError(describe_ranks(self.gather_text(error), self.size))
+
+    def abort(self, code: int) -> None:
+        """End the whole job now with exit status ``code`` (never 0 for an error)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(code)
+
+    def info(self) -> dict:
+        """Versions, thread level and processor names (collective)."""
+        import mpi4py
+
+        levels = {
+            MPI.THREAD_SINGLE: "single",
+            MPI.THREAD_FUNNELED: "funneled",
+            MPI.THREAD_SERIALIZED: "serialized",
+            MPI.THREAD_MULTIPLE: "multiple",
+        }
+        return {
+            "numpy": np.__version__,
+            "mpi4py": mpi4py.__version__,
+            "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
+            "mpi_standard": "%d.%d" % MPI.Get_version(),
+            "world_size": self.size,
+            "thread_level": levels.get(MPI.Query_thread(), str(MPI.Query_thread())),
+            "processors": self.gather_text(MPI.Get_processor_name()),
+        }
+
+
+def describe_ranks(errors: list[str], size: int) -> str:
+    """One line per distinct error message, naming the ranks that raised it."""
+    by_message: dict[str, list[int]] = {}
+    for rank, message in enumerate(errors):
+        if message:
+            by_message.setdefault(message, []).append(rank)
+    lines = []
+    for message, ranks in by_message.items():
+        who = "all ranks" if len(ranks) == size and size > 1 else _rank_list(ranks)
+        lines.append(f"{who}: {message}" if size > 1 else message)
+    return "\n".join(lines)
+
+
+def _rank_list(ranks: list[int]) -> str:
+    """'rank 3' or 'ranks 0, 2'."""
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
+
+
+def _fingerprint(bits: np.ndarray) -> bytes:
+    """A 16-byte digest of a byte array."""
+    import hashlib
+
+    return hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
+
+
+_hook_installed = False
+
+
+def _install_abort_hook() -> None:
+    """Make an uncaught exception on any rank print once (with the rank) and abort the job."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+
+    def hook(kind, value, tb):  # type: ignore[no-untyped-def]
+        report_and_abort(value, tb)
+
+    sys.excepthook = hook
+
+
+def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-untyped-def]
+    """Print ``exc`` prefixed with this rank, then end the whole job with a non-zero status."""
+    rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+    where = f"rank {rank} of {size}"
+    if isinstance(exc, UsageError):
+        code, text = 2, f"mpitrain: error on {where}: {exc}\n"
+    elif isinstance(exc, KeyboardInterrupt):
+        code, text = 130, f"mpitrain: interrupted on {where}\n"
+    else:
+        code = 1
+        lines = traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
+        text = "".join(f"[{where}] {line}" for line in "".join(lines).splitlines(True))
+        text = f"mpitrain: unexpected error on {where}; traceback follows\n{text}"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    if size > 1:
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(code)
+    os._exit(code)
+
+
+_world: Optional[Comm] = None
+
+
+def world() -> Comm:
+    """The process-wide private duplicate of COMM_WORLD, created on first use."""
+    global _world
+    if _world is None:
+        _world = Comm()
+    return _world

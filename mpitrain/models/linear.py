@@ -1,0 +1,41 @@
+"""Linear regression with squared error: loss(x, y) = (x.w + b - y)^2 / 2."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+class LinearRegression:
+    """Least squares on parameters theta = [w (n_features,), b], shape (n_features + 1,)."""
+
+    name = "linear"
+    metric_name = "rmse"
+
+    def __init__(self, n_features: int) -> None:
+        self.n_features = n_features
+        self.n_params = n_features + 1
+
+    def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
+        """Any real-valued label is fine: return None."""
+        return None
+
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of losses, sum of squared errors) over the rows of X (n, d).
+
+        With ``grad`` (n_features + 1,) given, write the gradient of the loss sum into it.
+        """
+        r = X @ theta[:-1] + theta[-1] - y
+        if grad is not None:
+            np.matmul(r, X, out=grad[:-1])
+            grad[-1] = r.sum()
+        sq = float(r @ r)
+        return 0.5 * sq, sq
+
+    def metric(self, metric_sum: float, n: int) -> float:
+        """Root mean squared error from the summed squared errors of n rows."""
+        return float(np.sqrt(metric_sum / n)) if n else float("nan")
+
+    def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Predicted values, shape (n,)."""
+        return X @ theta[:-1] + theta[-1]
