@@ -45,9 +45,9 @@ def non_negative_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    value = float(text)
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
     return value
 
 
@@ -85,6 +85,7 @@ def build_parser() -> Parser:
     pred.add_argument("--out", required=True, metavar="FILE.npy")
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
+    parser.set_defaults(train_parser=train)
     return parser
 
 
@@ -202,7 +203,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     comm = world()
     if args.command == "train":
-        check_train_flags(parser, args)
+        check_train_flags(args.train_parser, args)
         return run_train(args, comm)
     if args.command == "predict":
         return run_predict(args, comm)

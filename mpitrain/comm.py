@@ -143,16 +143,17 @@ class Comm:
         }
 
 
-def describe_ranks(errors: list[str], size: int) -> str:
-    """One line per distinct error message, naming the ranks that raised it."""
+def describe_ranks(errors: list[str], size: int, limit: int = 4) -> str:
+    """One line per distinct error message naming its ranks (just the message if all ranks agree)."""
     by_message: dict[str, list[int]] = {}
     for rank, message in enumerate(errors):
         if message:
             by_message.setdefault(message, []).append(rank)
-    lines = []
-    for message, ranks in by_message.items():
-        who = "all ranks" if len(ranks) == size and size > 1 else _rank_list(ranks)
-        lines.append(f"{who}: {message}" if size > 1 else message)
+    if len(by_message) == 1 and len(next(iter(by_message.values()))) == size:
+        return next(iter(by_message))
+    lines = [f"{_rank_list(ranks)}: {message}" for message, ranks in by_message.items()]
+    if len(lines) > limit:
+        lines[limit:] = [f"... and {len(lines) - limit} more different errors on other ranks"]
     return "\n".join(lines)
 
 

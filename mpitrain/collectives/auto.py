@@ -1,0 +1,71 @@
+"""``algorithm="auto"``: a fixed function of (bytes, ranks, dtype, op, thread level) over a table.
+
+The table comes from a calibration run (``python -m mpitrain bench allreduce --calibrate``) and
+ships in ``_table.py``; a JSON file named by the environment variable
+``MPITRAIN_ALLREDUCE_TABLE`` overrides its entries. Every rank must load the same table (the
+channel checks a digest), so every rank picks the same plan. Where the table has nothing for the
+thread level, the MPI library's own call is used: it is never slower than itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from ._table import TABLE
+
+ENV = "MPITRAIN_ALLREDUCE_TABLE"
+CANDIDATES = ("native", "ring", "recursive_doubling", "rabenseifner", "tree")
+
+
+def load_table(path: Optional[str] = None) -> dict:
+    """The built-in table updated with the JSON file at ``path`` (default: $MPITRAIN_ALLREDUCE_TABLE)."""
+    table = {level: dict(by_size) for level, by_size in TABLE.items()}
+    path = os.environ.get(ENV) if path is None else path
+    if path:
+        try:
+            with open(path) as f:
+                extra = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the allreduce table {path!r} ({exc}); unset {ENV} or recalibrate") from exc
+        for level, by_size in extra.items():
+            table.setdefault(level, {}).update(by_size)
+    check_table(table)
+    return table
+
+
+def check_table(table: dict) -> None:
+    """Raise ValueError naming the first malformed entry of ``table``."""
+    for level, by_size in table.items():
+        for ranks, rows in by_size.items():
+            bounds = [row[0] for row in rows]
+            if not rows or bounds[-1] is not None or any(b is None for b in bounds[:-1]) or bounds[:-1] != sorted(bounds[:-1]):
+                raise ValueError(f"allreduce table [{level}][{ranks}]: bounds must increase and end with null; recalibrate")
+            for _, algo in rows:
+                if algo not in CANDIDATES:
+                    raise ValueError(f"allreduce table [{level}][{ranks}] names {algo!r}; expected one of {CANDIDATES}")
+
+
+def digest(table: dict) -> bytes:
+    """A canonical byte string of ``table``, compared across ranks."""
+    return json.dumps(table, sort_keys=True).encode()
+
+
+def choose(nbytes: int, size: int, dtype: np.dtype, op: str, thread_level: str, table: dict) -> str:
+    """The algorithm for reducing ``nbytes`` bytes over ``size`` ranks.
+
+    ``dtype`` and ``op`` only matter through the byte count today: the table is calibrated with
+    float64 sums, and max/min cost the same per byte in NumPy.
+    """
+    by_size = table.get(thread_level)
+    if size == 1 or not by_size:
+        return "native"
+    known = sorted(int(k) for k in by_size)
+    below = [k for k in known if k <= size]
+    rows = by_size[str(below[-1] if below else known[0])]
+    for bound, algo in rows:
+        if bound is None or nbytes < bound:
+            return algo
+    raise AssertionError("unreachable: check_table guarantees a final unbounded row")
