@@ -65,7 +65,7 @@ def choose(nbytes: int, size: int, dtype: np.dtype, op: str, thread_level: str, 
     known = sorted(int(k) for k in by_size)
     below = [k for k in known if k <= size]
     rows = by_size[str(below[-1] if below else known[0])]
-    for bound, algo in rows:
-        if bound is None or nbytes < bound:
+    for bound, algo in rows[:-1]:
+        if nbytes < bound:
             return algo
-    raise AssertionError("unreachable: check_table guarantees a final unbounded row")
+    return rows[-1][1]

@@ -1,0 +1,53 @@
+# mpitrain: `make demo` trains on 2 ranks, `make test` runs every test. Both create .venv first.
+#
+# On a cluster, use the site's MPI instead of the MPICH wheel, for example:
+#   make test EXTRAS=test MPIEXEC=srun MPI_SIZES="2 4"
+# (with mpi4py built against that MPI: `pip install --no-binary mpi4py mpi4py`).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= mpich,test
+MPIEXEC ?= $(BIN)/mpiexec
+MPI_SIZES ?= 1 2 3 4
+TIMEOUT ?= 900
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+
+# More ranks than cores (as in CI): make MPICH yield instead of busy-polling, start ranks with
+# fork, and give each rank one BLAS thread.
+export MPIR_CVAR_CH4_PROGRESS_THROTTLE ?= true
+export MPIR_CVAR_POLLS_BEFORE_YIELD ?= 1
+export HYDRA_LAUNCHER ?= fork
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MPIEXEC
+
+.PHONY: install demo test test-serial test-mpi clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+demo: install
+	$(MPIEXEC) -n 2 $(BIN)/python -m mpitrain train --model logistic --algorithm sgd \
+	    --data synthetic:classification --test-data synthetic:classification,split=test,n=2000 \
+	    --epochs 5 --lr 0.5 --batch-size 64 --out runs/demo
+
+test: test-serial test-mpi
+
+test-serial: install
+	timeout $(TIMEOUT) $(BIN)/python -m pytest $(PYTEST_FLAGS) -m "not mpi" tests
+
+# pytest-mpi launches nothing: each size runs one whole pytest session on every rank.
+test-mpi: install
+	@set -e; for n in $(MPI_SIZES); do \
+	    echo "== MPI tests on $$n rank(s): $(MPIEXEC) -n $$n"; \
+	    MPITRAIN_TEST_NP=$$n timeout $(TIMEOUT) $(MPIEXEC) -n $$n $(BIN)/python -m pytest \
+	        $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi; \
+	done
+
+clean:
+	rm -rf $(VENV) build runs *.egg-info

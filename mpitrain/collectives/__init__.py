@@ -1,0 +1,274 @@
+"""Our own collectives on MPI point-to-point, with ``auto`` choosing the fastest per call.
+
+Every function is collective: all ranks of ``comm`` must call it in the same order with the
+same shape, dtype and options. ``comm=None`` means a private duplicate of ``COMM_WORLD``
+(created on first use), so these messages never match the user's own receives.
+
+>>> import numpy as np
+>>> from mpitrain import collectives
+>>> grad = np.ones(10)
+>>> collectives.allreduce(grad, op="avg")           # in place, auto-selected algorithm
+>>> total = collectives.allreduce(grad, np.empty_like(grad), compress="bf16")
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import _p2p, auto, compress as _compress, deterministic as _deterministic
+from . import native, rabenseifner, recursive_doubling, ring, tree
+from ._ops import block_counts, block_offsets
+from .compress import Feedback, feedback_apply, feedback_init
+
+__all__ = [
+    "ALGORITHMS",
+    "OPS",
+    "DTYPES",
+    "allreduce",
+    "reduce",
+    "bcast",
+    "reduce_scatter",
+    "allgather",
+    "sum_shards",
+    "plan",
+    "Feedback",
+    "feedback_init",
+    "feedback_apply",
+]
+
+ALGORITHMS: dict[str, Callable[[_p2p.Channel, np.ndarray, str], None]] = {
+    "native": native.allreduce,
+    "ring": ring.allreduce,
+    "recursive_doubling": recursive_doubling.allreduce,
+    "rabenseifner": rabenseifner.allreduce,
+    "tree": tree.allreduce,
+}
+OPS = ("sum", "avg", "max", "min")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
+
+_table: Optional[dict] = None
+
+
+def _channel(comm: Any) -> _p2p.Channel:
+    """The channel for ``comm``, loading the auto table first (the channel checks its digest)."""
+    global _table
+    if _table is None:
+        _table = auto.load_table()
+    return _p2p.channel(comm, auto.digest(_table))
+
+
+def plan(nbytes: int, dtype: Any = np.float64, op: str = "sum", *, comm: Any = None) -> str:
+    """The algorithm ``algorithm="auto"`` uses for a buffer of ``nbytes`` bytes on ``comm``."""
+    ch = _channel(comm)
+    return auto.choose(nbytes, ch.size, np.dtype(dtype), op, ch.thread_level, _table)
+
+
+def _flat(buf: Any, name: str) -> np.ndarray:
+    """``buf`` viewed as shape (n,), after checking type, dtype and layout."""
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, not {type(buf).__name__}")
+    if buf.dtype not in DTYPES:
+        raise TypeError(
+            f"{name} has dtype {buf.dtype}, but collectives support float32, float64, int32 and int64; "
+            f"convert with {name}.astype(np.float64)"
+        )
+    if not buf.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    return buf.reshape(-1)
+
+
+def _target(buf: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+    """The array that receives the result (``buf`` itself when ``out`` is None), checked."""
+    if out is None:
+        target = buf
+    else:
+        target = out
+        _flat(out, "out")
+        if out.shape != buf.shape or out.dtype != buf.dtype:
+            raise ValueError(
+                f"out has shape {out.shape} and dtype {out.dtype}, but buf has {buf.shape} and {buf.dtype}; "
+                "allocate out with np.empty_like(buf)"
+            )
+        if out is not buf and np.shares_memory(out, buf):
+            raise ValueError("out overlaps buf without being buf; pass out=None to reduce in place")
+    if not target.flags.writeable:
+        raise ValueError("the result array is read-only; pass a writeable out= array")
+    return target
+
+
+def _check_op(op: str, dtype: np.dtype) -> None:
+    """Raise for an unknown op or an average of integers."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, not {op!r}")
+    if op == "avg" and dtype.kind != "f":
+        raise TypeError(f"op='avg' needs a float dtype, not {dtype}; sum the integers and divide yourself")
+
+
+def allreduce(
+    buf: np.ndarray,
+    out: Optional[np.ndarray] = None,
+    *,
+    op: str = "sum",
+    algorithm: str = "auto",
+    comm: Any = None,
+    compress: Optional[str] = None,
+    deterministic: bool = False,
+) -> np.ndarray:
+    """Reduce ``buf`` (any shape) over all ranks into ``out`` (same shape and dtype) and return it.
+
+    ``out=None`` reduces in place, overwriting ``buf``. ``op`` is "sum", "avg", "max" or "min";
+    ``algorithm`` is "auto" or a key of ``ALGORITHMS``. ``compress`` ("fp16" or "bf16", float
+    sums only) sends 16-bit payloads and accumulates in float32. ``deterministic=True`` makes
+    float sums bitwise independent of the number of ranks (see ``deterministic.py``). Every
+    algorithm gives the same bits on every rank.
+    """
+    flat = _flat(buf, "buf")
+    target = _target(buf, out)
+    _check_op(op, buf.dtype)
+    if algorithm != "auto" and algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, not {algorithm!r}")
+    if compress is not None:
+        if compress not in _compress.CODECS:
+            raise ValueError(f"compress must be None or one of {sorted(_compress.CODECS)}, not {compress!r}")
+        if buf.dtype.kind != "f" or op not in ("sum", "avg") or deterministic or algorithm not in ("auto", "ring"):
+            raise ValueError(
+                "compress works for float sums and averages with algorithm 'auto' or 'ring' and "
+                f"deterministic=False (got dtype {buf.dtype}, op {op!r}, algorithm {algorithm!r}, "
+                f"deterministic={deterministic})"
+            )
+    ch = _channel(comm)
+    work = target.reshape(-1)
+    if work is not flat and target is not buf:
+        np.copyto(work, flat)
+    if ch.size == 1:
+        return target
+    reduce_op = "sum" if op == "avg" else op
+    run = ALGORITHMS[algorithm] if algorithm != "auto" else None
+    if compress is not None:
+        _compress.allreduce(ch, work, reduce_op, compress)
+    elif deterministic and buf.dtype.kind == "f" and reduce_op == "sum":
+        _deterministic.sum_shards(ch, work[None, :], work, lambda ints: _reduce_with(ch, ints, "sum", run))
+    else:
+        _reduce_with(ch, work, reduce_op, run)
+    if op == "avg":
+        np.divide(work, ch.size, out=work)
+    return target
+
+
+def _reduce_with(ch: _p2p.Channel, work: np.ndarray, op: str, run: Optional[Callable]) -> None:
+    """Run ``run`` (None: the auto choice) on ``work`` (shape (n,)) in place."""
+    if run is None:
+        run = ALGORITHMS[auto.choose(work.nbytes, ch.size, work.dtype, op, ch.thread_level, _table)]
+    run(ch, work, op)
+
+
+def sum_shards(shards: np.ndarray, out: Optional[np.ndarray] = None, *, comm: Any = None) -> np.ndarray:
+    """Sum every rank's rows of ``shards`` (shape (k, n), float) into ``out`` (shape (n,)), deterministically.
+
+    The bits depend only on the set of rows over all ranks, not on how they are split among
+    ranks (``k`` may differ, even be 0), so a job on 1, 2, 3 or 4 ranks gets the same result.
+    """
+    if not isinstance(shards, np.ndarray) or shards.ndim != 2 or shards.dtype.kind != "f":
+        raise TypeError("shards must be a 2-D float numpy.ndarray of shape (k, n)")
+    if out is None:
+        out = np.empty(shards.shape[1], dtype=shards.dtype)
+    elif out.shape != (shards.shape[1],) or out.dtype.kind != "f":
+        raise ValueError(f"out must be a float array of shape ({shards.shape[1]},), not {out.shape} {out.dtype}")
+    ch = _channel(comm)
+    _deterministic.sum_shards(ch, shards, out, lambda ints: _reduce_with(ch, ints, "sum", None))
+    return out
+
+
+def reduce(buf: np.ndarray, out: Optional[np.ndarray] = None, *, op: str = "sum", root: int = 0,
+           algorithm: str = "tree", comm: Any = None) -> Optional[np.ndarray]:
+    """Reduce ``buf`` (any shape) onto ``root``; returns the result there and None elsewhere.
+
+    ``buf`` is never modified unless it is ``out`` (or ``out`` is None) on the root.
+    ``algorithm`` is "tree" (binomial) or "native".
+    """
+    flat = _flat(buf, "buf")
+    _check_op(op, buf.dtype)
+    ch = _channel(comm)
+    _check_root(root, ch.size)
+    if ch.rank == root:
+        target = _target(buf, out)
+        work = target.reshape(-1)
+        if target is not buf:
+            np.copyto(work, flat)
+    else:
+        work = flat.copy()
+    reduce_op = "sum" if op == "avg" else op
+    if algorithm == "tree":
+        tree.reduce(ch, work, reduce_op, root)
+    elif algorithm == "native":
+        ch.native_reduce(work, reduce_op, root)
+    else:
+        raise ValueError(f"reduce algorithm must be 'tree' or 'native', not {algorithm!r}")
+    if ch.rank != root:
+        return None
+    if op == "avg":
+        np.divide(work, ch.size, out=work)
+    return target
+
+
+def bcast(buf: np.ndarray, *, root: int = 0, algorithm: str = "tree", comm: Any = None) -> np.ndarray:
+    """Overwrite ``buf`` (any shape) on every rank with root's copy and return it."""
+    flat = _flat(buf, "buf")
+    _target(buf, None)
+    ch = _channel(comm)
+    _check_root(root, ch.size)
+    if algorithm == "tree":
+        tree.bcast(ch, flat, root)
+    elif algorithm == "native":
+        ch.native_bcast(flat, root)
+    else:
+        raise ValueError(f"bcast algorithm must be 'tree' or 'native', not {algorithm!r}")
+    return buf
+
+
+def reduce_scatter(buf: np.ndarray, *, op: str = "sum", algorithm: str = "ring", comm: Any = None) -> np.ndarray:
+    """This rank's block of the reduction of ``buf`` (shape (n,)): a new array of shape (n_r,).
+
+    Blocks follow ``block_counts(n, size)``: rank r gets n // size items, plus one if
+    r < n % size. ``buf`` is not modified. ``algorithm`` is "ring" or "native".
+    """
+    flat = _flat(buf, "buf").copy()
+    _check_op(op, buf.dtype)
+    ch = _channel(comm)
+    reduce_op = "sum" if op == "avg" else op
+    counts = block_counts(flat.size, ch.size)
+    at = block_offsets(counts)
+    if algorithm == "ring":
+        ring.reduce_scatter(ch, flat, reduce_op)
+    elif algorithm == "native":
+        ch.native_reduce_scatter(flat, counts, reduce_op)
+    else:
+        raise ValueError(f"reduce_scatter algorithm must be 'ring' or 'native', not {algorithm!r}")
+    mine = flat[at[ch.rank]:at[ch.rank + 1]].copy()
+    if op == "avg":
+        np.divide(mine, ch.size, out=mine)
+    return mine
+
+
+def allgather(block: np.ndarray, *, algorithm: str = "ring", comm: Any = None) -> np.ndarray:
+    """Every rank's ``block`` (shape (m,), the same m everywhere) stacked in rank order: shape (size, m)."""
+    flat = _flat(block, "block")
+    ch = _channel(comm)
+    out = np.empty((ch.size, flat.size), dtype=flat.dtype)
+    out[ch.rank] = flat
+    counts = [flat.size] * ch.size
+    if algorithm == "ring":
+        if ch.size > 1:
+            ring.allgather(ch, out.reshape(-1), block_offsets(counts))
+    elif algorithm == "native":
+        ch.native_allgather(out.reshape(-1), counts)
+    else:
+        raise ValueError(f"allgather algorithm must be 'ring' or 'native', not {algorithm!r}")
+    return out
+
+
+def _check_root(root: int, size: int) -> None:
+    """Raise ValueError unless 0 <= root < size."""
+    if not 0 <= root < size:
+        raise ValueError(f"root is {root}, but the communicator has {size} ranks (0..{size - 1})")

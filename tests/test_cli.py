@@ -1,0 +1,96 @@
+"""End to end: `python -m mpitrain` under mpiexec with 2 ranks, as a user runs it."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def mpiexec() -> str:
+    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the one beside this Python."""
+    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    if not found:
+        pytest.fail("no mpiexec: set MPIEXEC or install the mpich wheel (make install)")
+    return found
+
+
+def run(*args: str, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
+    cmd = [*mpiexec().split(), "-n", str(ranks), sys.executable, "-m", "mpitrain", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+TRAIN = ["train", "--model", "logistic", "--algorithm", "sgd", "--data", "synthetic:classification,n=2000,d=5",
+         "--test-data", "synthetic:classification,n=500,d=5,split=test", "--epochs", "3", "--lr", "0.5",
+         "--batch-size", "32"]
+
+
+def test_train_writes_model_metrics_and_summary_then_predict_reads_them(tmp_path):
+    out = tmp_path / "run"
+    done = run(*TRAIN, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ["metrics.jsonl", "model.npz", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ["algorithm", "world_size", "n_samples", "final_train_loss", "test_metric", "wall_seconds",
+                "comm_seconds", "samples_per_second"]:
+        assert key in summary, key
+    assert summary["world_size"] == 2 and summary["n_samples"] == 2000 and summary["algorithm"] == "sgd"
+    assert summary["test_metric"] > 0.9
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1.0, 2.0, 3.0]
+    assert all({"step", "loss", "metric", "seconds"} <= set(r) for r in records)
+    with np.load(out / "model.npz", allow_pickle=False) as f:
+        assert f["coef"].shape == (5,) and str(f["model"]) == "logistic"
+    assert done.stdout.count("trained logistic") == 1  # rank 0 alone reports
+
+    pred = run("predict", "--model", str(out / "model.npz"), "--data", "synthetic:classification,n=500,d=5,split=test",
+               "--out", str(tmp_path / "p.npy"), ranks=3)
+    assert pred.returncode == 0, pred.stderr
+    p = np.load(tmp_path / "p.npy")
+    assert p.shape == (500,) and ((p >= 0) & (p <= 1)).all()
+    assert f"accuracy {summary['test_metric']:.4f}" in pred.stdout
+
+
+def test_missing_data_file_fails_fast_with_one_message(tmp_path):
+    start = time.monotonic()
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", str(tmp_path / "nope.csv"),
+               "--lr", "0.1", "--out", str(tmp_path / "run"), ranks=3, timeout=30)
+    assert time.monotonic() - start < 20
+    assert done.returncode != 0
+    assert done.stderr.count("nope.csv") == 1 and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_flag_gives_one_usage_error(tmp_path):
+    done = run("train", "--model", "linear", "--algorithm", "sgd", "--data", "synthetic:regression",
+               "--lr", "0.1", "--out", str(tmp_path / "run"), ranks=3, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.count("needs --batch-size") == 1 and "Traceback" not in done.stderr
+
+
+def test_mismatched_features_name_the_ranks(tmp_path):
+    model = tmp_path / "run"
+    assert run(*TRAIN, "--out", str(model), "--quiet").returncode == 0
+    done = run("predict", "--model", str(model / "model.npz"), "--data", "synthetic:classification,d=7",
+               "--out", str(tmp_path / "p.npy"), timeout=30)
+    assert done.returncode == 2 and done.stderr.count("has 7 features, but the model expects 5") == 1
+    assert not (tmp_path / "p.npy").exists()
+
+
+def test_help_on_every_subcommand():
+    for command in ["train", "predict", "info"]:
+        done = subprocess.run([sys.executable, "-m", "mpitrain", command, "--help"], capture_output=True, text=True)
+        assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_info_reports_world_size_and_versions():
+    done = run("info", ranks=2, timeout=30)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["world_size"] == 2 and len(info["processors"]) == 2 and info["mpi_library"]
