@@ -34,3 +34,12 @@ def ridge(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
         return np.linalg.lstsq(A, y, rcond=None)[0]
     D = np.sqrt(n * l2) * np.eye(p)[:-1]  # stacked rows penalise w, not the intercept
     return np.linalg.lstsq(np.vstack([A, D]), np.concatenate([y, np.zeros(p - 1)]), rcond=None)[0]
+
+
+def softmax_gradient(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of mean cross-entropy of softmax(X W + b) with respect to W (d, K) and b (K,)."""
+    Z = X @ W + b
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    P[np.arange(len(y)), y.astype(int)] -= 1
+    return X.T @ P / len(y), P.mean(axis=0)

@@ -5,16 +5,19 @@ from typing import Optional
 
 import numpy as np
 
+from ..params import Layout
+from .base import Model
 
-class LinearRegression:
-    """Least squares on parameters theta = [w (n_features,), b], shape (n_features + 1,)."""
+
+class LinearRegression(Model):
+    """Least squares on theta = [coef (n_features,), intercept], shape (n_features + 1,)."""
 
     name = "linear"
     metric_name = "rmse"
 
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
-        self.n_params = n_features + 1
+        self.layout = Layout(weights={"coef": (n_features,)}, biases={"intercept": ()})
 
     def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
         """Any real-valued label is fine: return None."""
@@ -23,12 +26,14 @@ class LinearRegression:
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
         """Return (sum of losses, sum of squared errors) over the rows of X (n, d).
 
-        With ``grad`` (n_features + 1,) given, write the gradient of the loss sum into it.
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
         """
-        r = X @ theta[:-1] + theta[-1] - y
+        p = self.layout.views(theta)
+        r = X @ p["coef"] + p["intercept"] - y
         if grad is not None:
-            np.matmul(r, X, out=grad[:-1])
-            grad[-1] = r.sum()
+            g = self.layout.views(grad)
+            np.matmul(r, X, out=g["coef"])
+            g["intercept"][...] = r.sum()
         sq = float(r @ r)
         return 0.5 * sq, sq
 
@@ -38,4 +43,5 @@ class LinearRegression:
 
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Predicted values, shape (n,)."""
-        return X @ theta[:-1] + theta[-1]
+        p = self.layout.views(theta)
+        return X @ p["coef"] + p["intercept"]

@@ -5,21 +5,25 @@ from typing import Optional
 
 import numpy as np
 
+from ..params import Layout
+from .base import Model, accuracy
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-z)) without overflow."""
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-class LogisticRegression:
-    """Logistic regression on parameters theta = [w (n_features,), b], shape (n_features + 1,)."""
+class LogisticRegression(Model):
+    """Logistic regression on theta = [coef (n_features,), intercept], shape (n_features + 1,)."""
 
     name = "logistic"
     metric_name = "accuracy"
+    metric = staticmethod(accuracy)
 
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
-        self.n_params = n_features + 1
+        self.layout = Layout(weights={"coef": (n_features,)}, biases={"intercept": ()})
 
     def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
         """None if every label is 0 or 1, else a message naming the first bad one."""
@@ -31,20 +35,19 @@ class LogisticRegression:
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
         """Return (sum of losses, number of correct predictions) over the rows of X (n, d).
 
-        With ``grad`` (n_features + 1,) given, write the gradient of the loss sum into it.
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
         """
-        z = X @ theta[:-1] + theta[-1]
+        p = self.layout.views(theta)
+        z = X @ p["coef"] + p["intercept"]
         if grad is not None:
+            g = self.layout.views(grad)
             r = sigmoid(z) - y
-            np.matmul(r, X, out=grad[:-1])
-            grad[-1] = r.sum()
+            np.matmul(r, X, out=g["coef"])
+            g["intercept"][...] = r.sum()
         loss = float(np.sum(np.logaddexp(0.0, z) - y * z))
         return loss, float(np.count_nonzero((z > 0) == (y == 1)))
 
-    def metric(self, metric_sum: float, n: int) -> float:
-        """Accuracy from the number of correct predictions among n rows."""
-        return metric_sum / n if n else float("nan")
-
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Probability of class 1, shape (n,)."""
-        return sigmoid(X @ theta[:-1] + theta[-1])
+        p = self.layout.views(theta)
+        return sigmoid(X @ p["coef"] + p["intercept"])

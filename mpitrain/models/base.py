@@ -1,0 +1,45 @@
+"""What every model shares: a parameter layout, options stored as given, zeros to start from."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ..params import Layout
+
+
+class Model:
+    """A loss summed over rows, on one flat parameter vector theta of shape (n_params,).
+
+    Subclasses set ``layout`` (weights before biases) and define ``sums``, ``metric``,
+    ``predict`` and ``check_labels``; ``OPTIONS`` names the constructor keywords a model file keeps.
+    """
+
+    name: ClassVar[str]
+    metric_name: ClassVar[str]
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
+    n_features: int
+    layout: Layout
+
+    @property
+    def n_params(self) -> int:
+        """Length of theta."""
+        return self.layout.size
+
+    @property
+    def n_penalized(self) -> int:
+        """theta[:n_penalized] are the weights that L2 and weight decay act on; the rest are biases."""
+        return self.layout.n_penalized
+
+    def options(self) -> dict:
+        """The constructor keywords besides n_features, as given."""
+        return {k: getattr(self, k) for k in self.OPTIONS}
+
+    def init(self, seed: int) -> np.ndarray:
+        """Starting parameters, shape (n_params,): zeros (convex models need no random start)."""
+        return self.layout.zeros()
+
+
+def accuracy(correct: float, n: int) -> float:
+    """Accuracy from the number of correct predictions among n rows."""
+    return correct / n if n else float("nan")

@@ -1,0 +1,92 @@
+"""Layers and output losses, each forward beside its backward. NumPy only.
+
+Shapes: X (n, d_in), W (d_in, d_out), b (d_out,), Z and A (n, d_out). A backward function takes
+the gradient of the loss sum with respect to its output and returns it with respect to its input.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+
+def dense(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Z = X W + b, shape (n, d_out)."""
+    return X @ W + b
+
+
+def dense_backward(
+    X: np.ndarray, W: np.ndarray, dZ: np.ndarray, gW: np.ndarray, gb: np.ndarray, input_grad: bool = True
+) -> Optional[np.ndarray]:
+    """Write dL/dW = X^T dZ into gW (d_in, d_out) and dL/db into gb (d_out,); return dL/dX (n, d_in).
+
+    The first layer passes ``input_grad=False`` and gets None: nothing needs dL/dX there.
+    """
+    np.matmul(X.T, dZ, out=gW)
+    np.sum(dZ, axis=0, out=gb)
+    return dZ @ W.T if input_grad else None
+
+
+def relu(Z: np.ndarray) -> np.ndarray:
+    """max(Z, 0), elementwise."""
+    return np.maximum(Z, 0.0)
+
+
+def relu_backward(Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    """dL/dZ = dA where Z > 0, else 0."""
+    return dA * (Z > 0)
+
+
+def tanh(Z: np.ndarray) -> np.ndarray:
+    """tanh(Z), elementwise."""
+    return np.tanh(Z)
+
+
+def tanh_backward(Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    """dL/dZ = dA (1 - A^2) with A = tanh(Z)."""
+    return dA * (1.0 - A * A)
+
+
+Activation = tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]
+ACTIVATIONS: dict[str, Activation] = {"relu": (relu, relu_backward), "tanh": (tanh, tanh_backward)}
+
+
+def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """(sum of -log softmax(Z)[y], number of rows whose largest logit is the label) for Z (n, K).
+
+    With ``dZ`` (n, K) given, write dL/dZ = softmax(Z) - onehot(y) into it.
+    """
+    labels = y.astype(np.intp)
+    rows = np.arange(labels.size)
+    shifted = Z - Z.max(axis=1, keepdims=True) if Z.size else Z
+    log_norm = np.log(np.exp(shifted).sum(axis=1))
+    loss = float(np.sum(log_norm - shifted[rows, labels]))
+    if dZ is not None:
+        np.exp(shifted - log_norm[:, None], out=dZ)
+        dZ[rows, labels] -= 1.0
+    correct = np.count_nonzero(Z.argmax(axis=1) == labels) if Z.size else 0
+    return loss, float(correct)
+
+
+def squared_error(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """(sum of (z - y)^2 / 2, sum of (z - y)^2) for one output column Z (n, 1); dZ = Z - y."""
+    r = Z[:, 0] - y
+    if dZ is not None:
+        dZ[:, 0] = r
+    sq = float(r @ r)
+    return 0.5 * sq, sq
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of Z (n, K), without overflow."""
+    e = np.exp(Z - Z.max(axis=1, keepdims=True)) if Z.size else Z
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def class_label_error(y: np.ndarray, start: int, n_classes: int, what: str) -> Optional[str]:
+    """None if every label is an integer in [0, n_classes), else a message naming the first bad row."""
+    bad = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= n_classes))
+    if bad.size:
+        return (f"{what} with {n_classes} classes needs integer labels 0..{n_classes - 1}, "
+                f"but row {start + bad[0]} has {y[bad[0]]}")
+    return None

@@ -1,0 +1,48 @@
+"""Softmax (multinomial) regression: loss(x, y) = -log softmax(x W + b)[y], y in {0, ..., K-1}."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..params import Layout
+from .base import Model, accuracy
+from .layers import class_label_error, dense, dense_backward, softmax, softmax_cross_entropy
+
+
+class SoftmaxRegression(Model):
+    """K-class softmax regression on theta = [coef (n_features, K), intercept (K,)]."""
+
+    name = "softmax"
+    metric_name = "accuracy"
+    metric = staticmethod(accuracy)
+    OPTIONS = ("n_classes",)
+
+    def __init__(self, n_features: int, n_classes: int) -> None:
+        if n_classes < 2:
+            raise ValueError(f"softmax regression needs n_classes >= 2, not {n_classes}")
+        self.n_features, self.n_classes = n_features, n_classes
+        self.layout = Layout(weights={"coef": (n_features, n_classes)}, biases={"intercept": (n_classes,)})
+
+    def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
+        """None if every label is an integer in [0, K), else a message naming the first bad row."""
+        return class_label_error(y, start, self.n_classes, "softmax regression")
+
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of cross-entropies, number of correct predictions) over the rows of X (n, d).
+
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
+        """
+        p = self.layout.views(theta)
+        Z = dense(X, p["coef"], p["intercept"])
+        dZ = None if grad is None else np.empty_like(Z)
+        loss, correct = softmax_cross_entropy(Z, y, dZ)
+        if grad is not None:
+            g = self.layout.views(grad)
+            dense_backward(X, p["coef"], dZ, g["coef"], g["intercept"], input_grad=False)
+        return loss, correct
+
+    def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, K)."""
+        p = self.layout.views(theta)
+        return softmax(dense(X, p["coef"], p["intercept"]))
