@@ -32,8 +32,9 @@ def fit(
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
-    ``theta`` (n_params,) is the starting point (zeros by default). Afterwards ``result.theta``
-    holds the same bits on every rank; RuntimeError if it does not.
+    ``theta`` (n_params,) is the starting point (by default ``model.init(settings.seed)``,
+    broadcast from rank 0). Afterwards ``result.theta`` holds the same bits on every rank;
+    RuntimeError if it does not.
 
     >>> result = fit(model, data, comm, "gd", Settings(steps=100, lr=0.1))  # doctest: +SKIP
     """
@@ -41,7 +42,7 @@ def fit(
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
-    theta = np.zeros(model.n_params) if theta is None else np.array(theta, dtype=np.float64)
+    theta = comm.bcast(model.init(settings.seed)) if theta is None else np.array(theta, dtype=np.float64)
     if theta.shape != (model.n_params,):
         raise ValueError(f"theta has shape {theta.shape}; this model needs ({model.n_params},)")
     if algorithm == "gd":

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from .. import optim
 from ..data import Dataset
 from ..models import Model
 
@@ -15,15 +16,22 @@ if TYPE_CHECKING:
 
 Record = dict
 Logger = Callable[[Record], None]
+LOCAL_STATES = ("keep", "average", "reset")
 
 
 @dataclass
 class Settings:
     """Hyperparameters of a training run, as the user gave them.
 
-    steps : number of (local) steps; lr : step size; l2 : weight of (l2/2)||w||^2 (bias free);
+    steps : number of (local) steps; lr : peak step size; l2 : weight of (l2/2)||w||^2 (bias free);
     batch_size : global mini-batch (None for full batch); sync_every : local steps between
-    averages (local SGD); seed : sampling seed.
+    averages (local SGD); seed : sampling seed (and the MLP's initialisation).
+
+    optimizer : sgd, momentum, nesterov, adam or adamw, with ``momentum``, ``betas``, ``eps`` and
+    ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient to this global
+    norm; schedule : constant, step (times ``decay_factor`` every ``decay_every`` steps) or
+    cosine, after ``warmup_steps`` of linear warmup; local_state : what local SGD does with
+    optimizer state at a sync point: keep it per rank, average it (n_k/N weights) or reset it.
     """
 
     steps: int
@@ -32,6 +40,17 @@ class Settings:
     batch_size: Optional[int] = None
     sync_every: Optional[int] = None
     seed: int = 0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: Optional[float] = None
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_every: Optional[int] = None
+    decay_factor: float = 0.1
+    local_state: str = "keep"
 
 
 @dataclass
@@ -39,6 +58,7 @@ class Result:
     """Parameters after training (identical on every rank) and what it took to get them."""
 
     theta: np.ndarray
+    opt_state: optim.State = None
     history: list = field(default_factory=list)
     samples: int = 0
     seconds: float = 0.0
@@ -62,16 +82,26 @@ class Clock:
         return result
 
 
-def penalty(theta: np.ndarray, l2: float) -> float:
-    """(l2 / 2) ||w||^2 for theta = [w, b]: the bias is not penalised."""
-    w = theta[:-1]
+def make_optimizer(settings: Settings, model: Model) -> tuple[optim.GradientTransformation, optim.Schedule]:
+    """The optimizer and learning-rate schedule that ``settings`` name (ValueError if they are bad)."""
+    rule = optim.create(settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps,
+                        weight_decay=settings.weight_decay, n_decayed=model.n_penalized,
+                        clip_norm=settings.clip_norm)
+    schedule = optim.schedule(settings.schedule, settings.lr, settings.steps, settings.warmup_steps,
+                              settings.decay_every, settings.decay_factor)
+    return rule, schedule
+
+
+def penalty(theta: np.ndarray, l2: float, n_penalized: int) -> float:
+    """(l2 / 2) ||w||^2 with w = theta[:n_penalized]: biases are not penalised."""
+    w = theta[:n_penalized]
     return 0.5 * l2 * float(w @ w)
 
 
-def add_penalty_gradient(theta: np.ndarray, grad: np.ndarray, l2: float) -> None:
-    """grad[:-1] += l2 * w, in place."""
+def add_penalty_gradient(theta: np.ndarray, grad: np.ndarray, l2: float, n_penalized: int) -> None:
+    """grad[:n_penalized] += l2 * w, in place."""
     if l2:
-        grad[:-1] += l2 * theta[:-1]
+        grad[:n_penalized] += l2 * theta[:n_penalized]
 
 
 def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: float = 0.0) -> tuple[float, float]:
@@ -81,7 +111,7 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     """
     sums = np.array(model.sums(theta, data.X, data.y))
     comm.allreduce(sums)
-    return sums[0] / data.n_total + penalty(theta, l2), model.metric(sums[1], data.n_total)
+    return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 
 
 def steps_per_epoch(n_total: int, batch_size: Optional[int]) -> int:

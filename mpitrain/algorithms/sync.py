@@ -3,7 +3,8 @@
 Each step, every rank sums the loss gradient over its rows of the global batch; one
 Allreduce adds the per-rank sums (the loss and metric sums travel in the same buffer); the
 sum is divided by the global batch size and the L2 term is added once, after the reduction.
-Full-batch GD is the case where each rank's batch is its whole partition.
+Full-batch GD is the case where each rank's batch is its whole partition. The optimizer sees
+only the reduced gradient, so its state is the same on every rank without communication.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from .. import optim
 from ..data import BatchSampler, Dataset, batch_shares, block_sizes
 from ..errors import JobError
 from ..models import Model
-from .base import Clock, Logger, Result, Settings, add_penalty_gradient, penalty, steps_per_epoch
+from .base import Clock, Logger, Result, Settings, add_penalty_gradient, make_optimizer, penalty, steps_per_epoch
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -73,7 +75,9 @@ def fit_sync(
 ) -> Result:
     """Train ``theta`` (n_params,) in place with synchronous GD/SGD; return the Result."""
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
-    n_params, scale = model.n_params, 1.0 / batches.global_size
+    n_params, scale, k = model.n_params, 1.0 / batches.global_size, model.n_penalized
+    rule, schedule = make_optimizer(settings, model)
+    opt_state = rule.init(theta)
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
     buf = np.empty(n_params + 2)  # [gradient sum | loss sum | metric sum]
     grad = buf[:n_params]
@@ -85,10 +89,11 @@ def fit_sync(
         buf[n_params:] = model.sums(theta, X, y, grad)
         comm.allreduce(buf)
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
-        objective_term = penalty(theta, settings.l2)
+        objective_term = penalty(theta, settings.l2, k)
         grad *= scale
-        add_penalty_gradient(theta, grad, settings.l2)
-        theta -= settings.lr * grad
+        add_penalty_gradient(theta, grad, settings.l2, k)
+        direction, opt_state = rule.update(grad, opt_state, theta)
+        optim.apply(theta, direction, schedule(step))
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
             log({
                 "step": step + 1,
@@ -99,4 +104,5 @@ def fit_sync(
             })
             period[:] = 0
     result.samples = settings.steps * batches.global_size
+    result.opt_state = opt_state
     return clock.finish(result)
