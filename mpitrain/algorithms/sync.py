@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from .. import optim
-from ..data import BatchSampler, Dataset, batch_shares, block_sizes
+from ..data import BatchSampler, Dataset, batch_shares
 from ..errors import JobError
 from ..models import Model
 from .base import Clock, Logger, Result, Settings, add_penalty_gradient, make_optimizer, penalty, steps_per_epoch
@@ -26,7 +26,9 @@ def local_shares(data: Dataset, size: int, batch_size: int) -> np.ndarray:
     """Every rank's share of a global batch, shape (size,); JobError if the batch cannot be split."""
     if not 1 <= batch_size <= data.n_total:
         raise JobError(f"--batch-size {batch_size} must be between 1 and the {data.n_total} training samples")
-    counts = block_sizes(data.n_total, size)
+    if len(data.counts) != size:
+        raise ValueError(f"the data was loaded on {len(data.counts)} ranks, but this communicator has {size}")
+    counts = data.counts
     shares = batch_shares(counts, batch_size)
     starved = np.flatnonzero((shares == 0) & (counts > 0))
     if starved.size:

@@ -1,7 +1,9 @@
 """Loading this rank's contiguous block of a data set, named by a SPEC string.
 
 SPEC is one of: a directory holding X.npy and y.npy; a ``.csv`` file with a header;
-``synthetic:regression`` or ``synthetic:classification`` with ``,key=value`` options.
+``synthetic:regression`` or ``synthetic:classification`` with ``,key=value`` options; or one of
+the data sets scikit-learn ships (``digits``, ``breast_cancer``, ``wine``, ``iris``; these names
+always mean the built-in sets: write ``./iris`` for a directory of that name).
 """
 from __future__ import annotations
 
@@ -12,18 +14,21 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from ..errors import JobError, UsageError
+from .builtin import FILES as BUILTIN, BuiltinSource
 from .csv import CsvSource
 from .npy import NpySource
 from .partition import batch_shares, block_bounds, block_sizes
+from .prepare import n_classes, split, standardize
 from .sampler import BatchSampler
 from .synthetic import SyntheticSource
 
 if TYPE_CHECKING:
     from ..comm import Comm
 
-__all__ = ["Dataset", "load", "open_source", "block_bounds", "block_sizes", "batch_shares", "BatchSampler"]
+__all__ = ["Dataset", "load", "open_source", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
+           "batch_shares", "BatchSampler", "BUILTIN"]
 
-Source = Union[CsvSource, NpySource, SyntheticSource]
+Source = Union[CsvSource, NpySource, SyntheticSource, BuiltinSource]
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Dataset:
     X : ndarray of shape (n_local, n_features), float64
     y : ndarray of shape (n_local,), float64, or None when the data has no labels
     start : global index of this rank's first row; n_total : rows over all ranks
+    counts : rows on every rank, shape (size,): contiguous blocks in rank order
     """
 
     X: np.ndarray
@@ -40,6 +46,7 @@ class Dataset:
     start: int
     n_total: int
     spec: str
+    counts: np.ndarray
 
     @property
     def n_local(self) -> int:
@@ -54,6 +61,8 @@ class Dataset:
 
 def open_source(spec: str, label_column: Optional[str] = None, n_features: Optional[int] = None) -> Source:
     """Parse SPEC and open the source (reads headers only, never the rows)."""
+    if spec in BUILTIN:
+        return BuiltinSource(spec)
     if spec.startswith("synthetic:"):
         kind, *pairs = spec[len("synthetic:") :].split(",")
         options = {}
@@ -72,7 +81,7 @@ def open_source(spec: str, label_column: Optional[str] = None, n_features: Optio
     if not os.path.exists(spec):
         raise UsageError(
             f"data {spec!r} does not exist; give a directory with X.npy and y.npy, a .csv file, "
-            "or synthetic:regression / synthetic:classification"
+            f"synthetic:regression / synthetic:classification, or one of {', '.join(BUILTIN)}"
         )
     raise UsageError(f"cannot read {spec!r}: expected a directory with X.npy and y.npy, or a .csv file")
 
@@ -113,7 +122,7 @@ def load(
         else:
             X, y = source.read(start, stop)
         check_finite(X, y, start, spec)
-    return Dataset(X, y, start, source.n_total, spec)
+    return Dataset(X, y, start, source.n_total, spec, block_sizes(source.n_total, comm.size))
 
 
 def check_finite(X: np.ndarray, y: Optional[np.ndarray], start: int, spec: str) -> None:
