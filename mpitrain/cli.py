@@ -6,14 +6,16 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, models
+from . import __version__, models, optim
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
+from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
-from .data import load
+from .data import BUILTIN, Dataset, load, n_classes, split, standardize
 from .errors import JobError, UsageError
 from .inference import predict
 from .outputs import MetricsLog, write_json, write_npy, write_npz
@@ -63,7 +65,8 @@ def build_parser() -> Parser:
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
                             "one-shot: average once at the end")
     train.add_argument("--data", required=True, metavar="SPEC",
-                       help="DIR with X.npy/y.npy, FILE.csv, or synthetic:regression|classification[,n=..,d=..,noise=..,seed=..]")
+                       help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
+                            f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
     length = train.add_mutually_exclusive_group()
@@ -74,7 +77,7 @@ def build_parser() -> Parser:
                        help="global mini-batch, split over ranks in proportion to their rows (sgd, local-sgd, one-shot)")
     train.add_argument("--sync-every", type=positive_int, metavar="H", help="local steps between averages (local-sgd)")
     train.add_argument("--l2", type=non_negative_float, default=0.0, help="weight of (l2/2)||w||^2; bias unpenalised")
-    train.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    train.add_argument("--seed", type=int, default=0, help="seed of sampling and of the MLP's initialisation (default 0)")
     train.add_argument("--out", required=True, metavar="DIR", help="output directory (created by rank 0)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
 
@@ -85,6 +88,7 @@ def build_parser() -> Parser:
     pred.add_argument("--out", required=True, metavar="FILE.npy")
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
+    add_model_flags(train)
     parser.set_defaults(train_parser=train)
     return parser
 
@@ -100,6 +104,125 @@ def check_train_flags(parser: Parser, args: argparse.Namespace) -> None:
         parser.error("--algorithm local-sgd needs --sync-every H (local steps between averages)")
     if args.algorithm != "local-sgd" and args.sync_every is not None:
         parser.error(f"--sync-every only applies to local-sgd, not {args.algorithm}")
+
+
+# -- models, optimizers and data preparation (issue 3) --------------------------------------------
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers >= 1, e.g. 256,256."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 64,64, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1 such as 64,64, not {text!r}")
+    return values
+
+
+def float_pair(text: str) -> tuple[float, float]:
+    """argparse type: two comma-separated numbers in [0, 1), e.g. 0.9,0.999."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"must be two numbers in [0, 1) such as 0.9,0.999, not {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
+    return value
+
+
+def add_model_flags(train: Parser) -> None:
+    """Flags of the MLP, the optimizers, the schedules and data preparation."""
+    mlp = train.add_argument_group("mlp")
+    mlp.add_argument("--hidden", type=int_list, metavar="H1,H2,...", help="hidden layer sizes (default 64)")
+    mlp.add_argument("--activation", choices=("relu", "tanh"), help="hidden activation (default relu)")
+    mlp.add_argument("--loss", choices=("cross-entropy", "squared-error"),
+                     help="cross-entropy over the classes (default) or squared error for regression")
+    opt = train.add_argument_group("optimizer")
+    opt.add_argument("--optimizer", choices=optim.OPTIMIZERS, default="sgd", help="update rule (default sgd)")
+    opt.add_argument("--momentum", type=non_negative_float, help="momentum coefficient (momentum, nesterov; default 0.9)")
+    opt.add_argument("--betas", type=float_pair, metavar="B1,B2",
+                     help="Adam's moment decay rates (adam, adamw; default 0.9,0.999)")
+    opt.add_argument("--eps", type=positive_float, help="Adam's denominator term (default 1e-8)")
+    opt.add_argument("--weight-decay", type=non_negative_float, help="decoupled weight decay of the weights (adamw)")
+    opt.add_argument("--clip-norm", type=positive_float, metavar="C",
+                     help="clip the reduced gradient (with the L2 term) to global L2 norm C")
+    opt.add_argument("--schedule", choices=optim.SCHEDULES, default="constant",
+                     help="learning rate after warmup: constant, step (--decay-every, --decay-factor) or cosine to 0")
+    opt.add_argument("--warmup-steps", type=int, default=0, metavar="W", help="linear warmup from lr/W to lr (default 0)")
+    opt.add_argument("--decay-every", type=positive_int, metavar="N", help="step schedule: decay period in steps")
+    opt.add_argument("--decay-factor", type=positive_float, metavar="F", help="step schedule: factor (default 0.1)")
+    opt.add_argument("--scale-lr", type=positive_int, metavar="B0",
+                     help="linear scaling rule: --lr is tuned for global batch B0; use lr * B / B0 "
+                          "(B: --batch-size, or all rows for gd)")
+    opt.add_argument("--local-state", choices=LOCAL_STATES,
+                     help="local-sgd: keep optimizer state per rank (default), average it, or reset it at each sync")
+    prep = train.add_argument_group("data preparation")
+    prep.add_argument("--test-fraction", type=fraction, metavar="F",
+                      help="hold out a stratified fraction F of --data as test data (instead of --test-data)")
+    prep.add_argument("--split-seed", type=int, default=0, help="seed of the --test-fraction split (default 0)")
+    prep.add_argument("--standardize", action="store_true",
+                      help="scale features by the training rows' global mean and standard deviation")
+
+
+def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
+    """Reject model, optimizer and preparation flags that do not apply to the chosen ones."""
+    only = [
+        (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
+        (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
+        (("betas", "eps"), args.optimizer in ("adam", "adamw"), "--optimizer adam or adamw"),
+        (("weight_decay",), args.optimizer == "adamw", "--optimizer adamw (use --l2 with the others)"),
+        (("decay_every", "decay_factor"), args.schedule == "step", "--schedule step"),
+        (("local_state",), args.algorithm == "local-sgd", "--algorithm local-sgd"),
+    ]
+    for names, applies, where in only:
+        for name in names:
+            if getattr(args, name) is not None and not applies:
+                parser.error(f"--{name.replace('_', '-')} only applies to {where}")
+    if args.schedule == "step" and args.decay_every is None:
+        parser.error("--schedule step needs --decay-every N (steps between decays)")
+    if args.momentum is not None and args.momentum >= 1:
+        parser.error(f"--momentum must be below 1, not {args.momentum}")
+    if args.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0, not {args.warmup_steps}")
+    if args.test_fraction is not None and args.test_data:
+        parser.error("--test-fraction and --test-data both name test data; give one of them")
+
+
+def prepare(args: argparse.Namespace, comm: Comm, data: Dataset, test: Optional[Dataset]) -> tuple:
+    """Collective: split off --test-fraction and --standardize; return (train, test, scaling or None)."""
+    if args.test_fraction is not None:
+        classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+        data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
+    scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else None
+    return data, test, scaling
+
+
+def model_options(args: argparse.Namespace, comm: Comm, data: Dataset) -> dict:
+    """Collective: the keyword options of the chosen model (the class count comes from the labels)."""
+    options = {k: getattr(args, k) for k in ("hidden", "activation", "loss") if getattr(args, k) is not None}
+    if args.model == "softmax" or (args.model == "mlp" and args.loss != "squared-error"):
+        options["n_classes"] = n_classes(data, comm)
+    return options
+
+
+def optimizer_settings(args: argparse.Namespace, steps: int, batch: int) -> dict:
+    """The Settings fields of the optimizer flags, with --scale-lr applied; JobError if they conflict."""
+    if args.warmup_steps > steps:
+        raise JobError(f"--warmup-steps {args.warmup_steps} exceeds the {steps} training steps; use fewer")
+    given = {"momentum": args.momentum, "betas": args.betas, "eps": args.eps, "weight_decay": args.weight_decay,
+             "decay_every": args.decay_every, "decay_factor": args.decay_factor, "local_state": args.local_state}
+    lr = optim.scale_lr(args.lr, batch, args.scale_lr) if args.scale_lr else args.lr
+    return {"lr": lr, "optimizer": args.optimizer, "clip_norm": args.clip_norm, "schedule": args.schedule,
+            "warmup_steps": args.warmup_steps, **{k: v for k, v in given.items() if v is not None}}
 
 
 def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-untyped-def]
@@ -120,11 +243,19 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     test = None
     if args.test_data:
         test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
-    model = models.create(args.model, data.n_features)
+    data, test, scaling = prepare(args, comm, data, test)
+    with comm.together():
+        model = models.create(args.model, data.n_features, **model_options(args, comm, data))
+    if test is not None and test.y is not None:
+        bad = model.check_labels(test.y, test.start)
+        comm.raise_if_any(f"test data: {bad}" if bad else "")
     per_epoch = steps_per_epoch(data.n_total, args.batch_size)
     steps = args.steps if args.steps is not None else (args.epochs or 10) * per_epoch
-    settings = Settings(steps=steps, lr=args.lr, l2=args.l2, batch_size=args.batch_size,
-                        sync_every=args.sync_every, seed=args.seed)
+    settings = Settings(steps=steps, l2=args.l2, batch_size=args.batch_size, sync_every=args.sync_every,
+                        seed=args.seed, **optimizer_settings(args, steps, args.batch_size or data.n_total))
+    if args.scale_lr:
+        say(comm, f"linear scaling rule: lr {args.lr:g} x {args.batch_size or data.n_total} / {args.scale_lr} "
+                  f"= {settings.lr:g}")
     metrics = MetricsLog(os.path.join(args.out, "metrics.jsonl")) if comm.rank == 0 else None
 
     def log(record: dict) -> None:
@@ -146,8 +277,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "n_features": data.n_features,
         "steps": steps,
         "epochs": steps / per_epoch,
-        "settings": {"lr": args.lr, "l2": args.l2, "batch_size": args.batch_size,
-                     "sync_every": args.sync_every, "seed": args.seed},
+        "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
+        "model_options": model.options(),
+        "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
+                        "standardize": args.standardize},
         "data": args.data,
         "metric_name": model.metric_name,
         "final_train_loss": train_loss,
@@ -162,7 +295,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     summary["wall_seconds"] = time.perf_counter() - t0
     with comm.together():
         if metrics is not None:
-            write_npz(os.path.join(args.out, "model.npz"), models.save_arrays(model, result.theta))
+            write_npz(os.path.join(args.out, "model.npz"), models.save_arrays(model, result.theta, scaling))
             metrics.close()
             write_json(os.path.join(args.out, "summary.json"), summary)
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if test is not None else ""
@@ -177,10 +310,14 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
     """The predict subcommand."""
     with comm.together():
         model, theta = models.load(args.model)
+        scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
             raise UsageError(f"the directory of --out {args.out!r} does not exist")
     data = load(args.data, comm, label_column=args.label_column, n_features=model.n_features,
                 require_labels=False)
+    if scaling is not None:  # the model was trained on standardised features
+        data.X -= scaling[0]
+        data.X /= scaling[1]
     predictions, metric = predict(model, theta, data, comm)
     with comm.together():
         if predictions is not None:
@@ -204,6 +341,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     comm = world()
     if args.command == "train":
         check_train_flags(args.train_parser, args)
+        check_model_flags(args.train_parser, args)
         return run_train(args, comm)
     if args.command == "predict":
         return run_predict(args, comm)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -18,7 +19,7 @@ MODELS: dict[str, type[Model]] = {
 FORMAT_VERSION = 2
 
 __all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLP", "Model", "MODELS",
-           "create", "save_arrays", "load"]
+           "create", "save_arrays", "load", "feature_scaling"]
 
 
 def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-untyped-def]
@@ -40,17 +41,19 @@ def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-u
         raise UsageError(f"model {name!r}: {exc}") from None
 
 
-def save_arrays(model: Model, theta: np.ndarray) -> dict[str, np.ndarray]:
+def save_arrays(model: Model, theta: np.ndarray, scaling: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict[str, np.ndarray]:
     """The plain arrays a model file holds: format, name, options and each named parameter.
 
-    No object arrays, so the file loads with ``allow_pickle=False``.
+    With ``scaling`` = (mean, scale), each of shape (n_features,), the file also keeps the feature
+    standardisation the model was trained with. No object arrays: it loads with ``allow_pickle=False``.
     """
     options = {k: np.array(v) for k, v in model.options().items()}
     if "hidden" in options:
         options["hidden"] = np.array(model.options()["hidden"], dtype=np.int64)
     params = {k: v.copy() for k, v in model.layout.views(theta).items()}
+    extra = {} if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
     return {"format_version": np.array(FORMAT_VERSION), "model": np.array(model.name),
-            "n_features": np.array(model.n_features), **options, **params}
+            "n_features": np.array(model.n_features), **options, **params, **extra}
 
 
 def load(path: str) -> tuple[Model, np.ndarray]:
@@ -74,6 +77,12 @@ def load(path: str) -> tuple[Model, np.ndarray]:
         return model, model.layout.pack(arrays)
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
+
+
+def feature_scaling(path: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(mean, scale) of the standardisation a model file was trained with, or None."""
+    with np.load(path, allow_pickle=False) as f:
+        return (f["feature_mean"], f["feature_scale"]) if "feature_mean" in f.files else None
 
 
 def _plain(value: np.ndarray):  # type: ignore[no-untyped-def]
