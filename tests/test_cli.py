@@ -153,3 +153,14 @@ def test_warmup_longer_than_training_fails_on_every_rank_with_one_message(tmp_pa
     done = run("train", "--model", "logistic", "--algorithm", "gd", "--data", "synthetic:classification,n=50",
                "--lr", "0.1", "--steps", "5", "--warmup-steps", "6", "--out", str(tmp_path / "r"), ranks=3, timeout=30)
     assert done.returncode == 2 and done.stderr.count("--warmup-steps 6 exceeds the 5 training steps") == 1
+
+
+def test_the_python_example_runs_under_mpiexec():
+    pytest.importorskip("sklearn")
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "train_digits.py")
+    env = {**os.environ, "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
+    done = subprocess.run([*mpiexec().split(), "-n", "2", sys.executable, script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("digits MLP on 2 rank(s): test accuracy") == 1
+    assert float(done.stdout.split()[-1]) >= 0.96
