@@ -28,8 +28,8 @@ class Settings:
     averages (local SGD); seed : sampling seed (and the MLP's initialisation).
 
     optimizer : sgd, momentum, nesterov, adam or adamw, with ``momentum``, ``betas``, ``eps`` and
-    ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient to this global
-    norm; schedule : constant, step (times ``decay_factor`` every ``decay_every`` steps) or
+    ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
+    one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor`` every ``decay_every`` steps) or
     cosine, after ``warmup_steps`` of linear warmup; local_state : what local SGD does with
     optimizer state at a sync point: keep it per rank, average it (n_k/N weights) or reset it.
     """

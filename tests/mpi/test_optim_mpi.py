@@ -145,3 +145,35 @@ def test_local_sgd_averaging_adam_state_equals_the_serial_run(comm):
     np.testing.assert_allclose(np.concatenate(optim.state_arrays(result.opt_state)),
                                np.concatenate([refs[0].mu, refs[0].nu]), rtol=1e-10, atol=1e-14)
     assert same_bits_everywhere(result.theta, *optim.state_arrays(result.opt_state))
+
+
+def test_mlp_step_is_one_allreduce_of_one_buffer_and_matches_the_serial_run(comm, monkeypatch):
+    spec = "synthetic:classification,n=150,d=6,seed=3"
+    data = mt.load(spec, comm)
+    model = mt.create_model("mlp", 6, hidden=(5, 4), activation="tanh", n_classes=2)
+    settings = mt.Settings(steps=20, lr=0.05, l2=0.01, batch_size=16, seed=1, optimizer="adam")
+    calls = []
+    real = comm.allreduce
+
+    def spy(buf, op="sum"):
+        calls.append((buf.size, buf.ctypes.data))
+        return real(buf, op)
+
+    monkeypatch.setattr(comm, "allreduce", spy)
+    result = mt.fit(model, data, comm, "sgd", settings)
+    monkeypatch.undo()
+    steps = [c for c in calls if c[0] == model.n_params + 2]  # [gradient sum | loss sum | metric sum]
+    assert len(steps) == 20 and len(set(steps)) == 1  # one Allreduce per step, always the same buffer
+
+    # The same run on one process: the serial model on the union of the ranks' batches, and Adam as written.
+    X, y = full_data(spec)
+    theta, ref = model.init(1), Reference("adam", model.n_params)
+    grad = np.empty(model.n_params)
+    for t in range(20):
+        rows = np.concatenate([s.start + s.indices(t) for s in samplers(len(y), comm.size, 16, 1)])
+        model.sums(theta, X[rows], y[rows], grad)
+        g = grad / 16
+        g[: model.n_penalized] += 0.01 * theta[: model.n_penalized]
+        theta = theta - 0.05 * ref.direction(g, theta)
+    np.testing.assert_allclose(result.theta, theta, rtol=1e-10, atol=1e-13)
+    assert same_bits_everywhere(result.theta, *optim.state_arrays(result.opt_state))
