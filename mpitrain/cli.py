@@ -193,6 +193,8 @@ def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
         parser.error(f"--momentum must be below 1, not {args.momentum}")
     if args.warmup_steps < 0:
         parser.error(f"--warmup-steps must be >= 0, not {args.warmup_steps}")
+    if args.split_seed < 0 or (args.model == "mlp" and args.seed < 0):
+        parser.error("--split-seed and the MLP's --seed must be >= 0")
     if args.test_fraction is not None and args.test_data:
         parser.error("--test-fraction and --test-data both name test data; give one of them")
 

@@ -13,14 +13,18 @@ if TYPE_CHECKING:
 
 
 def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm") -> tuple[Optional[np.ndarray], Optional[float]]:
-    """Collective: (predictions of shape (n_total,) on rank 0 and None elsewhere, metric or None).
+    """Collective: (predictions of shape (n_total, ...) on rank 0 and None elsewhere, metric or None).
 
-    The metric (RMSE or accuracy, over all rows) is computed when the data has labels and is
+    Predictions are values or probabilities of shape (n_total,), or class probabilities of shape
+    (n_total, K) for softmax and MLP classifiers. The metric (RMSE or accuracy, over all rows) is
+    computed when the data has labels, which must suit the model (JobError otherwise), and is
     returned on every rank.
     """
     local = model.predict(theta, data.X)
     metric = None
     if data.y is not None:
+        bad = model.check_labels(data.y, data.start)
+        comm.raise_if_any(f"{data.spec}: cannot score the predictions: {bad}" if bad else "")
         sums = comm.allreduce(np.array(model.sums(theta, data.X, data.y)))
         metric = model.metric(sums[1], data.n_total)
     return comm.gather_rows(local), metric

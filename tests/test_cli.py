@@ -164,3 +164,18 @@ def test_the_python_example_runs_under_mpiexec():
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("digits MLP on 2 rank(s): test accuracy") == 1
     assert float(done.stdout.split()[-1]) >= 0.96
+
+
+def test_predict_with_labels_the_model_cannot_score_fails_with_one_message(tmp_path):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "iris"
+    done = run("train", "--model", "softmax", "--data", "iris", "--algorithm", "gd", "--lr", "0.5", "--steps", "5",
+               "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    # Four features as in iris, but a label 3 that a 3-class model cannot score.
+    csv = tmp_path / "bad.csv"
+    csv.write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,4,3\n5,6,7,8,1\n")
+    pred = run("predict", "--model", str(out / "model.npz"), "--data", str(csv), "--out", str(tmp_path / "p.npy"),
+               ranks=3, timeout=30)
+    assert pred.returncode == 2 and "Traceback" not in pred.stderr
+    assert pred.stderr.count("softmax regression with 3 classes needs integer labels 0..2, but row 1 has 3.0") == 1
