@@ -210,3 +210,12 @@ def test_create_names_the_bad_option():
         models.create("mlp", 3, activation="sigmoid", n_classes=2)
     with pytest.raises(models.UsageError, match="n_classes >= 2, not 1"):
         models.create("softmax", 3, n_classes=1)
+
+
+@pytest.mark.parametrize("name, options", [("softmax", {"n_classes": 3}), ("mlp", {"hidden": (4,), "n_classes": 3})])
+def test_a_rank_without_rows_contributes_zero(name, options):
+    model = models.create(name, 2, **options)
+    theta = model.init(0) + 0.1
+    grad = np.full(model.n_params, np.nan)
+    assert model.sums(theta, np.empty((0, 2)), np.empty(0), grad) == (0.0, 0.0)
+    assert not grad.any() and model.predict(theta, np.empty((0, 2))).shape == (0, 3)

@@ -58,13 +58,13 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray]
     """
     labels = y.astype(np.intp)
     rows = np.arange(labels.size)
-    shifted = Z - Z.max(axis=1, keepdims=True) if Z.size else Z
+    shifted = Z - Z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(shifted).sum(axis=1))
     loss = float(np.sum(log_norm - shifted[rows, labels]))
     if dZ is not None:
         np.exp(shifted - log_norm[:, None], out=dZ)
         dZ[rows, labels] -= 1.0
-    correct = np.count_nonzero(Z.argmax(axis=1) == labels) if Z.size else 0
+    correct = np.count_nonzero(Z.argmax(axis=1) == labels)
     return loss, float(correct)
 
 
@@ -79,7 +79,7 @@ def squared_error(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None)
 
 def softmax(Z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of Z (n, K), without overflow."""
-    e = np.exp(Z - Z.max(axis=1, keepdims=True)) if Z.size else Z
+    e = np.exp(Z - Z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
