@@ -15,8 +15,10 @@ from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .comm import Comm, world
 from .data import load
 from .errors import JobError, UsageError
+from .guard import EXIT_RESUMABLE, blas_threads, startup_warnings
 from .inference import predict
 from .outputs import MetricsLog, write_json, write_npy, write_npz
+from .supervisor import Supervisor
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,6 +34,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
     return value
 
 
@@ -77,6 +87,18 @@ def build_parser() -> Parser:
     train.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     train.add_argument("--out", required=True, metavar="DIR", help="output directory (created by rank 0)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    safety = train.add_argument_group("checkpoints and fault handling")
+    safety.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
+                        help="write a checkpoint every N steps into OUT/checkpoints (default 0: only when "
+                             "stopped by SIGUSR1/SIGTERM)")
+    safety.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K",
+                        help="keep the newest K checkpoints (default 3)")
+    safety.add_argument("--resume", metavar="auto|PATH",
+                        help="continue from the newest valid checkpoint in OUT/checkpoints (auto; none: start "
+                             "afresh) or from one checkpoint directory")
+    safety.add_argument("--watchdog-seconds", type=non_negative_float, default=900.0, metavar="S",
+                        help="end the job (status 4) if one step takes longer than S seconds, after printing "
+                             "every rank's stack (default 900; 0 turns it off)")
 
     pred = sub.add_parser("predict", help="distributed inference; rank 0 writes the predictions in row order")
     pred.add_argument("--model", required=True, metavar="MODEL.npz", help="a model file written by train")
@@ -111,6 +133,8 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
     """The train subcommand."""
     t0 = time.perf_counter()
+    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+        say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     with comm.together():
         if comm.rank == 0:
             os.makedirs(args.out, exist_ok=True)
@@ -126,6 +150,12 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     settings = Settings(steps=steps, lr=args.lr, l2=args.l2, batch_size=args.batch_size,
                         sync_every=args.sync_every, seed=args.seed)
     metrics = MetricsLog(os.path.join(args.out, "metrics.jsonl")) if comm.rank == 0 else None
+    meta = {"model": args.model, "algorithm": args.algorithm, "n_features": data.n_features,
+            "n_samples": data.n_total, "steps_per_epoch": per_epoch, "data": args.data,
+            "settings": {"lr": args.lr, "l2": args.l2, "batch_size": args.batch_size,
+                         "sync_every": args.sync_every, "seed": args.seed, "steps": steps}}
+    supervisor = Supervisor(comm, os.path.join(args.out, "checkpoints"), args.checkpoint_every,
+                            args.keep_checkpoints, meta, metrics, args.watchdog_seconds)
 
     def log(record: dict) -> None:
         if metrics is not None:
@@ -135,7 +165,20 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                       f"{model.metric_name} {record['metric']:.4f}  {record['seconds']:.2f}s",
                       file=sys.stderr, flush=True)
 
-    result = fit(model, data, comm, args.algorithm, settings, log=log)
+    try:
+        state = None
+        if args.resume:
+            state, notes = supervisor.resume(args.resume, model.n_params, data.n_total)
+            for note in notes:
+                say(comm, f"mpitrain: {note}", sys.stderr)
+        result = fit(model, data, comm, args.algorithm, settings, log=log, state=state, hooks=supervisor)
+    finally:
+        supervisor.close()
+    if result.stopped:
+        say(comm, f"mpitrain: stopped by a signal after step {result.steps} of {steps}; checkpoint "
+                  f"{supervisor.saved_path}; continue with the same command and --resume auto "
+                  f"(exit status {EXIT_RESUMABLE})", sys.stderr)
+        return EXIT_RESUMABLE
     train_loss, train_metric = evaluate(model, result.theta, data, comm, args.l2)
     summary = {
         "mpitrain_version": __version__,

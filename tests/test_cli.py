@@ -1,7 +1,6 @@
 """End to end: `python -m mpitrain` under mpiexec with 2 ranks, as a user runs it."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -9,21 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from launch import run
+
 pytestmark = pytest.mark.e2e
-
-
-def mpiexec() -> str:
-    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the one beside this Python."""
-    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-    if not found:
-        pytest.fail("no mpiexec: set MPIEXEC or install the mpich wheel (make install)")
-    return found
-
-
-def run(*args: str, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
-    cmd = [*mpiexec().split(), "-n", str(ranks), sys.executable, "-m", "mpitrain", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 TRAIN = ["train", "--model", "logistic", "--algorithm", "sgd", "--data", "synthetic:classification,n=2000,d=5",

@@ -35,14 +35,52 @@ class Settings:
 
 
 @dataclass
+class State:
+    """Where a run stands, enough to resume it exactly.
+
+    step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
+    metric sum and samples since the last metrics record. Sampling is a pure function of
+    (seed, step), so no random-generator state is needed.
+    """
+
+    step: int
+    theta: np.ndarray
+    period: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+
+class Hooks:
+    """What a training loop reports to and asks of its supervisor; these defaults do nothing."""
+
+    listens = False  # True: the loop must collect stop votes every step
+
+    def begin_step(self, step: int) -> None:
+        """Called on every rank before each step."""
+
+    def stop_vote(self) -> float:
+        """1.0 if this rank wants the run to stop at the end of this step, else 0.0."""
+        return 0.0
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        """Whether to save a checkpoint after ``steps_done`` steps."""
+        return False
+
+    def save(self, state: State, synced: bool) -> None:
+        """Collective: checkpoint ``state``; ``synced`` says theta is identical on every rank."""
+
+
+@dataclass
 class Result:
-    """Parameters after training (identical on every rank) and what it took to get them."""
+    """Parameters after training (identical on every rank) and what it took to get them.
+
+    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``.
+    """
 
     theta: np.ndarray
-    history: list = field(default_factory=list)
+    steps: int = 0
     samples: int = 0
     seconds: float = 0.0
     comm_seconds: float = 0.0
+    stopped: bool = False
 
 
 class Clock:
@@ -82,6 +120,17 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     sums = np.array(model.sums(theta, data.X, data.y))
     comm.allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2), model.metric(sums[1], data.n_total)
+
+
+def check_finite(buf: np.ndarray, step: int) -> None:
+    """JobError (on every rank alike: ``buf`` is a reduction result) if buf has NaN or inf."""
+    if not np.isfinite(buf).all():
+        from ..errors import JobError
+
+        raise JobError(
+            f"the loss or gradient became {'nan' if np.isnan(buf).any() else 'infinite'} at step {step + 1}; "
+            "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
+        )
 
 
 def steps_per_epoch(n_total: int, batch_size: Optional[int]) -> int:

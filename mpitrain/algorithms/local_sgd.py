@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..models import Model
-from .base import Clock, Logger, Result, Settings, add_penalty_gradient, penalty, steps_per_epoch
+from .base import Clock, Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty, steps_per_epoch
 from .sync import Batches
 
 if TYPE_CHECKING:
@@ -25,32 +25,43 @@ def fit_local_sgd(
     data: Dataset,
     comm: "Comm",
     settings: Settings,
-    theta: np.ndarray,
+    state: State,
     log: Optional[Logger] = None,
+    hooks: Hooks = Hooks(),
 ) -> Result:
-    """Train ``theta`` (n_params,) in place with local SGD and weighted averaging."""
+    """Train ``state.theta`` (n_params,) in place with local SGD and weighted averaging.
+
+    A supervisor that listens for stop requests costs one 8-byte Allreduce per local step.
+    """
     if settings.batch_size is None or settings.sync_every is None or settings.sync_every < 1:
         raise ValueError("local SGD needs a batch_size and sync_every >= 1")
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
     n_params, weight = model.n_params, data.n_local / data.n_total
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
     grad = np.empty(n_params)
-    buf = np.empty(n_params + 3)  # [weighted parameters | loss sum | metric sum | samples]
-    period = np.zeros(3)
+    buf = np.empty(n_params + 4)  # [weighted parameters | loss sum | metric sum | samples | stop votes]
+    vote = np.empty(1)
+    theta, period = state.theta, state.period
     clock = Clock(comm)
-    for step in range(settings.steps):
+    result = Result(theta)
+    for step in range(state.step, settings.steps):
+        hooks.begin_step(step)
         if batches.share:
             X, y = batches.at(step)
             period += (*model.sums(theta, X, y, grad), batches.share)
             grad /= batches.share
             add_penalty_gradient(theta, grad, settings.l2)
             theta -= settings.lr * grad
-        if (step + 1) % settings.sync_every == 0 or step + 1 == settings.steps:
+        result.steps, result.samples = step + 1, result.samples + batches.global_size
+        synced = (step + 1) % settings.sync_every == 0 or step + 1 == settings.steps
+        if synced:
             np.multiply(theta, weight, out=buf[:n_params])
-            buf[n_params:] = period
+            buf[n_params:-1] = period
+            buf[-1] = hooks.stop_vote()
             comm.allreduce(buf)
+            check_finite(buf, step)
             theta[:] = buf[:n_params]
-            loss_sum, metric_sum, seen = buf[n_params:]
+            loss_sum, metric_sum, seen = buf[n_params:-1]
             if log is not None:
                 log({
                     "step": step + 1,
@@ -60,4 +71,13 @@ def fit_local_sgd(
                     "seconds": clock.elapsed(),
                 })
             period[:] = 0
-    return clock.finish(Result(theta, samples=settings.steps * batches.global_size))
+            stop = buf[-1] > 0
+        else:
+            vote[0] = hooks.stop_vote() if hooks.listens else 0.0
+            stop = hooks.listens and comm.allreduce(vote)[0] > 0
+        result.stopped = bool(stop) and step + 1 < settings.steps
+        if result.stopped or (synced and hooks.checkpoint_due(step + 1)):
+            hooks.save(State(step + 1, theta, period), synced=synced)
+        if result.stopped:
+            break
+    return clock.finish(result)

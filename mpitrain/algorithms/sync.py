@@ -1,9 +1,9 @@
 """Synchronous data parallelism: full-batch gradient descent and mini-batch SGD.
 
 Each step, every rank sums the loss gradient over its rows of the global batch; one
-Allreduce adds the per-rank sums (the loss and metric sums travel in the same buffer); the
-sum is divided by the global batch size and the L2 term is added once, after the reduction.
-Full-batch GD is the case where each rank's batch is its whole partition.
+Allreduce adds the per-rank sums (the loss and metric sums and the ranks' stop votes travel in
+the same buffer); the sum is divided by the global batch size and the L2 term is added once,
+after the reduction. Full-batch GD is the case where each rank's batch is its whole partition.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 from ..data import BatchSampler, Dataset, batch_shares, block_sizes
 from ..errors import JobError
 from ..models import Model
-from .base import Clock, Logger, Result, Settings, add_penalty_gradient, penalty, steps_per_epoch
+from .base import (Clock, Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty,
+                   steps_per_epoch)
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -68,27 +69,32 @@ def fit_sync(
     data: Dataset,
     comm: "Comm",
     settings: Settings,
-    theta: np.ndarray,
+    state: State,
     log: Optional[Logger] = None,
+    hooks: Hooks = Hooks(),
 ) -> Result:
-    """Train ``theta`` (n_params,) in place with synchronous GD/SGD; return the Result."""
+    """Train ``state.theta`` (n_params,) in place with synchronous GD/SGD from ``state.step``."""
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
     n_params, scale = model.n_params, 1.0 / batches.global_size
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    buf = np.empty(n_params + 2)  # [gradient sum | loss sum | metric sum]
+    buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
+    theta, period = state.theta, state.period
     clock = Clock(comm)
     result = Result(theta)
-    period = np.zeros(3)  # loss sum, metric sum, samples since the last record
-    for step in range(settings.steps):
+    for step in range(state.step, settings.steps):
+        hooks.begin_step(step)
         X, y = batches.at(step)
-        buf[n_params:] = model.sums(theta, X, y, grad)
+        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad)
+        buf[-1] = hooks.stop_vote()
         comm.allreduce(buf)
+        check_finite(buf, step)
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
         objective_term = penalty(theta, settings.l2)
         grad *= scale
         add_penalty_gradient(theta, grad, settings.l2)
         theta -= settings.lr * grad
+        result.steps, result.samples = step + 1, result.samples + batches.global_size
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
             log({
                 "step": step + 1,
@@ -98,5 +104,9 @@ def fit_sync(
                 "seconds": clock.elapsed(),
             })
             period[:] = 0
-    result.samples = settings.steps * batches.global_size
+        result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
+        if result.stopped or hooks.checkpoint_due(step + 1):
+            hooks.save(State(step + 1, theta, period), synced=True)
+        if result.stopped:
+            break
     return clock.finish(result)
