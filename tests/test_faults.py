@@ -5,12 +5,14 @@ Each test bounds its job with a timeout, so a hang fails the test instead of blo
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from launch import run, start
+from launch import ENV, mpiexec, run, start
 
 pytestmark = pytest.mark.e2e
 
@@ -122,3 +124,23 @@ def test_signal_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
             job.wait()
     assert job.returncode == 75, job.stderr.read()
     assert (tmp_path / "checkpoints" / "latest").exists()
+
+
+def test_exception_in_a_python_script_aborts_the_job(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import mpitrain as mt\n"
+        "comm = mt.world()\n"
+        "data = mt.load('synthetic:regression,n=500,d=3', comm)\n"
+        "model = mt.create_model('linear', 3)\n"
+        "def log(record):\n"
+        "    if comm.rank == 1 and record['step'] == 3:\n"
+        "        raise ValueError('user callback failed')\n"
+        "mt.fit(model, data, comm, 'gd', mt.Settings(steps=100000, lr=0.1), log=log)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([*mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **ENV})
+    assert time.monotonic() - started < 10 and done.returncode != 0
+    assert "unexpected error on rank 1 of 3" in done.stderr
+    assert done.stderr.count("ValueError: user callback failed") == 1

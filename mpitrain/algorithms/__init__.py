@@ -43,6 +43,7 @@ def fit(
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
     if state is None:
