@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UsageError
-from .outputs import write_atomic
+from .outputs import fsync_path, write_atomic, write_synced
 
 FORMAT_VERSION = 1
 STATE = "state.npz"
@@ -47,21 +47,6 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def step_dirs(folder: str) -> list[str]:
     """Names of the complete checkpoint directories in ``folder``, newest step first."""
     if not os.path.isdir(folder):
@@ -83,15 +68,15 @@ def save(folder: str, step: int, arrays: dict, meta: dict, keep: int = 3) -> str
     os.makedirs(tmp)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _write_synced(os.path.join(tmp, STATE), buf.getvalue())
+    write_synced(os.path.join(tmp, STATE), buf.getvalue())
     manifest = {"format_version": FORMAT_VERSION, "step": step, **meta,
                 "files": {STATE: _sha256(os.path.join(tmp, STATE))}}
-    _write_synced(os.path.join(tmp, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    _fsync_path(tmp)
+    write_synced(os.path.join(tmp, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    fsync_path(tmp)
     if os.path.exists(final):  # the same step saved again (a resumed run): replace it whole
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_path(folder)
+    fsync_path(folder)
     write_atomic(os.path.join(folder, LATEST), (name + "\n").encode())
     for old in step_dirs(folder)[keep:]:
         shutil.rmtree(os.path.join(folder, old), ignore_errors=True)

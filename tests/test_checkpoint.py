@@ -50,14 +50,14 @@ def test_damaged_checkpoint_is_rejected_and_the_previous_one_used(tmp_path, dama
 
 def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     save(tmp_path, 1)
-    real = checkpoint._write_synced
+    real = checkpoint.write_synced
 
     def crash_on_manifest(path, data):
         if path.endswith("manifest.json"):
             raise OSError("simulated crash")
         real(path, data)
 
-    monkeypatch.setattr(checkpoint, "_write_synced", crash_on_manifest)
+    monkeypatch.setattr(checkpoint, "write_synced", crash_on_manifest)
     with pytest.raises(OSError):
         save(tmp_path, 2)
     found, warnings = checkpoint.load_latest(str(tmp_path))
