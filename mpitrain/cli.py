@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__, models
+from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .comm import Comm, world
 from .data import load
@@ -107,6 +108,9 @@ def build_parser() -> Parser:
     pred.add_argument("--out", required=True, metavar="FILE.npy")
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
+    bench = sub.add_parser("bench", help="benchmarks: `bench train` (throughput; launches its own mpiexec jobs)")
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
+    bench_train.add_parser(benches)
     parser.set_defaults(train_parser=train)
     return parser
 
@@ -250,6 +254,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_train(args, comm)
     if args.command == "predict":
         return run_predict(args, comm)
+    if args.command == "bench":
+        return bench_train.run(args)
     return run_info(comm)
 
 
