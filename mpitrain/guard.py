@@ -60,28 +60,42 @@ class Watchdog:
         self.seconds, self.rank, self.in_collective, self.grace = seconds, rank, in_collective, grace
         self.step = -1
         self._deadline = float("inf")
+        self._backstop_armed = -float("inf")
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._armed = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="mpitrain-watchdog", daemon=True)
         self._thread.start()
 
     def arm(self, step: int) -> None:
         """Start the clock for ``step``."""
+        now = time.monotonic()
         with self._lock:
-            self.step, self._deadline = step, time.monotonic() + self.seconds
-        faulthandler.dump_traceback_later(self.seconds + 10 * self.grace + 5, exit=True)
+            self.step, self._deadline = step, now + self.seconds
+        if not self._armed.is_set():
+            self._armed.set()
+        # Re-arming faulthandler starts a thread, too slow for every step: re-arm it when half a
+        # period has passed. Its deadline then always falls after the watchdog's own.
+        if now - self._backstop_armed > self.seconds / 2:
+            faulthandler.dump_traceback_later(1.5 * self.seconds + 10 * self.grace + 5, exit=True)
+            self._backstop_armed = now
 
     def stop(self) -> None:
         """Disarm for good."""
         self._stopped.set()
+        self._armed.set()
         faulthandler.cancel_dump_traceback_later()
 
     def _watch(self) -> None:
-        while not self._stopped.wait(0.05):
+        # Deadlines only move later, so sleeping until the current one and checking again costs
+        # one wake-up per period, however many steps re-arm it meanwhile.
+        self._armed.wait()
+        while not self._stopped.is_set():
             with self._lock:
-                late = time.monotonic() > self._deadline
-            if late:
+                remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
                 self._fire()
+            self._stopped.wait(remaining)
 
     def _fire(self) -> None:
         where = ("waiting in a collective for the other ranks" if self.in_collective()

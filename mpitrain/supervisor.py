@@ -6,7 +6,7 @@ then a checkpoint is written and ``python -m mpitrain`` exits with status 75 (re
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -26,15 +26,17 @@ class Supervisor(Hooks):
     """Hooks for one run: checkpoints into ``folder`` every ``every`` steps (0: only on a stop).
 
     ``meta`` describes the run (model, algorithm, settings) and is stored in each manifest; a
-    resumed run must match its model, parameter count and algorithm.
+    resumed run must match its model, parameter count and algorithm. ``progress`` (a tqdm bar or
+    None) advances by one step's samples at every step.
     """
 
     listens = True
 
     def __init__(self, comm: "Comm", folder: str, every: int, keep: int, meta: dict,
-                 metrics: Optional[MetricsLog], watchdog_seconds: float = 0.0) -> None:
+                 metrics: Optional[MetricsLog], watchdog_seconds: float = 0.0, progress: Any = None) -> None:
         self.comm, self.folder, self.every, self.keep, self.meta = comm, folder, every, keep, meta
-        self.metrics = metrics
+        self.metrics, self.progress = metrics, progress
+        self.samples_per_step = int(meta["settings"].get("batch_size") or meta["n_samples"])
         self.stop = StopRequest().install()
         self.watchdog = Watchdog(watchdog_seconds, comm.rank, lambda: comm.busy) if watchdog_seconds > 0 else None
         self.last_saved = 0
@@ -50,6 +52,8 @@ class Supervisor(Hooks):
     def begin_step(self, step: int) -> None:
         if self.watchdog is not None:
             self.watchdog.arm(step)
+        if self.progress is not None:
+            self.progress.update(self.samples_per_step)
 
     def stop_vote(self) -> float:
         return 1.0 if self.stop.requested else 0.0

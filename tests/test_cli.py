@@ -81,3 +81,19 @@ def test_info_reports_world_size_and_versions():
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["world_size"] == 2 and len(info["processors"]) == 2 and info["mpi_library"]
+
+
+def test_trace_has_one_lane_per_rank_with_non_overlapping_spans(tmp_path):
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", "synthetic:regression,n=300,d=3",
+               "--steps", "20", "--lr", "0.1", "--out", str(tmp_path), "--trace", str(tmp_path / "trace.json"),
+               ranks=3)
+    assert done.returncode == 0, done.stderr
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    lanes = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert lanes == {0: "rank 0", 1: "rank 1", 2: "rank 2"}
+    for lane in lanes:
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["ph"] == "X" and e["tid"] == lane)
+        assert len(spans) == 20 * 4  # data, forward+backward, allreduce, update per step
+        assert all(end <= next_start + 1e-3 for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    phases = json.loads((tmp_path / "summary.json").read_text())["phases"]
+    assert {"compute", "waiting", "allreduce"} <= set(phases) and phases["compute"]["max"] > 0

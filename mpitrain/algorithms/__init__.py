@@ -9,6 +9,7 @@ import numpy as np
 from ..data import Dataset
 from ..errors import JobError
 from ..models import Model
+from ..timeline import Timeline
 from .base import Hooks, Logger, Result, Settings, State, evaluate, steps_per_epoch
 from .local_sgd import fit_local_sgd
 from .sync import fit_sync
@@ -32,12 +33,13 @@ def fit(
     *,
     state: Optional[State] = None,
     hooks: Optional[Hooks] = None,
+    timeline: Optional[Timeline] = None,
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
     ``theta`` (n_params,) is the starting point (zeros by default); ``state`` resumes a run
-    instead (see ``mpitrain.supervisor``). Afterwards ``result.theta`` holds the same bits on
-    every rank; RuntimeError if it does not.
+    instead (see ``mpitrain.supervisor``); ``timeline`` records where the time goes.
+    Afterwards ``result.theta`` holds the same bits on every rank; RuntimeError if it does not.
 
     >>> result = fit(model, data, comm, "gd", Settings(steps=100, lr=0.1))  # doctest: +SKIP
     """
@@ -53,13 +55,13 @@ def fit(
         raise ValueError(f"theta has shape {state.theta.shape}; this model needs ({model.n_params},)")
     hooks = Hooks() if hooks is None else hooks
     if algorithm == "gd":
-        result = fit_sync(model, data, comm, replace(settings, batch_size=None), state, log, hooks)
+        result = fit_sync(model, data, comm, replace(settings, batch_size=None), state, log, hooks, timeline)
     elif algorithm == "sgd":
-        result = fit_sync(model, data, comm, settings, state, log, hooks)
+        result = fit_sync(model, data, comm, settings, state, log, hooks, timeline)
     else:
         if algorithm == "one-shot":
             settings = replace(settings, sync_every=settings.steps)
-        result = fit_local_sgd(model, data, comm, settings, state, log, hooks)
+        result = fit_local_sgd(model, data, comm, settings, state, log, hooks, timeline)
     if not result.stopped and not comm.identical(result.theta):
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")

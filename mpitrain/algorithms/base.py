@@ -1,7 +1,6 @@
 """What every training loop shares: settings, the result, the objective and its evaluation."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -9,6 +8,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..models import Model
+from ..timeline import REDUCE, Timeline
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -81,23 +81,13 @@ class Result:
     seconds: float = 0.0
     comm_seconds: float = 0.0
     stopped: bool = False
+    timeline: Timeline = field(default_factory=Timeline)
 
-
-class Clock:
-    """Wall time and communication time since the start of a loop."""
-
-    def __init__(self, comm: "Comm") -> None:
-        self.comm, self.start, self.comm_start = comm, time.perf_counter(), comm.seconds
-
-    def elapsed(self) -> float:
-        """Seconds since the start."""
-        return time.perf_counter() - self.start
-
-    def finish(self, result: Result) -> Result:
-        """Fill in the timings of ``result`` and return it."""
-        result.seconds = self.elapsed()
-        result.comm_seconds = self.comm.seconds - self.comm_start
-        return result
+    def finish(self) -> "Result":
+        """Take the timings from the timeline; return self."""
+        self.seconds = self.timeline.elapsed()
+        self.comm_seconds = self.timeline.totals[REDUCE]
+        return self
 
 
 def penalty(theta: np.ndarray, l2: float) -> float:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..data import Dataset
 from ..models import Model
-from .base import Clock, Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty, steps_per_epoch
+from ..timeline import CHECKPOINT, COMPUTE, DATA, REDUCE, UPDATE, Timeline
+from .base import Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty, steps_per_epoch
 from .sync import Batches
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def fit_local_sgd(
     state: State,
     log: Optional[Logger] = None,
     hooks: Hooks = Hooks(),
+    timeline: Optional[Timeline] = None,
 ) -> Result:
     """Train ``state.theta`` (n_params,) in place with local SGD and weighted averaging.
 
@@ -42,16 +44,20 @@ def fit_local_sgd(
     buf = np.empty(n_params + 4)  # [weighted parameters | loss sum | metric sum | samples | stop votes]
     vote = np.empty(1)
     theta, period = state.theta, state.period
-    clock = Clock(comm)
-    result = Result(theta)
+    result = Result(theta, timeline=timeline or Timeline())
+    timeline = result.timeline
+    timeline.start()
     for step in range(state.step, settings.steps):
         hooks.begin_step(step)
         if batches.share:
             X, y = batches.at(step)
+            timeline.mark(DATA)
             period += (*model.sums(theta, X, y, grad), batches.share)
+            timeline.mark(COMPUTE)
             grad /= batches.share
             add_penalty_gradient(theta, grad, settings.l2)
             theta -= settings.lr * grad
+            timeline.mark(UPDATE)
         result.steps, result.samples = step + 1, result.samples + batches.global_size
         synced = (step + 1) % settings.sync_every == 0 or step + 1 == settings.steps
         if synced:
@@ -59,6 +65,7 @@ def fit_local_sgd(
             buf[n_params:-1] = period
             buf[-1] = hooks.stop_vote()
             comm.allreduce(buf)
+            timeline.mark(REDUCE)
             check_finite(buf, step)
             theta[:] = buf[:n_params]
             loss_sum, metric_sum, seen = buf[n_params:-1]
@@ -68,16 +75,19 @@ def fit_local_sgd(
                     "epoch": (step + 1) / per_epoch,
                     "loss": loss_sum / seen + penalty(theta, settings.l2),
                     "metric": model.metric(metric_sum, int(seen)),
-                    "seconds": clock.elapsed(),
+                    "seconds": timeline.elapsed(),
                 })
             period[:] = 0
             stop = buf[-1] > 0
+            timeline.skip()
         else:
             vote[0] = hooks.stop_vote() if hooks.listens else 0.0
             stop = hooks.listens and comm.allreduce(vote)[0] > 0
+            timeline.mark(REDUCE)
         result.stopped = bool(stop) and step + 1 < settings.steps
         if result.stopped or (synced and hooks.checkpoint_due(step + 1)):
             hooks.save(State(step + 1, theta, period), synced=synced)
+            timeline.mark(CHECKPOINT)
         if result.stopped:
             break
-    return clock.finish(result)
+    return result.finish()

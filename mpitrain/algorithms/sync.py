@@ -14,7 +14,8 @@ import numpy as np
 from ..data import BatchSampler, Dataset, batch_shares, block_sizes
 from ..errors import JobError
 from ..models import Model
-from .base import (Clock, Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty,
+from ..timeline import CHECKPOINT, COMPUTE, DATA, REDUCE, UPDATE, Timeline
+from .base import (Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, penalty,
                    steps_per_epoch)
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def fit_sync(
     state: State,
     log: Optional[Logger] = None,
     hooks: Hooks = Hooks(),
+    timeline: Optional[Timeline] = None,
 ) -> Result:
     """Train ``state.theta`` (n_params,) in place with synchronous GD/SGD from ``state.step``."""
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
@@ -80,20 +82,25 @@ def fit_sync(
     buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
     theta, period = state.theta, state.period
-    clock = Clock(comm)
-    result = Result(theta)
+    result = Result(theta, timeline=timeline or Timeline())
+    timeline = result.timeline
+    timeline.start()
     for step in range(state.step, settings.steps):
         hooks.begin_step(step)
         X, y = batches.at(step)
+        timeline.mark(DATA)
         buf[n_params : n_params + 2] = model.sums(theta, X, y, grad)
         buf[-1] = hooks.stop_vote()
+        timeline.mark(COMPUTE)
         comm.allreduce(buf)
+        timeline.mark(REDUCE)
         check_finite(buf, step)
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
         objective_term = penalty(theta, settings.l2)
         grad *= scale
         add_penalty_gradient(theta, grad, settings.l2)
         theta -= settings.lr * grad
+        timeline.mark(UPDATE)
         result.steps, result.samples = step + 1, result.samples + batches.global_size
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
             log({
@@ -101,12 +108,14 @@ def fit_sync(
                 "epoch": (step + 1) / per_epoch,
                 "loss": period[0] / period[2] + objective_term,
                 "metric": model.metric(period[1], int(period[2])),
-                "seconds": clock.elapsed(),
+                "seconds": timeline.elapsed(),
             })
             period[:] = 0
+            timeline.skip()
         result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
         if result.stopped or hooks.checkpoint_due(step + 1):
             hooks.save(State(step + 1, theta, period), synced=True)
+            timeline.mark(CHECKPOINT)
         if result.stopped:
             break
-    return clock.finish(result)
+    return result.finish()
