@@ -3,8 +3,9 @@
 The driver (one process, no MPI) launches every (workload, ranks, implementation) as its own
 ``mpiexec`` job, interleaved and repeated ``--repeats`` times so that drifts in machine load hit
 all alike, and reports medians. Every job gets one BLAS thread per rank. Implementations:
-``mpitrain`` (this package's loop) and ``baseline`` (``scripts/baseline_train.py``, the minimal
-NumPy + mpi4py loop a user would write). Each job reports, per step: compute (the mean over
+``mpitrain`` (this package's loop), ``baseline`` (``scripts/baseline_train.py``, the minimal
+NumPy + mpi4py loop a user would write) and ``torch`` (``scripts/torch_ddp_train.py``, PyTorch
+DistributedDataParallel with gloo, for softmax and MLP, when torch is installed). Each job reports, per step: compute (the mean over
 ranks), communication (the least time any rank spent in collectives: the collective's own cost)
 and waiting (the mean extra time ranks spent in collectives, waiting for slower ranks).
 """
@@ -25,14 +26,22 @@ from typing import Any
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASELINE = os.path.join(HERE, "..", "..", "scripts", "baseline_train.py")
+SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
+PROGRAMS = {"baseline": [os.path.join(SCRIPTS, "baseline_train.py")],
+            "torch": [os.path.join(SCRIPTS, "torch_ddp_train.py")],
+            "mpitrain": ["-m", "mpitrain.bench.train"]}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # name: (data spec, tiny data spec, algorithm, learning rate, steps, warm-up steps)
 WORKLOADS = {
     "linear-gd": ("synthetic:regression,n=1000000,d=100", "synthetic:regression,n=2000,d=10", "gd", 0.5, 30, 3),
+    "softmax": ("synthetic:classification,n=60000,d=784,classes=10",
+                "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 400, 20),
+    "mlp": ("synthetic:classification,n=60000,d=784,classes=10",
+            "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 200, 10),
 }
-IMPLEMENTATIONS = ("mpitrain", "baseline")
+IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
+TORCH_WORKLOADS = ("softmax", "mlp")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -59,8 +68,7 @@ def mpiexec() -> list[str]:
 
 def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str) -> dict:
     """Run one benchmark job under mpiexec; return the JSON line its rank 0 printed."""
-    program = [BASELINE] if impl == "baseline" else ["-m", "mpitrain.bench.train"]
-    cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *program, "--workload", workload,
+    cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
            "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
     env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -77,12 +85,18 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(workloads) - set(WORKLOADS) | set(impls) - set(IMPLEMENTATIONS)
     if unknown:
         raise SystemExit(f"unknown workload or implementation: {', '.join(sorted(unknown))}")
+    notes = []
+    if "torch" in impls and not torch_available():
+        impls.remove("torch")
+        notes.append("PyTorch is not installed (pip install torch): the DDP comparison was skipped")
     runs = []
     for repeat in range(args.repeats):
         for workload in workloads:
             spec, tiny, _, _, steps, warmup = WORKLOADS[workload]
             for n in ranks:
                 for impl in impls[repeat % len(impls):] + impls[: repeat % len(impls)]:
+                    if impl == "torch" and workload not in TORCH_WORKLOADS:
+                        continue
                     result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
                                  1 if args.tiny else warmup, tiny if args.tiny else spec)
                     runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat, **result})
@@ -93,15 +107,26 @@ def run(args: argparse.Namespace) -> int:
               "command": " ".join(["python -m mpitrain bench train", *sys.argv[3:]]),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                           "numpy": np.__version__},
-              "threads": {var: "1" for var in THREAD_VARS}, "tiny": args.tiny, "runs": runs, "summary": summary}
+              "threads": {var: "1" for var in THREAD_VARS}, "tiny": args.tiny, "notes": notes, "runs": runs, "summary": summary}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "train.json"), "w") as f:
         json.dump(report, f, indent=2)
-    table = markdown(summary)
+    table = markdown(summary) + "".join(f"\nNote: {note}\n" for note in notes)
     with open(os.path.join(args.out, "train.md"), "w") as f:
         f.write(table)
     print(table)
     return 0
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported by the workers."""
+    done = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+    return done.returncode == 0
+
+
+def _median(values: list) -> Any:
+    """The median, or None where a job did not measure it."""
+    return None if any(v is None for v in values) else statistics.median(values)
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -111,13 +136,13 @@ def summarise(runs: list[dict]) -> list[dict]:
         groups.setdefault((r["workload"], r["impl"], r["ranks"]), []).append(r)
     rows = []
     for (workload, impl, ranks), rs in sorted(groups.items()):
-        per_step = {k: statistics.median(r[k] / r["iterations"] for r in rs)
-                    for k in ("seconds", "compute_seconds", "comm_seconds", "wait_seconds")}
+        ms = {k: _median([None if r[k] is None else 1e3 * r[k] / r["iterations"] for r in rs])
+              for k in ("seconds", "compute_seconds", "comm_seconds", "wait_seconds")}
         rows.append({"workload": workload, "impl": impl, "ranks": ranks, "repeats": len(rs),
                      "samples_per_second": statistics.median(r["samples"] / r["seconds"] for r in rs),
-                     "step_ms": 1e3 * per_step["seconds"], "compute_ms": 1e3 * per_step["compute_seconds"],
-                     "comm_ms": 1e3 * per_step["comm_seconds"], "wait_ms": 1e3 * per_step["wait_seconds"],
-                     "final_loss": rs[0]["final_loss"]})
+                     "step_ms": ms["seconds"], "compute_ms": ms["compute_seconds"],
+                     "comm_ms": ms["comm_seconds"], "wait_ms": ms["wait_seconds"],
+                     "final_loss": statistics.median(r["final_loss"] for r in rs)})
     rate = {(r["workload"], r["impl"], r["ranks"]): r["samples_per_second"] for r in rows}
     for r in rows:
         one = rate.get((r["workload"], r["impl"], 1))
@@ -137,7 +162,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['workload']} | {r['impl']} | {r['ranks']} | {r['samples_per_second']:,.0f} | "
                      f"{fmt(r['speedup_vs_1_rank'], '.2f')} | {fmt(r['ratio_vs_baseline'], '.3f')} | "
-                     f"{r['step_ms']:.3f} | {r['compute_ms']:.3f} | {r['comm_ms']:.3f} | {r['wait_ms']:.3f} | "
+                     f"{r['step_ms']:.3f} | {fmt(r['compute_ms'], '.3f')} | {fmt(r['comm_ms'], '.3f')} | "
+                     f"{fmt(r['wait_ms'], '.3f')} | "
                      f"{r['final_loss']:.6g} |")
     return "\n".join(lines) + "\n"
 
