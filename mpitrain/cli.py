@@ -18,6 +18,7 @@ from .data import load
 from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, startup_warnings
 from .inference import predict
+from .plot import plot
 from .outputs import MetricsLog, write_json, write_npy, write_npz
 from .profile import describe, gather_trace, phase_summary
 from .timeline import Timeline
@@ -114,6 +115,8 @@ def build_parser() -> Parser:
     pred.add_argument("--out", required=True, metavar="FILE.npy")
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
+    drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
+    drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
     bench = sub.add_parser("bench", help="benchmarks: `bench train` (throughput; launches its own mpiexec jobs)")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
     bench_train.add_parser(benches)
@@ -293,6 +296,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_predict(args, comm)
     if args.command == "bench":
         return bench_train.run(args)
+    if args.command == "plot":
+        say(comm, "wrote " + ", ".join(plot(args.path)))
+        return 0
     return run_info(comm)
 
 

@@ -201,7 +201,7 @@ def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-un
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     where = f"rank {rank} of {size}"
     if isinstance(exc, UsageError):
-        code, text = 2, f"mpitrain: error on {where}: {exc}\n"
+        code, text = 2, f"mpitrain: error{f' on {where}' if size > 1 else ''}: {exc}\n"
     elif isinstance(exc, KeyboardInterrupt):
         code, text = 130, f"mpitrain: interrupted on {where}\n"
     else:

@@ -97,3 +97,25 @@ def test_trace_has_one_lane_per_rank_with_non_overlapping_spans(tmp_path):
         assert all(end <= next_start + 1e-3 for (_, end), (next_start, _) in zip(spans, spans[1:]))
     phases = json.loads((tmp_path / "summary.json").read_text())["phases"]
     assert {"compute", "waiting", "allreduce"} <= set(phases) and phases["compute"]["max"] > 0
+
+
+def test_plot_writes_png_charts_for_a_run_and_a_benchmark(tmp_path):
+    assert run("train", "--model", "linear", "--algorithm", "sgd", "--batch-size", "20", "--epochs", "3",
+               "--data", "synthetic:regression,n=200,d=3", "--lr", "0.1", "--out", str(tmp_path / "run"),
+               "--quiet").returncode == 0
+    bench = tmp_path / "bench" / "train.json"
+    done = subprocess.run([sys.executable, "-m", "mpitrain", "bench", "train", "--tiny", "--repeats", "1",
+                           "--workloads", "linear-gd", "--impls", "mpitrain,baseline", "--out", str(bench.parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(bench.read_text())
+    assert {(r["impl"], r["ranks"]) for r in report["summary"]} == {(i, n) for i in ("mpitrain", "baseline")
+                                                                   for n in (1, 2)}
+    for row in report["summary"]:
+        assert row["samples_per_second"] > 0 and row["final_loss"] > 0 and row["compute_ms"] is not None
+    for target in (tmp_path / "run", bench):
+        drawn = subprocess.run([sys.executable, "-m", "mpitrain", "plot", str(target)], capture_output=True,
+                               text=True, timeout=120)
+        assert drawn.returncode == 0, drawn.stderr
+    for png in [tmp_path / "run" / "loss.png", tmp_path / "run" / "metric.png", tmp_path / "bench" / "train-scaling.png"]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
