@@ -119,3 +119,23 @@ def test_plot_writes_png_charts_for_a_run_and_a_benchmark(tmp_path):
         assert drawn.returncode == 0, drawn.stderr
     for png in [tmp_path / "run" / "loss.png", tmp_path / "run" / "metric.png", tmp_path / "bench" / "train-scaling.png"]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_train_on_csv_and_predict_on_npy_directory(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((101, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.25
+    csv = tmp_path / "train.csv"
+    csv.write_text("target,a,b,c\n" + "".join(f"{t!r},{a!r},{b!r},{c!r}\n" for t, (a, b, c) in zip(y.tolist(), X.tolist())))
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", str(csv), "--label-column", "target",
+               "--steps", "300", "--lr", "0.5", "--out", str(tmp_path / "run"), "--quiet", ranks=3)
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as f:
+        np.testing.assert_allclose(f["coef"], [1.0, -2.0, 0.5], atol=1e-8)
+        np.testing.assert_allclose(f["intercept"], 0.25, atol=1e-8)
+    (tmp_path / "npy").mkdir()
+    np.save(tmp_path / "npy" / "X.npy", X)  # no y.npy: prediction without labels
+    done = run("predict", "--model", str(tmp_path / "run" / "model.npz"), "--data", str(tmp_path / "npy"),
+               "--out", str(tmp_path / "p.npy"), ranks=4)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), y, atol=1e-7)
