@@ -12,13 +12,19 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__, models, optim
+from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
 from .data import BUILTIN, Dataset, load, n_classes, split, standardize
 from .errors import JobError, UsageError
+from .guard import EXIT_RESUMABLE, blas_threads, startup_warnings
 from .inference import predict
+from .plot import plot
 from .outputs import MetricsLog, write_json, write_npy, write_npz
+from .profile import describe, gather_trace, phase_summary
+from .timeline import Timeline
+from .supervisor import Supervisor
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +40,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
     return value
 
 
@@ -80,6 +94,22 @@ def build_parser() -> Parser:
     train.add_argument("--seed", type=int, default=0, help="seed of sampling and of the MLP's initialisation (default 0)")
     train.add_argument("--out", required=True, metavar="DIR", help="output directory (created by rank 0)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.add_argument("--trace", metavar="FILE.json",
+                       help="write a Chrome-trace timeline (one lane per rank; open in Perfetto or chrome://tracing)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar on rank 0 (needs tqdm; default: when stderr is a terminal)")
+    safety = train.add_argument_group("checkpoints and fault handling")
+    safety.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
+                        help="write a checkpoint every N steps into OUT/checkpoints (default 0: only when "
+                             "stopped by SIGUSR1/SIGTERM)")
+    safety.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K",
+                        help="keep the newest K checkpoints (default 3)")
+    safety.add_argument("--resume", metavar="auto|PATH",
+                        help="continue from the newest valid checkpoint in OUT/checkpoints (auto; none: start "
+                             "afresh) or from one checkpoint directory")
+    safety.add_argument("--watchdog-seconds", type=non_negative_float, default=900.0, metavar="S",
+                        help="end the job (status 4) if one step takes longer than S seconds, after printing "
+                             "every rank's stack (default 900; 0 turns it off)")
 
     pred = sub.add_parser("predict", help="distributed inference; rank 0 writes the predictions in row order")
     pred.add_argument("--model", required=True, metavar="MODEL.npz", help="a model file written by train")
@@ -89,6 +119,11 @@ def build_parser() -> Parser:
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     add_model_flags(train)
+    drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
+    drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
+    bench = sub.add_parser("bench", help="benchmarks: `bench train` (throughput; launches its own mpiexec jobs)")
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
+    bench_train.add_parser(benches)
     parser.set_defaults(train_parser=train)
     return parser
 
@@ -233,9 +268,25 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
         print(text, file=stream, flush=True)
 
 
+def progress_bar(args: argparse.Namespace, comm: Comm, steps: int, batch: int):  # type: ignore[no-untyped-def]
+    """A tqdm bar counting samples on rank 0 (None elsewhere, when off, or without tqdm)."""
+    wanted = sys.stderr.isatty() if args.progress is None else args.progress
+    if comm.rank != 0 or not wanted or args.quiet:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if args.progress:
+            print("mpitrain: --progress needs tqdm (pip install tqdm); printing epoch lines instead", file=sys.stderr)
+        return None
+    return tqdm(total=steps * batch, unit="samples", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
     """The train subcommand."""
     t0 = time.perf_counter()
+    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+        say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     with comm.together():
         if comm.rank == 0:
             os.makedirs(args.out, exist_ok=True)
@@ -259,16 +310,45 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         say(comm, f"linear scaling rule: lr {args.lr:g} x {args.batch_size or data.n_total} / {args.scale_lr} "
                   f"= {settings.lr:g}")
     metrics = MetricsLog(os.path.join(args.out, "metrics.jsonl")) if comm.rank == 0 else None
+    bar = progress_bar(args, comm, steps, settings.batch_size or data.n_total)
+    meta = {"model": args.model, "algorithm": args.algorithm, "n_features": data.n_features,
+            "n_samples": data.n_total, "steps_per_epoch": per_epoch, "data": args.data,
+            "settings": {"lr": args.lr, "l2": args.l2, "batch_size": args.batch_size,
+                         "sync_every": args.sync_every, "seed": args.seed, "steps": steps}}
+    supervisor = Supervisor(comm, os.path.join(args.out, "checkpoints"), args.checkpoint_every,
+                            args.keep_checkpoints, meta, metrics, args.watchdog_seconds, bar)
 
     def log(record: dict) -> None:
         if metrics is not None:
             metrics.append(record)
-            if not args.quiet:
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
+            elif not args.quiet:
                 print(f"step {record['step']:>7}  epoch {record['epoch']:8.2f}  loss {record['loss']:.6g}  "
                       f"{model.metric_name} {record['metric']:.4f}  {record['seconds']:.2f}s",
                       file=sys.stderr, flush=True)
 
-    result = fit(model, data, comm, args.algorithm, settings, log=log)
+    try:
+        state = None
+        if args.resume:
+            state, notes = supervisor.resume(args.resume, model.n_params, data.n_total)
+            for note in notes:
+                say(comm, f"mpitrain: {note}", sys.stderr)
+        timeline = Timeline(record=bool(args.trace))
+        result = fit(model, data, comm, args.algorithm, settings, log=log, state=state, hooks=supervisor,
+                     timeline=timeline)
+    finally:
+        supervisor.close()
+        if bar is not None:
+            bar.close()
+    phases = phase_summary(comm, result.timeline)
+    trace = gather_trace(comm, result.timeline, {"command": "train", "algorithm": args.algorithm,
+                                                 "world_size": comm.size}) if args.trace else None
+    if result.stopped:
+        say(comm, f"mpitrain: stopped by a signal after step {result.steps} of {steps}; checkpoint "
+                  f"{supervisor.saved_path}; continue with the same command and --resume auto "
+                  f"(exit status {EXIT_RESUMABLE})", sys.stderr)
+        return EXIT_RESUMABLE
     train_loss, train_metric = evaluate(model, result.theta, data, comm, args.l2)
     summary = {
         "mpitrain_version": __version__,
@@ -290,6 +370,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "train_seconds": result.seconds,
         "comm_seconds": float(comm.allreduce(np.array([result.comm_seconds]), "max")[0]),
         "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+        "phases": phases,
     }
     if test is not None:
         summary["test_data"] = args.test_data
@@ -300,11 +381,17 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
             write_npz(os.path.join(args.out, "model.npz"), models.save_arrays(model, result.theta, scaling))
             metrics.close()
             write_json(os.path.join(args.out, "summary.json"), summary)
+            if trace is not None:
+                write_json(args.trace, trace)
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if test is not None else ""
+    ran = result.steps - (state.step if state is not None else 0)
     say(comm, f"trained {args.model} with {args.algorithm} on {comm.size} rank(s): {data.n_total} samples, "
-              f"{steps} steps in {result.seconds:.2f}s ({summary['comm_seconds']:.2f}s communicating); "
+              f"{ran} steps in {result.seconds:.2f}s ({summary['comm_seconds']:.2f}s communicating); "
               f"train loss {train_loss:.6g}, train {model.metric_name} {train_metric:.4f}{test_part}; "
-              f"wrote {os.path.join(args.out, '')}{{model.npz,metrics.jsonl,summary.json}}")
+              f"wrote {os.path.join(args.out, '')}{{model.npz,metrics.jsonl,summary.json}}"
+              + (f" and {args.trace}" if args.trace else ""))
+    if not args.quiet:
+        say(comm, describe(phases), sys.stderr)
     return 0
 
 
@@ -347,6 +434,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_train(args, comm)
     if args.command == "predict":
         return run_predict(args, comm)
+    if args.command == "bench":
+        return bench_train.run(args)
+    if args.command == "plot":
+        say(comm, "wrote " + ", ".join(plot(args.path)))
+        return 0
     return run_info(comm)
 
 

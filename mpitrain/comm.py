@@ -31,22 +31,25 @@ class Comm:
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
         self.seconds: float = 0.0
+        self.busy = False  # True while inside a collective (read by the watchdog)
         if self.size > 1:
             _install_abort_hook()
 
     # -- buffer collectives ------------------------------------------------------------------
     def allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
         """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it."""
-        t0 = time.perf_counter()
+        t0, self.busy = time.perf_counter(), True
         self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
         self.seconds += time.perf_counter() - t0
+        self.busy = False
         return buf
 
     def bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Overwrite ``buf`` on every rank with root's copy and return it."""
-        t0 = time.perf_counter()
+        t0, self.busy = time.perf_counter(), True
         self._comm.Bcast(buf, root=root)
         self.seconds += time.perf_counter() - t0
+        self.busy = False
         return buf
 
     def allgather_int(self, value: int) -> np.ndarray:
@@ -66,9 +69,10 @@ class Comm:
         out = None
         if self.rank == root:
             out = np.empty((int(counts.sum()) // max(row, 1),) + local.shape[1:], dtype=local.dtype)
-        t0 = time.perf_counter()
+        t0, self.busy = time.perf_counter(), True
         self._comm.Gatherv(local, [out, counts] if out is not None else None, root=root)
         self.seconds += time.perf_counter() - t0
+        self.busy = False
         return out
 
     def identical(self, arr: np.ndarray) -> bool:
@@ -84,6 +88,13 @@ class Comm:
         if (values != values[0]).any():
             seen = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
             raise JobError(f"ranks disagree on the {what} of {context} ({seen}); every rank must see the same data")
+
+    def ranks_on_node(self) -> int:
+        """How many ranks share this rank's node (shared-memory domain)."""
+        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        size = node.Get_size()
+        node.Free()
+        return size
 
     def barrier(self) -> None:
         """Wait until every rank arrives."""
@@ -190,7 +201,7 @@ def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-un
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     where = f"rank {rank} of {size}"
     if isinstance(exc, UsageError):
-        code, text = 2, f"mpitrain: error on {where}: {exc}\n"
+        code, text = 2, f"mpitrain: error{f' on {where}' if size > 1 else ''}: {exc}\n"
     elif isinstance(exc, KeyboardInterrupt):
         code, text = 130, f"mpitrain: interrupted on {where}\n"
     else:
@@ -200,8 +211,9 @@ def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-un
         text = f"mpitrain: unexpected error on {where}; traceback follows\n{text}"
     sys.stderr.write(text)
     sys.stderr.flush()
+    sys.stdout.flush()
     if size > 1:
-        sys.stdout.flush()
+        time.sleep(0.25)  # let the launcher forward this rank's output before Abort tears it down
         MPI.COMM_WORLD.Abort(code)
     os._exit(code)
 

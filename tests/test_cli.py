@@ -1,7 +1,6 @@
 """End to end: `python -m mpitrain` under mpiexec with 2 ranks, as a user runs it."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -9,21 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from launch import run
+
 pytestmark = pytest.mark.e2e
-
-
-def mpiexec() -> str:
-    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the one beside this Python."""
-    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-    if not found:
-        pytest.fail("no mpiexec: set MPIEXEC or install the mpich wheel (make install)")
-    return found
-
-
-def run(*args: str, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
-    cmd = [*mpiexec().split(), "-n", str(ranks), sys.executable, "-m", "mpitrain", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 TRAIN = ["train", "--model", "logistic", "--algorithm", "sgd", "--data", "synthetic:classification,n=2000,d=5",
@@ -94,3 +81,61 @@ def test_info_reports_world_size_and_versions():
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["world_size"] == 2 and len(info["processors"]) == 2 and info["mpi_library"]
+
+
+def test_trace_has_one_lane_per_rank_with_non_overlapping_spans(tmp_path):
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", "synthetic:regression,n=300,d=3",
+               "--steps", "20", "--lr", "0.1", "--out", str(tmp_path), "--trace", str(tmp_path / "trace.json"),
+               ranks=3)
+    assert done.returncode == 0, done.stderr
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    lanes = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert lanes == {0: "rank 0", 1: "rank 1", 2: "rank 2"}
+    for lane in lanes:
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["ph"] == "X" and e["tid"] == lane)
+        assert len(spans) == 20 * 4  # data, forward+backward, allreduce, update per step
+        assert all(end <= next_start + 1e-3 for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    phases = json.loads((tmp_path / "summary.json").read_text())["phases"]
+    assert {"compute", "waiting", "allreduce"} <= set(phases) and phases["compute"]["max"] > 0
+
+
+def test_plot_writes_png_charts_for_a_run_and_a_benchmark(tmp_path):
+    assert run("train", "--model", "linear", "--algorithm", "sgd", "--batch-size", "20", "--epochs", "3",
+               "--data", "synthetic:regression,n=200,d=3", "--lr", "0.1", "--out", str(tmp_path / "run"),
+               "--quiet").returncode == 0
+    bench = tmp_path / "bench" / "train.json"
+    done = subprocess.run([sys.executable, "-m", "mpitrain", "bench", "train", "--tiny", "--repeats", "1",
+                           "--workloads", "linear-gd", "--impls", "mpitrain,baseline", "--out", str(bench.parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(bench.read_text())
+    assert {(r["impl"], r["ranks"]) for r in report["summary"]} == {(i, n) for i in ("mpitrain", "baseline")
+                                                                   for n in (1, 2)}
+    for row in report["summary"]:
+        assert row["samples_per_second"] > 0 and row["final_loss"] > 0 and row["compute_ms"] is not None
+    for target in (tmp_path / "run", bench):
+        drawn = subprocess.run([sys.executable, "-m", "mpitrain", "plot", str(target)], capture_output=True,
+                               text=True, timeout=120)
+        assert drawn.returncode == 0, drawn.stderr
+    for png in [tmp_path / "run" / "loss.png", tmp_path / "run" / "metric.png", tmp_path / "bench" / "train-scaling.png"]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_train_on_csv_and_predict_on_npy_directory(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((101, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.25
+    csv = tmp_path / "train.csv"
+    csv.write_text("target,a,b,c\n" + "".join(f"{t!r},{a!r},{b!r},{c!r}\n" for t, (a, b, c) in zip(y.tolist(), X.tolist())))
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", str(csv), "--label-column", "target",
+               "--steps", "300", "--lr", "0.5", "--out", str(tmp_path / "run"), "--quiet", ranks=3)
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as f:
+        np.testing.assert_allclose(f["coef"], [1.0, -2.0, 0.5], atol=1e-8)
+        np.testing.assert_allclose(f["intercept"], 0.25, atol=1e-8)
+    (tmp_path / "npy").mkdir()
+    np.save(tmp_path / "npy" / "X.npy", X)  # no y.npy: prediction without labels
+    done = run("predict", "--model", str(tmp_path / "run" / "model.npz"), "--data", str(tmp_path / "npy"),
+               "--out", str(tmp_path / "p.npy"), ranks=4)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), y, atol=1e-7)

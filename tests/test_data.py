@@ -124,3 +124,13 @@ def test_npy_directory_reads_its_slice(tmp_path):
 def test_bad_specs_give_clear_errors(tmp_path, spec, message):
     with pytest.raises(UsageError, match=message):
         open_source(str(tmp_path / spec) if not spec.startswith("synthetic") else spec)
+
+
+def test_synthetic_multiclass_labels_follow_the_true_scores():
+    source = open_source("synthetic:classification,n=4000,d=6,classes=4,noise=0,seed=2")
+    X, y = source.read(0, 4000)
+    np.testing.assert_array_equal(y, np.argmax(X @ source.weights, axis=1))
+    assert np.bincount(y.astype(int)).min() > 600  # balanced: about 1000 each
+    np.testing.assert_array_equal(source.read(1000, 1100)[1], y[1000:1100])
+    with pytest.raises(UsageError, match="classification only"):
+        open_source("synthetic:regression,classes=3")

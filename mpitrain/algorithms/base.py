@@ -1,7 +1,6 @@
 """What every training loop shares: settings, the result, the objective and its evaluation."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -10,6 +9,7 @@ import numpy as np
 from .. import optim
 from ..data import Dataset
 from ..models import Model
+from ..timeline import REDUCE, Timeline
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -29,9 +29,10 @@ class Settings:
 
     optimizer : sgd, momentum, nesterov, adam or adamw, with ``momentum``, ``betas``, ``eps`` and
     ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
-    one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor`` every ``decay_every`` steps) or
-    cosine, after ``warmup_steps`` of linear warmup; local_state : what local SGD does with
-    optimizer state at a sync point: keep it per rank, average it (n_k/N weights) or reset it.
+    one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor``
+    every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
+    local_state : what local SGD does with optimizer state at a sync point: keep it per rank,
+    average it (n_k/N weights) or reset it.
     """
 
     steps: int
@@ -54,32 +55,61 @@ class Settings:
 
 
 @dataclass
+class State:
+    """Where a run stands, enough to resume it exactly.
+
+    step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
+    metric sum and samples since the last metrics record. Sampling is a pure function of
+    (seed, step), so no random-generator state is needed.
+    """
+
+    step: int
+    theta: np.ndarray
+    period: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    opt_state: optim.State = None  # None: the optimizer starts afresh
+
+
+class Hooks:
+    """What a training loop reports to and asks of its supervisor; these defaults do nothing."""
+
+    listens = False  # True: the loop must collect stop votes every step
+
+    def begin_step(self, step: int) -> None:
+        """Called on every rank before each step."""
+
+    def stop_vote(self) -> float:
+        """1.0 if this rank wants the run to stop at the end of this step, else 0.0."""
+        return 0.0
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        """Whether to save a checkpoint after ``steps_done`` steps."""
+        return False
+
+    def save(self, state: State, synced: bool) -> None:
+        """Collective: checkpoint ``state``; ``synced`` says theta is identical on every rank."""
+
+
+@dataclass
 class Result:
-    """Parameters after training (identical on every rank) and what it took to get them."""
+    """Parameters after training (identical on every rank) and what it took to get them.
+
+    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``.
+    """
 
     theta: np.ndarray
     opt_state: optim.State = None
-    history: list = field(default_factory=list)
+    steps: int = 0
     samples: int = 0
     seconds: float = 0.0
     comm_seconds: float = 0.0
+    stopped: bool = False
+    timeline: Timeline = field(default_factory=Timeline)
 
-
-class Clock:
-    """Wall time and communication time since the start of a loop."""
-
-    def __init__(self, comm: "Comm") -> None:
-        self.comm, self.start, self.comm_start = comm, time.perf_counter(), comm.seconds
-
-    def elapsed(self) -> float:
-        """Seconds since the start."""
-        return time.perf_counter() - self.start
-
-    def finish(self, result: Result) -> Result:
-        """Fill in the timings of ``result`` and return it."""
-        result.seconds = self.elapsed()
-        result.comm_seconds = self.comm.seconds - self.comm_start
-        return result
+    def finish(self) -> "Result":
+        """Take the timings from the timeline; return self."""
+        self.seconds = self.timeline.elapsed()
+        self.comm_seconds = self.timeline.totals[REDUCE]
+        return self
 
 
 def make_optimizer(settings: Settings, model: Model) -> tuple[optim.GradientTransformation, optim.Schedule]:
@@ -112,6 +142,17 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     sums = np.array(model.sums(theta, data.X, data.y))
     comm.allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
+
+
+def check_finite(buf: np.ndarray, step: int) -> None:
+    """JobError (on every rank alike: ``buf`` is a reduction result) if buf has NaN or inf."""
+    if not np.isfinite(buf).all():
+        from ..errors import JobError
+
+        raise JobError(
+            f"the loss or gradient became {'nan' if np.isnan(buf).any() else 'infinite'} at step {step + 1}; "
+            "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
+        )
 
 
 def steps_per_epoch(n_total: int, batch_size: Optional[int]) -> int:

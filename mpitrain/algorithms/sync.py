@@ -1,10 +1,11 @@
 """Synchronous data parallelism: full-batch gradient descent and mini-batch SGD.
 
 Each step, every rank sums the loss gradient over its rows of the global batch; one
-Allreduce adds the per-rank sums (the loss and metric sums travel in the same buffer); the
-sum is divided by the global batch size and the L2 term is added once, after the reduction.
-Full-batch GD is the case where each rank's batch is its whole partition. The optimizer sees
-only the reduced gradient, so its state is the same on every rank without communication.
+Allreduce adds the per-rank sums (the loss and metric sums and the ranks' stop votes travel in
+the same buffer); the sum is divided by the global batch size and the L2 term is added once,
+after the reduction. Full-batch GD is the case where each rank's batch is its whole partition.
+The optimizer sees only the reduced gradient, so its state is the same on every rank without
+communication.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from .. import optim
 from ..data import BatchSampler, Dataset, batch_shares
 from ..errors import JobError
 from ..models import Model
-from .base import Clock, Logger, Result, Settings, add_penalty_gradient, make_optimizer, penalty, steps_per_epoch
+from ..timeline import CHECKPOINT, COMPUTE, DATA, REDUCE, UPDATE, Timeline
+from .base import (Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, make_optimizer,
+                   penalty, steps_per_epoch)
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -72,39 +75,56 @@ def fit_sync(
     data: Dataset,
     comm: "Comm",
     settings: Settings,
-    theta: np.ndarray,
+    state: State,
     log: Optional[Logger] = None,
+    hooks: Hooks = Hooks(),
+    timeline: Optional[Timeline] = None,
 ) -> Result:
-    """Train ``theta`` (n_params,) in place with synchronous GD/SGD; return the Result."""
+    """Train ``state.theta`` (n_params,) in place with synchronous GD/SGD from ``state.step``."""
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
     n_params, scale, k = model.n_params, 1.0 / batches.global_size, model.n_penalized
     rule, schedule = make_optimizer(settings, model)
-    opt_state = rule.init(theta)
+    opt_state = rule.init(state.theta) if state.opt_state is None else state.opt_state
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    buf = np.empty(n_params + 2)  # [gradient sum | loss sum | metric sum]
+    buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
-    clock = Clock(comm)
-    result = Result(theta)
-    period = np.zeros(3)  # loss sum, metric sum, samples since the last record
-    for step in range(settings.steps):
+    theta, period = state.theta, state.period
+    result = Result(theta, timeline=timeline or Timeline())
+    timeline = result.timeline
+    timeline.start()
+    for step in range(state.step, settings.steps):
+        hooks.begin_step(step)
         X, y = batches.at(step)
-        buf[n_params:] = model.sums(theta, X, y, grad)
+        timeline.mark(DATA)
+        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad)
+        buf[-1] = hooks.stop_vote()
+        timeline.mark(COMPUTE)
         comm.allreduce(buf)
+        timeline.mark(REDUCE)
+        check_finite(buf, step)
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
         objective_term = penalty(theta, settings.l2, k)
         grad *= scale
         add_penalty_gradient(theta, grad, settings.l2, k)
         direction, opt_state = rule.update(grad, opt_state, theta)
         optim.apply(theta, direction, schedule(step))
+        timeline.mark(UPDATE)
+        result.steps, result.samples = step + 1, result.samples + batches.global_size
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
             log({
                 "step": step + 1,
                 "epoch": (step + 1) / per_epoch,
                 "loss": period[0] / period[2] + objective_term,
                 "metric": model.metric(period[1], int(period[2])),
-                "seconds": clock.elapsed(),
+                "seconds": timeline.elapsed(),
             })
             period[:] = 0
-    result.samples = settings.steps * batches.global_size
+            timeline.skip()
+        result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
+        if result.stopped or hooks.checkpoint_due(step + 1):
+            hooks.save(State(step + 1, theta, period, opt_state), synced=True)
+            timeline.mark(CHECKPOINT)
+        if result.stopped:
+            break
     result.opt_state = opt_state
-    return clock.finish(result)
+    return result.finish()

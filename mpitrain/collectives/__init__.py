@@ -7,7 +7,7 @@ same shape, dtype and options. ``comm=None`` means a private duplicate of ``COMM
 >>> import numpy as np
 >>> from mpitrain import collectives
 >>> grad = np.ones(10)
->>> collectives.allreduce(grad, op="avg")           # in place, auto-selected algorithm
+>>> grad = collectives.allreduce(grad, op="avg")     # in place, auto-selected algorithm
 >>> total = collectives.allreduce(grad, np.empty_like(grad), compress="bf16")
 """
 from __future__ import annotations
@@ -139,7 +139,7 @@ def allreduce(
             )
     ch = _channel(comm)
     work = target.reshape(-1)
-    if work is not flat and target is not buf:
+    if target is not buf:
         np.copyto(work, flat)
     if ch.size == 1:
         return target
@@ -259,8 +259,7 @@ def allgather(block: np.ndarray, *, algorithm: str = "ring", comm: Any = None) -
     out[ch.rank] = flat
     counts = [flat.size] * ch.size
     if algorithm == "ring":
-        if ch.size > 1:
-            ring.allgather(ch, out.reshape(-1), block_offsets(counts))
+        ring.allgather(ch, out.reshape(-1), block_offsets(counts))
     elif algorithm == "native":
         ch.native_allgather(out.reshape(-1), counts)
     else:

@@ -1,0 +1,206 @@
+"""``python -m mpitrain bench train``: training throughput of mpitrain against the hand-written loop.
+
+The driver (one process, no MPI) launches every (workload, ranks, implementation) as its own
+``mpiexec`` job, interleaved and repeated ``--repeats`` times so that drifts in machine load hit
+all alike, and reports medians. Every job gets one BLAS thread per rank. Implementations:
+``mpitrain`` (this package's loop), ``baseline`` (``scripts/baseline_train.py``, the minimal
+NumPy + mpi4py loop a user would write) and ``torch`` (``scripts/torch_ddp_train.py``, PyTorch
+DistributedDataParallel with gloo, for softmax and MLP, when torch is installed). Each job reports, per step: compute (the mean over
+ranks), communication (the least time any rank spent in collectives: the collective's own cost)
+and waiting (the mean extra time ranks spent in collectives, waiting for slower ranks).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
+PROGRAMS = {"baseline": [os.path.join(SCRIPTS, "baseline_train.py")],
+            "torch": [os.path.join(SCRIPTS, "torch_ddp_train.py")],
+            "mpitrain": ["-m", "mpitrain.bench.train"]}
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+# name: (data spec, tiny data spec, algorithm, learning rate, steps, warm-up steps)
+WORKLOADS = {
+    "linear-gd": ("synthetic:regression,n=1000000,d=100", "synthetic:regression,n=2000,d=10", "gd", 0.5, 30, 3),
+    "softmax": ("synthetic:classification,n=60000,d=784,classes=10",
+                "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 400, 20),
+    "mlp": ("synthetic:classification,n=60000,d=784,classes=10",
+            "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 200, 10),
+}
+IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
+TORCH_WORKLOADS = ("softmax", "mlp")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` (with its flags) to the ``bench`` subcommand's ``subparsers``."""
+    p = subparsers.add_parser("train", help="training throughput at 1, 2, ... ranks against the hand-written loop",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--ranks", default="1,2", help="comma-separated world sizes (default 1,2)")
+    p.add_argument("--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated implementations")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (default 3)")
+    p.add_argument("--steps", type=int, help="timed steps per job (default: per workload)")
+    p.add_argument("--tiny", action="store_true", help="tiny data and few steps: a smoke test, not a measurement")
+    p.add_argument("--out", default="runs/bench-train", help="folder for train.json and train.md")
+    return p
+
+
+def mpiexec() -> list[str]:
+    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the mpiexec beside this Python."""
+    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    if not found:
+        raise SystemExit("no mpiexec found: set MPIEXEC or install the mpich wheel")
+    return found.split()
+
+
+def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str) -> dict:
+    """Run one benchmark job under mpiexec; return the JSON line its rank 0 printed."""
+    cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
+           "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
+    env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with status {done.returncode}:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the matrix, print a markdown table, write OUT/train.json and OUT/train.md."""
+    workloads = [w for w in args.workloads.split(",") if w]
+    impls = [i for i in args.impls.split(",") if i]
+    ranks = [int(r) for r in args.ranks.split(",")]
+    unknown = set(workloads) - set(WORKLOADS) | set(impls) - set(IMPLEMENTATIONS)
+    if unknown:
+        raise SystemExit(f"unknown workload or implementation: {', '.join(sorted(unknown))}")
+    notes = []
+    if "torch" in impls and not torch_available():
+        impls.remove("torch")
+        notes.append("PyTorch is not installed (pip install torch): the DDP comparison was skipped")
+    runs = []
+    for repeat in range(args.repeats):
+        for workload in workloads:
+            spec, tiny, _, _, steps, warmup = WORKLOADS[workload]
+            for n in ranks:
+                for impl in impls[repeat % len(impls):] + impls[: repeat % len(impls)]:
+                    if impl == "torch" and workload not in TORCH_WORKLOADS:
+                        continue
+                    result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
+                                 1 if args.tiny else warmup, tiny if args.tiny else spec)
+                    runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat, **result})
+                    print(f"  {workload} {impl} {n} rank(s) #{repeat}: {result['samples'] / result['seconds']:,.0f} "
+                          "samples/s", file=sys.stderr, flush=True)
+    summary = summarise(runs)
+    report = {"benchmark": "train", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "command": " ".join(["python -m mpitrain bench train", *sys.argv[3:]]),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "numpy": np.__version__},
+              "threads": {var: "1" for var in THREAD_VARS}, "tiny": args.tiny, "notes": notes, "runs": runs, "summary": summary}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "train.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    table = markdown(summary) + "".join(f"\nNote: {note}\n" for note in notes)
+    with open(os.path.join(args.out, "train.md"), "w") as f:
+        f.write(table)
+    print(table)
+    return 0
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported by the workers."""
+    done = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+    return done.returncode == 0
+
+
+def _median(values: list) -> Any:
+    """The median, or None where a job did not measure it."""
+    return None if any(v is None for v in values) else statistics.median(values)
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Median rates per (workload, impl, ranks), with speed-ups against 1 rank and the baseline."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["workload"], r["impl"], r["ranks"]), []).append(r)
+    rows = []
+    for (workload, impl, ranks), rs in sorted(groups.items()):
+        ms = {k: _median([None if r[k] is None else 1e3 * r[k] / r["iterations"] for r in rs])
+              for k in ("seconds", "compute_seconds", "comm_seconds", "wait_seconds")}
+        rows.append({"workload": workload, "impl": impl, "ranks": ranks, "repeats": len(rs),
+                     "samples_per_second": statistics.median(r["samples"] / r["seconds"] for r in rs),
+                     "step_ms": ms["seconds"], "compute_ms": ms["compute_seconds"],
+                     "comm_ms": ms["comm_seconds"], "wait_ms": ms["wait_seconds"],
+                     "final_loss": statistics.median(r["final_loss"] for r in rs)})
+    rate = {(r["workload"], r["impl"], r["ranks"]): r["samples_per_second"] for r in rows}
+    for r in rows:
+        one = rate.get((r["workload"], r["impl"], 1))
+        base = rate.get((r["workload"], "baseline", r["ranks"]))
+        r["speedup_vs_1_rank"] = r["samples_per_second"] / one if one else None
+        r["ratio_vs_baseline"] = r["samples_per_second"] / base if base else None
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The summary as a markdown table."""
+    def fmt(x: Any, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    lines = ["| workload | impl | ranks | samples/s | x 1 rank | x baseline | step ms | compute | comm | wait | final loss |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['impl']} | {r['ranks']} | {r['samples_per_second']:,.0f} | "
+                     f"{fmt(r['speedup_vs_1_rank'], '.2f')} | {fmt(r['ratio_vs_baseline'], '.3f')} | "
+                     f"{r['step_ms']:.3f} | {fmt(r['compute_ms'], '.3f')} | {fmt(r['comm_ms'], '.3f')} | "
+                     f"{fmt(r['wait_ms'], '.3f')} | "
+                     f"{r['final_loss']:.6g} |")
+    return "\n".join(lines) + "\n"
+
+
+def split_times(comm: Any, seconds: float, comm_seconds: float) -> tuple[float, float, float, float]:
+    """Collective: (slowest wall time, mean compute, least collective time, mean waiting) over ranks."""
+    size = comm.size
+    mine = np.zeros((3, size))
+    mine[:, comm.rank] = (seconds, seconds - comm_seconds, comm_seconds)
+    comm.allreduce(mine)
+    wall, compute, coll = mine
+    return float(wall.max()), float(compute.mean()), float(coll.min()), float((coll - coll.min()).mean())
+
+
+def worker() -> None:
+    """One mpitrain job (run under mpiexec): warm up, time the steps, print JSON on rank 0."""
+    import mpitrain as mt
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--spec", required=True)
+    args = parser.parse_args()
+    _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
+    comm = mt.world()
+    data = mt.load(args.spec, comm)
+    model = mt.create_model("linear", data.n_features)
+    warm = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.warmup, lr=lr))
+    comm.barrier()
+    result = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.steps, lr=lr), theta=warm.theta)
+    wall, compute, coll, wait = split_times(comm, result.seconds, result.comm_seconds)
+    loss, _ = mt.evaluate(model, result.theta, data, comm)
+    if comm.rank == 0:
+        print(json.dumps({"seconds": wall, "compute_seconds": compute, "comm_seconds": coll, "wait_seconds": wait,
+                          "iterations": args.steps, "samples": result.samples, "final_loss": loss}))
+
+
+if __name__ == "__main__":
+    worker()

@@ -1,0 +1,153 @@
+"""Keeping a job from hanging or losing work: stop signals, a step watchdog, start-up checks.
+
+Exit statuses of ``python -m mpitrain``: 0 done; 1 unexpected error (the job was aborted);
+2 bad input or a failed run (one message from rank 0); 4 a step exceeded --watchdog-seconds;
+75 stopped by SIGUSR1/SIGTERM after writing a checkpoint: resumable with ``--resume auto``.
+"""
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Callable, Optional
+
+EXIT_WATCHDOG = 4
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+class StopRequest:
+    """Records SIGUSR1/SIGTERM in a flag; the ranks act on it together at the next step."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict = {}
+
+    def install(self) -> "StopRequest":
+        """Catch the stop signals (main thread only); return self."""
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def uninstall(self) -> None:
+        """Restore the previous handlers."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal has arrived on this rank."""
+        return self.signum != 0
+
+
+class Watchdog:
+    """Ends the job when one step takes longer than ``seconds`` on this rank.
+
+    Before exiting it prints what this rank was doing (computing, or waiting in a collective:
+    ranks still computing are the ones that never reached it) and the stack of every thread.
+    A fault handler armed a little later ends the process even if Python cannot run.
+    """
+
+    def __init__(self, seconds: float, rank: int, in_collective: Callable[[], bool], grace: float = 1.0) -> None:
+        self.seconds, self.rank, self.in_collective, self.grace = seconds, rank, in_collective, grace
+        self.step = -1
+        self._deadline = float("inf")
+        self._backstop_armed = -float("inf")
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._armed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="mpitrain-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, step: int) -> None:
+        """Start the clock for ``step``."""
+        now = time.monotonic()
+        with self._lock:
+            self.step, self._deadline = step, now + self.seconds
+        if not self._armed.is_set():
+            self._armed.set()
+        # Re-arming faulthandler starts a thread, too slow for every step: re-arm it when half a
+        # period has passed. Its deadline then always falls after the watchdog's own.
+        if now - self._backstop_armed > self.seconds / 2:
+            faulthandler.dump_traceback_later(1.5 * self.seconds + 10 * self.grace + 5, exit=True)
+            self._backstop_armed = now
+
+    def stop(self) -> None:
+        """Disarm for good."""
+        self._stopped.set()
+        self._armed.set()
+        faulthandler.cancel_dump_traceback_later()
+
+    def _watch(self) -> None:
+        # Deadlines only move later, so sleeping until the current one and checking again costs
+        # one wake-up per period, however many steps re-arm it meanwhile.
+        self._armed.wait()
+        while not self._stopped.is_set():
+            with self._lock:
+                remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                self._fire()
+            self._stopped.wait(remaining)
+
+    def _fire(self) -> None:
+        where = ("waiting in a collective for the other ranks" if self.in_collective()
+                 else "still computing: it has not reached the step's collective")
+        prefix = f"[rank {self.rank}] "
+        stacks = [traceback.format_stack(frame) for ident, frame in sys._current_frames().items()
+                  if ident != threading.get_ident()]
+        lines = "".join(prefix + line for stack in stacks for entry in stack for line in entry.splitlines(True))
+        sys.stderr.write(
+            f"mpitrain: watchdog on rank {self.rank}: step {self.step} has taken more than {self.seconds:g}s; "
+            f"this rank is {where}. Stack:\n{lines}"
+        )
+        sys.stderr.flush()
+        time.sleep(self.grace)  # let the other ranks' watchdogs report too
+        os._exit(EXIT_WATCHDOG)
+
+
+def blas_threads() -> int:
+    """Threads the BLAS library of this process will use (threadpoolctl if present, else env)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return os.cpu_count() or 1
+
+
+def startup_warnings(world_size: int, ranks_on_node: int, threads: int, cores: Optional[int]) -> list[str]:
+    """Warnings about a launch that is probably wrong: a foreign launcher, oversubscribed cores."""
+    warnings = []
+    slurm_tasks = os.environ.get("SLURM_NTASKS", "")
+    first_task = os.environ.get("SLURM_PROCID", "0") == "0"  # every lone task would say it otherwise
+    if world_size == 1 and slurm_tasks.isdigit() and int(slurm_tasks) > 1 and first_task:
+        warnings.append(
+            f"Slurm started {slurm_tasks} tasks but MPI reports a world of 1: each task is running alone. "
+            "The launcher does not match the MPI that mpi4py loads; use `srun --mpi=pmi2` (or pmix) or "
+            "the mpiexec of the same MPI"
+        )
+    if cores and ranks_on_node > cores and not os.environ.get("MPIR_CVAR_CH4_PROGRESS_THROTTLE"):
+        warnings.append(
+            f"{ranks_on_node} ranks share this node's {cores} cores: busy-polling MPI libraries slow down badly; "
+            "with MPICH set MPIR_CVAR_CH4_PROGRESS_THROTTLE=true MPIR_CVAR_POLLS_BEFORE_YIELD=1"
+        )
+    elif cores and threads > 1 and ranks_on_node * threads > cores:
+        warnings.append(
+            f"{ranks_on_node} ranks on this node x {threads} BLAS threads each > {cores} cores: the ranks will "
+            f"compete for cores; set OMP_NUM_THREADS={max(1, cores // ranks_on_node)} (and OPENBLAS_NUM_THREADS)"
+        )
+    return warnings

@@ -1,0 +1,97 @@
+"""``python -m mpitrain plot PATH``: PNG charts of a training run or of a benchmark (matplotlib).
+
+For a run directory (``train --out DIR``): ``DIR/loss.png`` and ``DIR/metric.png`` from
+metrics.jsonl, against the epoch. For a ``bench train`` JSON: ``scaling.png`` beside it, samples
+per second against ranks, one line per workload and implementation, with the ideal linear
+scaling of each dashed.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import UsageError
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("plot needs matplotlib: pip install matplotlib (or mpitrain[plot])") from None
+    return plt
+
+
+def plot(path: str) -> list[str]:
+    """Draw the charts for ``path`` (a run directory or a bench JSON); return the PNG paths."""
+    if os.path.isdir(path):
+        return plot_run(path)
+    if path.endswith(".json") and os.path.isfile(path):
+        return plot_scaling(path)
+    raise UsageError(f"{path!r} is neither a run directory (with metrics.jsonl) nor a benchmark .json file")
+
+
+def plot_run(folder: str) -> list[str]:
+    """loss.png and metric.png from ``folder``/metrics.jsonl."""
+    metrics, summary = os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "summary.json")
+    if not os.path.isfile(metrics):
+        raise UsageError(f"{folder} has no metrics.jsonl: is it the --out directory of a train run?")
+    with open(metrics) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if not records:
+        raise UsageError(f"{metrics} is empty: the run logged nothing yet")
+    metric_name = "metric"
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            metric_name = json.load(f).get("metric_name", metric_name)
+    plt = _pyplot()
+    written = []
+    for key, label in (("loss", "training loss"), ("metric", metric_name)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["epoch"] for r in records], [r[key] for r in records], marker="o", markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss" and min(r["loss"] for r in records) > 0:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{label}: {os.path.basename(os.path.abspath(folder))}")
+        out = os.path.join(folder, f"{key}.png")
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        written.append(out)
+    return written
+
+
+def plot_scaling(path: str) -> list[str]:
+    """scaling.png beside a ``bench train`` JSON."""
+    with open(path) as f:
+        report = json.load(f)
+    rows = report.get("summary")
+    if report.get("benchmark") != "train" or not rows:
+        raise UsageError(f"{path} is not the JSON of `mpitrain bench train`")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lines: dict[tuple, list] = {}
+    for r in rows:
+        lines.setdefault((r["workload"], r["impl"]), []).append((r["ranks"], r["samples_per_second"]))
+    for (workload, impl), points in sorted(lines.items()):
+        points.sort()
+        ranks, rates = zip(*points)
+        (line,) = ax.plot(ranks, rates, marker="o", label=f"{workload} / {impl}")
+        if ranks[0] == 1:
+            ax.plot(ranks, [rates[0] * n for n in ranks], linestyle="--", color=line.get_color(), alpha=0.4)
+    ax.set_xlabel("ranks")
+    ax.set_ylabel("samples per second")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted({r["ranks"] for r in rows}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("training throughput (dashed: linear scaling)")
+    out = os.path.splitext(path)[0] + "-scaling.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return [out]

@@ -1,0 +1,39 @@
+"""Starting `python -m mpitrain` (or a script) under mpiexec from a serial test."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1", "OMP_NUM_THREADS": "1"}
+
+
+def mpiexec() -> list[str]:
+    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the one beside this Python."""
+    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    if not found:
+        pytest.fail("no mpiexec: set MPIEXEC or install the mpich wheel (make install)")
+    return found.split()
+
+
+def command(args: list[str], ranks: int, fault: list[str] | None = None) -> list[str]:
+    """mpiexec -n RANKS python -m mpitrain ARGS, or through tests/fault_runner.py with FAULT."""
+    program = ["-m", "mpitrain"] if fault is None else [os.path.join(HERE, "fault_runner.py"), *fault, "--"]
+    return [*mpiexec(), "-n", str(ranks), sys.executable, *program, *args]
+
+
+def run(*args: str, ranks: int = 2, timeout: float = 120, fault: list[str] | None = None,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run to completion; the result holds the exit status and the output."""
+    return subprocess.run(command(list(args), ranks, fault), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **ENV, **(env or {})})
+
+
+def start(*args: str, ranks: int = 2, fault: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start in the background."""
+    return subprocess.Popen(command(list(args), ranks, fault), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **ENV, **(env or {})})

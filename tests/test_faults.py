@@ -1,0 +1,146 @@
+"""Faults in a running job: the job ends quickly with one message, or stops resumably.
+
+Each test bounds its job with a timeout, so a hang fails the test instead of blocking it.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from launch import ENV, mpiexec, run, start
+
+pytestmark = pytest.mark.e2e
+
+SGD = ["train", "--model", "linear", "--algorithm", "sgd", "--batch-size", "30",
+       "--data", "synthetic:regression,n=3000,d=8", "--lr", "0.05", "--quiet"]
+
+
+def model_bits(path) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k].tobytes() for k in f.files}
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_exception_on_one_rank_ends_the_job_naming_the_rank(tmp_path, rank):
+    started = time.monotonic()
+    done = run(*SGD, "--steps", "100000", "--out", str(tmp_path), ranks=3, fault=["raise", str(rank), "3"], timeout=60)
+    assert time.monotonic() - started < 10, "the job outlived the failing rank by too long"
+    assert done.returncode != 0
+    assert f"unexpected error on rank {rank} of 3" in done.stderr
+    assert done.stderr.count("RuntimeError: injected fault at step 3") == 1
+
+
+def test_killed_rank_ends_the_job(tmp_path):
+    pidfile = tmp_path / "pid"
+    job = start(*SGD, "--steps", "100000", "--out", str(tmp_path / "run"), ranks=3, fault=["pidfile", "1", "3"],
+                env={"FAULT_PIDFILE": str(pidfile)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # rank 1, a process this test started
+        killed = time.monotonic()
+        job.wait(timeout=10)
+        assert time.monotonic() - killed < 10 and job.returncode != 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+
+
+def test_watchdog_ends_a_hung_job_and_tells_who_never_arrived(tmp_path):
+    started = time.monotonic()
+    done = run(*SGD, "--steps", "1000", "--watchdog-seconds", "2", "--out", str(tmp_path), ranks=2,
+               fault=["hang", "1", "3"], timeout=60)
+    assert time.monotonic() - started < 20
+    assert done.returncode != 0
+    assert "watchdog on rank 1: step 3" in done.stderr and "still computing" in done.stderr
+    assert "watchdog on rank 0: step 3" not in done.stderr or "waiting in a collective" in done.stderr
+
+
+def test_data_missing_on_one_rank_gives_one_message(tmp_path):
+    done = run(*SGD, "--steps", "10", "--out", str(tmp_path), ranks=3, fault=["missing-data", "2", "0"], timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.count("rank 2: data file '/nonexistent/rank-data.csv' does not exist") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    done = run(*SGD[:-3], "--lr", "1e6", "--steps", "200", "--checkpoint-every", "1", "--keep-checkpoints", "1",
+               "--out", str(tmp_path), timeout=60)
+    assert done.returncode == 2 and done.stderr.count("diverged") == 1
+    from mpitrain import checkpoint
+
+    found, warnings = checkpoint.load_latest(str(tmp_path / "checkpoints"))
+    assert found is not None and not warnings and np.isfinite(found.arrays["rows"]).all()
+
+
+@pytest.mark.parametrize("algorithm", [["--algorithm", "sgd"], ["--algorithm", "local-sgd", "--sync-every", "7"]])
+def test_stop_signal_checkpoints_and_resume_is_bitwise_identical(tmp_path, algorithm):
+    args = [*SGD, *algorithm, "--steps", "300", "--checkpoint-every", "100"]
+    full = run(*args, "--out", str(tmp_path / "full"), timeout=60)
+    assert full.returncode == 0, full.stderr
+    stopped = run(*args, "--out", str(tmp_path / "cut"), fault=["signal", "1", "150"], timeout=60)
+    assert stopped.returncode == 75, stopped.stderr
+    assert "stopped by a signal after step 151" in stopped.stderr
+    assert not (tmp_path / "cut" / "model.npz").exists()
+    resumed = run(*args, "--out", str(tmp_path / "cut"), "--resume", "auto", timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    assert model_bits(tmp_path / "cut" / "model.npz") == model_bits(tmp_path / "full" / "model.npz")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_on_another_number_of_ranks_reaches_the_same_loss(tmp_path):
+    args = [*SGD, "--steps", "600"]
+    full = run(*args, "--out", str(tmp_path / "full"), ranks=2, timeout=60)
+    stopped = run(*args, "--out", str(tmp_path / "cut"), ranks=2, fault=["signal", "0", "200"], timeout=60)
+    assert full.returncode == 0 and stopped.returncode == 75, stopped.stderr
+    resumed = run(*args, "--out", str(tmp_path / "cut"), "--resume", "auto", ranks=3, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    loss = [json.loads((tmp_path / d / "summary.json").read_text())["final_train_loss"] for d in ("full", "cut")]
+    # Both runs end at the noise floor (loss ~ noise^2/2 = 0.005); other batches change it by < 5%.
+    assert loss[1] == pytest.approx(loss[0], rel=0.05)
+
+
+def test_signal_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
+    job = start(*SGD, "--steps", "1000000", "--out", str(tmp_path), ranks=2)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "metrics.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # an epoch (100 steps) has been logged: training is under way
+        time.sleep(0.2)
+        job.send_signal(signal.SIGUSR1)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 75, job.stderr.read()
+    assert (tmp_path / "checkpoints" / "latest").exists()
+
+
+def test_exception_in_a_python_script_aborts_the_job(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import mpitrain as mt\n"
+        "comm = mt.world()\n"
+        "data = mt.load('synthetic:regression,n=500,d=3', comm)\n"
+        "model = mt.create_model('linear', 3)\n"
+        "def log(record):\n"
+        "    if comm.rank == 1 and record['step'] == 3:\n"
+        "        raise ValueError('user callback failed')\n"
+        "mt.fit(model, data, comm, 'gd', mt.Settings(steps=100000, lr=0.1), log=log)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([*mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **ENV})
+    assert time.monotonic() - started < 10 and done.returncode != 0
+    assert "unexpected error on rank 1 of 3" in done.stderr
+    assert done.stderr.count("ValueError: user callback failed") == 1

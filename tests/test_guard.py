@@ -1,0 +1,56 @@
+"""Stop signals, the watchdog and start-up warnings, on one process."""
+import os
+import signal
+import subprocess
+import sys
+
+from mpitrain import guard
+
+
+def test_stop_signals_only_set_a_flag():
+    stop = guard.StopRequest().install()
+    try:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.requested and stop.signum == signal.SIGUSR1
+    finally:
+        stop.uninstall()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_watchdog_ends_a_stuck_step_with_its_stack():
+    code = ("import time; from mpitrain.guard import Watchdog\n"
+            "w = Watchdog(0.3, rank=5, in_collective=lambda: False, grace=0.0)\n"
+            "w.arm(7)\n"
+            "def stuck_here(): time.sleep(30)\n"
+            "stuck_here()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert done.returncode == guard.EXIT_WATCHDOG
+    assert "watchdog on rank 5: step 7 has taken more than 0.3s" in done.stderr
+    assert "still computing" in done.stderr and "[rank 5]" in done.stderr and "stuck_here" in done.stderr
+
+
+def test_watchdog_rearmed_every_step_does_not_fire():
+    code = ("import time; from mpitrain.guard import Watchdog\n"
+            "w = Watchdog(0.5, rank=0, in_collective=lambda: True)\n"
+            "for step in range(10):\n    w.arm(step); time.sleep(0.1)\n"
+            "w.stop(); time.sleep(0.7); print('done')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and done.stdout.strip() == "done"
+
+
+def test_startup_warnings(monkeypatch):
+    for var in ("SLURM_NTASKS", "SLURM_PROCID", "MPIR_CVAR_CH4_PROGRESS_THROTTLE"):
+        monkeypatch.delenv(var, raising=False)
+    assert guard.startup_warnings(4, 4, 1, 8) == []
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    [lone] = guard.startup_warnings(1, 1, 1, 8)
+    assert "Slurm started 8 tasks but MPI reports a world of 1" in lone
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert guard.startup_warnings(1, 1, 1, 8) == []  # only the first task says it
+    [threads] = guard.startup_warnings(4, 4, 4, 8)
+    assert "4 BLAS threads" in threads and "OMP_NUM_THREADS=2" in threads
+    [cores] = guard.startup_warnings(4, 4, 1, 2)
+    assert "4 ranks share this node's 2 cores" in cores
+    monkeypatch.setenv("MPIR_CVAR_CH4_PROGRESS_THROTTLE", "true")
+    assert guard.startup_warnings(4, 4, 1, 2) == []
