@@ -16,7 +16,7 @@ class Model:
     """
 
     name: ClassVar[str]
-    metric_name: ClassVar[str]
+    metric_name: str  # "accuracy" or "rmse"; the MLP's depends on its loss
     OPTIONS: ClassVar[tuple[str, ...]] = ()
     n_features: int
     layout: Layout
