@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -311,12 +312,12 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                   f"= {settings.lr:g}")
     metrics = MetricsLog(os.path.join(args.out, "metrics.jsonl")) if comm.rank == 0 else None
     bar = progress_bar(args, comm, steps, settings.batch_size or data.n_total)
-    meta = {"model": args.model, "algorithm": args.algorithm, "n_features": data.n_features,
-            "n_samples": data.n_total, "steps_per_epoch": per_epoch, "data": args.data,
-            "settings": {"lr": args.lr, "l2": args.l2, "batch_size": args.batch_size,
-                         "sync_every": args.sync_every, "seed": args.seed, "steps": steps}}
+    meta = {"model": args.model, "n_params": model.n_params, "algorithm": args.algorithm,
+            "n_features": data.n_features, "n_samples": data.n_total, "steps_per_epoch": per_epoch,
+            "data": args.data, "settings": dataclasses.asdict(settings)}
     supervisor = Supervisor(comm, os.path.join(args.out, "checkpoints"), args.checkpoint_every,
-                            args.keep_checkpoints, meta, metrics, args.watchdog_seconds, bar)
+                            args.keep_checkpoints, meta, data.n_local / data.n_total, metrics,
+                            args.watchdog_seconds, bar)
 
     def log(record: dict) -> None:
         if metrics is not None:
@@ -331,7 +332,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     try:
         state = None
         if args.resume:
-            state, notes = supervisor.resume(args.resume, model.n_params, data.n_total)
+            state, notes = supervisor.resume(args.resume, model.n_params)
             for note in notes:
                 say(comm, f"mpitrain: {note}", sys.stderr)
         timeline = Timeline(record=bool(args.trace))

@@ -199,6 +199,45 @@ def unflatten_arrays(state: State, flat: np.ndarray) -> State:
     return map_arrays(take, state)
 
 
+def state_vector(state: State) -> np.ndarray:
+    """Every leaf of ``state`` (arrays and step counts) in one float64 vector, for checkpoints."""
+    leaves: list[np.ndarray] = []
+    map_leaves(lambda leaf: leaves.append(np.ravel(np.asarray(leaf, dtype=np.float64))) or leaf, state)
+    return np.concatenate(leaves) if leaves else np.empty(0)
+
+
+def restore(template: State, saved: Any) -> State:
+    """``saved`` as a state shaped like ``template``: None gives the template, a vector from
+    ``state_vector`` is unpacked into its leaves, a state is returned as it is."""
+    if saved is None:
+        return template
+    if not isinstance(saved, np.ndarray):
+        return saved
+    if saved.size != state_vector(template).size:
+        raise ValueError(f"the saved optimizer state has {saved.size} numbers; this optimizer needs "
+                         f"{state_vector(template).size}: resume with the same --optimizer")
+    position = 0
+
+    def take(leaf: Any) -> Any:
+        nonlocal position
+        if isinstance(leaf, np.ndarray):
+            out = saved[position : position + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+            position += leaf.size
+            return out
+        position += 1
+        return type(leaf)(saved[position - 1])
+
+    return map_leaves(take, template)
+
+
+def map_leaves(fn: Callable[[Any], Any], state: State) -> State:
+    """A new state with ``fn`` applied to every leaf: arrays and numbers such as step counts."""
+    if isinstance(state, tuple):
+        parts = [map_leaves(fn, s) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    return fn(state)
+
+
 # -- learning-rate schedules: functions of the global step (0, 1, ...) ---------------------------
 
 

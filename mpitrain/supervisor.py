@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, optim
 from .algorithms import Hooks, State
-from .data import block_sizes
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
 
@@ -25,17 +24,19 @@ _PERIOD = 3  # State.period entries stored after theta in each checkpoint row
 class Supervisor(Hooks):
     """Hooks for one run: checkpoints into ``folder`` every ``every`` steps (0: only on a stop).
 
-    ``meta`` describes the run (model, algorithm, settings) and is stored in each manifest; a
-    resumed run must match its model, parameter count and algorithm. ``progress`` (a tqdm bar or
+    ``meta`` describes the run (model, n_params, algorithm, settings) and is stored in each
+    manifest; a resumed run must match its model, parameter count, algorithm and optimizer.
+    ``weight`` is this rank's share n_k/N of the data, used to average local models when a run
+    saved between averagings resumes on another number of ranks. ``progress`` (a tqdm bar or
     None) advances by one step's samples at every step.
     """
 
     listens = True
 
-    def __init__(self, comm: "Comm", folder: str, every: int, keep: int, meta: dict,
+    def __init__(self, comm: "Comm", folder: str, every: int, keep: int, meta: dict, weight: float,
                  metrics: Optional[MetricsLog], watchdog_seconds: float = 0.0, progress: Any = None) -> None:
         self.comm, self.folder, self.every, self.keep, self.meta = comm, folder, every, keep, meta
-        self.metrics, self.progress = metrics, progress
+        self.metrics, self.progress, self.weight = metrics, progress, weight
         self.samples_per_step = int(meta["settings"].get("batch_size") or meta["n_samples"])
         self.stop = StopRequest().install()
         self.watchdog = Watchdog(watchdog_seconds, comm.rank, lambda: comm.busy) if watchdog_seconds > 0 else None
@@ -62,8 +63,11 @@ class Supervisor(Hooks):
         return self.every > 0 and steps_done - self.last_saved >= self.every
 
     def save(self, state: State, synced: bool) -> None:
-        """Collective: rank 0 writes the state (every rank's row if the ranks are not in sync)."""
-        row = np.concatenate([state.theta, state.period])[None]
+        """Collective: rank 0 writes the state (every rank's row if the ranks are not in sync).
+
+        A row is [theta | period (3) | optimizer state vector | this rank's weight n_k/N].
+        """
+        row = np.concatenate([state.theta, state.period, optim.state_vector(state.opt_state), [self.weight]])[None]
         rows = row if synced else self.comm.gather_rows(row)
         with self.comm.together():
             if self.comm.rank == 0:
@@ -76,42 +80,41 @@ class Supervisor(Hooks):
         self.last_saved = state.step
 
     # -- resuming ------------------------------------------------------------------------------
-    def resume(self, how: str, n_params: int, n_total: int) -> tuple[Optional[State], list[str]]:
+    def resume(self, how: str, n_params: int) -> tuple[Optional[State], list[str]]:
         """Collective: the State to resume from (None: start afresh) and notes for rank 0 to print.
 
         ``how`` is ``auto`` (the newest checkpoint in the folder that verifies, if any) or the
         path of one checkpoint directory. Rank 0 reads and verifies it, then broadcasts it.
         """
         notes: list[str] = []
-        header = np.zeros(3, dtype=np.int64)  # found, step, world size when saved
-        rows = np.empty((0, n_params + _PERIOD))
+        header = np.zeros(5, dtype=np.int64)  # found, step, world size when saved, rows, row length
+        rows = np.empty((0, 0))
         with self.comm.together():
             if self.comm.rank == 0:
                 found, notes = self._read(how)
                 if found is not None:
                     self._check_compatible(found, n_params)
-                    rows = found.arrays["rows"]
-                    header[:] = (1, found.manifest["step"], found.manifest["world_size"])
+                    rows = np.ascontiguousarray(found.arrays["rows"], dtype=np.float64)
+                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], *rows.shape)
                     if self.metrics is not None:
                         self.metrics.lines = [str(line) for line in found.arrays["metrics"]]
                     notes.append(f"resuming from {found.path} (step {found.manifest['step']})")
         self.comm.bcast(header)
         if not header[0]:
             return None, notes
-        n_rows = self.comm.bcast(np.array([rows.shape[0]], dtype=np.int64))[0]
-        rows = self.comm.bcast(np.ascontiguousarray(rows) if self.comm.rank == 0
-                               else np.empty((n_rows, n_params + _PERIOD)))
-        step, saved_size = int(header[1]), int(header[2])
+        found_, step, saved_size, n_rows, row_length = map(int, header)
+        rows = self.comm.bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
         self.last_saved = step
         if n_rows == 1:
             row = rows[0]
         elif saved_size == self.comm.size:
             row = rows[self.comm.rank]
         else:  # saved between averagings on another number of ranks: start from the average
-            weights = block_sizes(n_total, saved_size) / n_total
-            row = np.concatenate([weights @ rows[:, :n_params], np.zeros(_PERIOD)])
+            row = rows[:, -1] @ rows
+            row[n_params : n_params + _PERIOD] = 0
             notes.append(f"the checkpoint holds {saved_size} local models; starting from their weighted average")
-        return State(step, row[:n_params].copy(), row[n_params:].copy()), notes
+        theta, period = row[:n_params].copy(), row[n_params : n_params + _PERIOD].copy()
+        return State(step, theta, period, row[n_params + _PERIOD : -1].copy()), notes
 
     def _read(self, how: str) -> tuple[Optional[checkpoint.Checkpoint], list[str]]:
         if how != "auto":
@@ -124,10 +127,12 @@ class Supervisor(Hooks):
     def _check_compatible(self, found: checkpoint.Checkpoint, n_params: int) -> None:
         """CheckpointError (a UsageError, so it is raised inside together()) on a mismatch."""
         saved = found.manifest
-        for key in ("model", "algorithm"):
-            if saved.get(key) != self.meta.get(key):
-                raise checkpoint.CheckpointError(f"{found.path} was written by a {key} {saved.get(key)!r} run; this run uses "
-                               f"{self.meta.get(key)!r}: resume with the same --{key}")
-        if found.arrays["rows"].shape[1] != n_params + _PERIOD:
-            raise checkpoint.CheckpointError(f"{found.path} holds {found.arrays['rows'].shape[1] - _PERIOD} parameters; "
-                           f"this model has {n_params}")
+        for key in ("model", "algorithm", "optimizer"):
+            was, now = saved.get(key, saved["settings"].get(key)), self.meta.get(key, self.meta["settings"].get(key))
+            if was != now:
+                raise checkpoint.CheckpointError(
+                    f"{found.path} was written by a run with --{key} {was}; this run uses {now}: resume with the same "
+                    f"--{key}")
+        if saved.get("n_params") != n_params:
+            raise checkpoint.CheckpointError(f"{found.path} holds {saved.get('n_params')} parameters; this model has "
+                                             f"{n_params}: resume with the same model options")

@@ -144,3 +144,17 @@ def test_exception_in_a_python_script_aborts_the_job(tmp_path):
     assert time.monotonic() - started < 10 and done.returncode != 0
     assert "unexpected error on rank 1 of 3" in done.stderr
     assert done.stderr.count("ValueError: user callback failed") == 1
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
+def test_resume_restores_the_optimizer_state_bitwise(tmp_path, optimizer):
+    args = [*SGD[:-3], "--lr", "0.01", "--quiet", "--optimizer", optimizer, "--steps", "200"]
+    full = run(*args, "--out", str(tmp_path / "full"), timeout=60)
+    stopped = run(*args, "--out", str(tmp_path / "cut"), fault=["signal", "1", "90"], timeout=60)
+    assert full.returncode == 0 and stopped.returncode == 75, stopped.stderr
+    resumed = run(*args, "--out", str(tmp_path / "cut"), "--resume", "auto", timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert model_bits(tmp_path / "cut" / "model.npz") == model_bits(tmp_path / "full" / "model.npz")
+    other = run(*args[:-4], "--optimizer", "sgd", "--steps", "200", "--out", str(tmp_path / "cut"),
+                "--resume", "auto", timeout=60)
+    assert other.returncode == 2 and "resume with the same --optimizer" in other.stderr

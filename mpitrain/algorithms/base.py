@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -59,14 +59,15 @@ class State:
     """Where a run stands, enough to resume it exactly.
 
     step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
-    metric sum and samples since the last metrics record. Sampling is a pure function of
-    (seed, step), so no random-generator state is needed.
+    metric sum and samples since the last metrics record; opt_state : the optimizer's state, or
+    its ``optim.state_vector`` (from a checkpoint), or None to start the optimizer afresh.
+    Sampling is a pure function of (seed, step), so no random-generator state is needed.
     """
 
     step: int
     theta: np.ndarray
     period: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    opt_state: optim.State = None  # None: the optimizer starts afresh
+    opt_state: Any = None
 
 
 class Hooks:

@@ -48,7 +48,7 @@ def fit_local_sgd(
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
     n_params, weight, k = model.n_params, data.n_local / data.n_total, model.n_penalized
     rule, schedule = make_optimizer(settings, model)
-    opt_state = rule.init(state.theta) if state.opt_state is None else state.opt_state
+    opt_state = optim.restore(rule.init(state.theta), state.opt_state)
     average = settings.local_state == "average"
     n_state = sum(a.size for a in optim.state_arrays(opt_state)) if average else 0
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)

@@ -84,7 +84,7 @@ def fit_sync(
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
     n_params, scale, k = model.n_params, 1.0 / batches.global_size, model.n_penalized
     rule, schedule = make_optimizer(settings, model)
-    opt_state = rule.init(state.theta) if state.opt_state is None else state.opt_state
+    opt_state = optim.restore(rule.init(state.theta), state.opt_state)
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
     buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
