@@ -41,6 +41,7 @@ WORKLOADS = {
             "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 200, 10),
 }
 IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
+BATCH = 256  # the global batch of the SGD workloads
 TORCH_WORKLOADS = ("softmax", "mlp")
 
 
@@ -191,10 +192,15 @@ def worker() -> None:
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
     data = mt.load(args.spec, comm)
-    model = mt.create_model("linear", data.n_features)
-    warm = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.warmup, lr=lr))
+    options = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes": 10}),
+               "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
+    name, kwargs = options[args.workload]
+    model = mt.create_model(name, data.n_features, **kwargs)
+    batch = None if algorithm == "gd" else BATCH
+    warm = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.warmup, lr=lr, batch_size=batch))
     comm.barrier()
-    result = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.steps, lr=lr), theta=warm.theta)
+    settings = mt.Settings(steps=args.steps, lr=lr, batch_size=batch, seed=1)
+    result = mt.fit(model, data, comm, algorithm, settings, theta=warm.theta)
     wall, compute, coll, wait = split_times(comm, result.seconds, result.comm_seconds)
     loss, _ = mt.evaluate(model, result.theta, data, comm)
     if comm.rank == 0:
