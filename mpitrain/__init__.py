@@ -9,7 +9,7 @@ Five lines from Python, under ``mpiexec -n N python script.py``::
     result = mt.fit(model, data, comm, "gd", mt.Settings(steps=200, lr=0.5))
     loss, rmse = mt.evaluate(model, result.theta, data, comm)
 
-Classifiers on real data, with an optimizer (see docs/python-api.md)::
+Classifiers on real data, with an optimizer (see the README, section Python)::
 
     train, test = mt.split(mt.load("digits", comm), comm, 0.25)   # stratified, deterministic
     mt.standardize(train, comm, test)                             # global mean and variance
