@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= mpich,test
 MPIEXEC ?= $(BIN)/mpiexec
-MPI_SIZES ?= 1 2 3 4
+MPI_SIZES ?= 1 2 3 4 5
 TIMEOUT ?= 900
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
@@ -46,7 +46,7 @@ test-mpi: install
 	@set -e; for n in $(MPI_SIZES); do \
 	    echo "== MPI tests on $$n rank(s): $(MPIEXEC) -n $$n"; \
 	    MPITRAIN_TEST_NP=$$n timeout $(TIMEOUT) $(MPIEXEC) -n $$n $(BIN)/python -m pytest \
-	        $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi; \
+	        $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi tests/collectives; \
 	done
 
 clean:

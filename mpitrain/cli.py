@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__, models, optim
+from . import collectives
+from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .algorithms.base import LOCAL_STATES
@@ -99,6 +101,12 @@ def build_parser() -> Parser:
                        help="write a Chrome-trace timeline (one lane per rank; open in Perfetto or chrome://tracing)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="a progress bar on rank 0 (needs tqdm; default: when stderr is a terminal)")
+    wire = train.add_argument_group("communication")
+    wire.add_argument("--allreduce", choices=("auto", "native", *collectives.ALGORITHMS), default="auto",
+                      help="the reduction algorithm (default auto: the faster of the MPI library's call and our "
+                           "own for each buffer size; see docs/collectives.md)")
+    wire.add_argument("--compress", choices=("fp16", "bf16"),
+                      help="send gradients as 16-bit floats with error feedback (gd and sgd)")
     safety = train.add_argument_group("checkpoints and fault handling")
     safety.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
                         help="write a checkpoint every N steps into OUT/checkpoints (default 0: only when "
@@ -122,8 +130,10 @@ def build_parser() -> Parser:
     add_model_flags(train)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
     drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
-    bench = sub.add_parser("bench", help="benchmarks: `bench train` (throughput; launches its own mpiexec jobs)")
+    bench = sub.add_parser("bench", help="benchmarks: `bench allreduce` (run under mpiexec) and `bench train` "
+                                         "(throughput; launches its own mpiexec jobs)")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
+    bench_allreduce.add_parser(benches)
     bench_train.add_parser(benches)
     parser.set_defaults(train_parser=train)
     return parser
@@ -140,6 +150,8 @@ def check_train_flags(parser: Parser, args: argparse.Namespace) -> None:
         parser.error("--algorithm local-sgd needs --sync-every H (local steps between averages)")
     if args.algorithm != "local-sgd" and args.sync_every is not None:
         parser.error(f"--sync-every only applies to local-sgd, not {args.algorithm}")
+    if args.compress and args.algorithm in ("local-sgd", "one-shot"):
+        parser.error(f"--compress applies to gradients (gd, sgd); {args.algorithm} averages parameters exactly")
 
 
 # -- models, optimizers and data preparation (issue 3) --------------------------------------------
@@ -306,7 +318,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     per_epoch = steps_per_epoch(data.n_total, args.batch_size)
     steps = args.steps if args.steps is not None else (args.epochs or 10) * per_epoch
     settings = Settings(steps=steps, l2=args.l2, batch_size=args.batch_size, sync_every=args.sync_every,
-                        seed=args.seed, **optimizer_settings(args, steps, args.batch_size or data.n_total))
+                        seed=args.seed, allreduce=args.allreduce, compress=args.compress,
+                        **optimizer_settings(args, steps, args.batch_size or data.n_total))
     if args.scale_lr:
         say(comm, f"linear scaling rule: lr {args.lr:g} x {args.batch_size or data.n_total} / {args.scale_lr} "
                   f"= {settings.lr:g}")
@@ -436,7 +449,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "predict":
         return run_predict(args, comm)
     if args.command == "bench":
-        return bench_train.run(args)
+        return bench_allreduce.run(args) if args.bench == "allreduce" else bench_train.run(args)
     if args.command == "plot":
         say(comm, "wrote " + ", ".join(plot(args.path)))
         return 0

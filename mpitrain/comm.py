@@ -1,7 +1,10 @@
-"""The one module that imports mpi4py: a private communicator, buffer collectives, job-wide errors.
+"""The MPI layer of the training code: a private communicator, buffer collectives, job-wide errors.
 
-Arrays travel only through the buffer calls (``Allreduce``, ``Bcast``, ``Gatherv``). The
-lower-case pickling calls appear only for short strings (error messages, host names).
+Only this module and ``mpitrain.collectives._p2p`` use mpi4py (through ``_mpi``, which picks
+the thread level). Arrays travel only through the
+buffer calls (``Allreduce``, ``Bcast``, ``Gatherv``, or our own algorithms in
+``mpitrain.collectives``); the lower-case pickling calls appear only for short strings (error
+messages, host names).
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import numpy as np
-from mpi4py import MPI
 
+from . import collectives
+from ._mpi import MPI
 from .errors import JobError, UsageError
 
 _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
@@ -32,17 +36,36 @@ class Comm:
         self.size: int = self._comm.Get_size()
         self.seconds: float = 0.0
         self.busy = False  # True while inside a collective (read by the watchdog)
+        self._plans: dict[tuple, str] = {}  # (bytes, dtype, op) -> the algorithm auto chose
         if self.size > 1:
             _install_abort_hook()
 
     # -- buffer collectives ------------------------------------------------------------------
-    def allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
-        """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it."""
+    def allreduce(self, buf: np.ndarray, op: str = "sum", algorithm: str = "native",
+                  compress: Optional[str] = None) -> np.ndarray:
+        """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it.
+
+        ``algorithm`` is "native" (the MPI library's call), "auto" or one of
+        ``collectives.ALGORITHMS``; ``compress`` ("fp16", "bf16") sends 16-bit payloads. The
+        plan ``auto`` makes for each buffer size is kept, so where it is the library's call the
+        step pays nothing for the choice.
+        """
         t0, self.busy = time.perf_counter(), True
-        self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
+        if algorithm == "auto" and compress is None:
+            algorithm = self._plans.get((buf.nbytes, buf.dtype.char, op)) or self._plan(buf, op)
+        if algorithm == "native" and compress is None:
+            self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
+        else:
+            collectives.allreduce(buf, op=op, algorithm=algorithm, compress=compress, comm=self._comm)
         self.seconds += time.perf_counter() - t0
         self.busy = False
         return buf
+
+    def _plan(self, buf: np.ndarray, op: str) -> str:
+        """Collective on first use: what ``auto`` does with buffers like this one (kept)."""
+        key = (buf.nbytes, buf.dtype.char, op)
+        self._plans[key] = collectives.plan(buf.nbytes, buf.dtype, op, comm=self._comm)
+        return self._plans[key]
 
     def bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Overwrite ``buf`` on every rank with root's copy and return it."""

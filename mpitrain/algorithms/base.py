@@ -33,6 +33,9 @@ class Settings:
     every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
     local_state : what local SGD does with optimizer state at a sync point: keep it per rank,
     average it (n_k/N weights) or reset it.
+
+    allreduce : the reduction algorithm ("auto", "native" or one of ``collectives.ALGORITHMS``);
+    compress : "fp16" or "bf16" gradients on the wire with error feedback (gd and sgd only).
     """
 
     steps: int
@@ -52,6 +55,8 @@ class Settings:
     decay_every: Optional[int] = None
     decay_factor: float = 0.1
     local_state: str = "keep"
+    allreduce: str = "auto"
+    compress: Optional[str] = None
 
 
 @dataclass

@@ -43,6 +43,8 @@ def fit_local_sgd(
     """
     if settings.batch_size is None or settings.sync_every is None or settings.sync_every < 1:
         raise ValueError("local SGD needs a batch_size and sync_every >= 1")
+    if settings.compress is not None:
+        raise ValueError("compression applies to gradients (gd, sgd), not to averaging parameters in local SGD")
     if settings.local_state not in LOCAL_STATES:
         raise ValueError(f"unknown local_state {settings.local_state!r}; choose one of {', '.join(LOCAL_STATES)}")
     batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
@@ -80,7 +82,7 @@ def fit_local_sgd(
                 np.multiply(np.concatenate(optim.state_arrays(opt_state)), weight, out=buf[n_params:-4])
             buf[-4:-1] = period
             buf[-1] = hooks.stop_vote()
-            comm.allreduce(buf)
+            comm.allreduce(buf, algorithm=settings.allreduce)
             timeline.mark(REDUCE)
             check_finite(buf, step)
             theta[:] = buf[:n_params]

@@ -3,7 +3,9 @@
 Each step, every rank sums the loss gradient over its rows of the global batch; one
 Allreduce adds the per-rank sums (the loss and metric sums and the ranks' stop votes travel in
 the same buffer); the sum is divided by the global batch size and the L2 term is added once,
-after the reduction. Full-batch GD is the case where each rank's batch is its whole partition.
+after the reduction. Full-batch GD is the case where each rank's batch is its whole partition. With compression the
+gradient travels as fp16/bf16 with error feedback (each rank carries its encoding error into its
+next gradient) and the loss sums and votes in a second, exact reduction.
 The optimizer sees only the reduced gradient, so its state is the same on every rank without
 communication.
 """
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from .. import optim
+from .. import collectives, optim
 from ..data import BatchSampler, Dataset, batch_shares
 from ..errors import JobError
 from ..models import Model
@@ -88,6 +90,7 @@ def fit_sync(
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
     buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
+    feedback = None if settings.compress is None else collectives.feedback_init(grad)
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())
     timeline = result.timeline
@@ -99,7 +102,12 @@ def fit_sync(
         buf[n_params : n_params + 2] = model.sums(theta, X, y, grad)
         buf[-1] = hooks.stop_vote()
         timeline.mark(COMPUTE)
-        comm.allreduce(buf)
+        if feedback is None:
+            comm.allreduce(buf, algorithm=settings.allreduce)
+        else:  # 16-bit gradients; the loss sums and votes travel exactly, in a small second call
+            grad[:], feedback = collectives.feedback_apply(grad, feedback, settings.compress)
+            comm.allreduce(grad, algorithm=settings.allreduce, compress=settings.compress)
+            comm.allreduce(buf[n_params:])
         timeline.mark(REDUCE)
         check_finite(buf, step)
         period += (buf[n_params], buf[n_params + 1], batches.global_size)

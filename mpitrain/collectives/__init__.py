@@ -26,6 +26,7 @@ __all__ = [
     "OPS",
     "DTYPES",
     "allreduce",
+    "allreduce_many",
     "reduce",
     "bcast",
     "reduce_scatter",
@@ -47,15 +48,32 @@ ALGORITHMS: dict[str, Callable[[_p2p.Channel, np.ndarray, str], None]] = {
 OPS = ("sum", "avg", "max", "min")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
 
+_DTYPE_SET = frozenset(DTYPES)
+_FAST_OPS = frozenset(("sum", "max", "min"))  # valid for every dtype: skips a call on the latency path
 _table: Optional[dict] = None
+_digest = b""
+_world: Optional[_p2p.Channel] = None  # the channel for comm=None, once made
+_rows: dict[int, Optional[list]] = {}  # id(channel) -> its auto rows (channels live as long as the process)
+
+
+def _load_table() -> dict:
+    """The auto table, loaded on first use (the built-in one, updated from $MPITRAIN_ALLREDUCE_TABLE)."""
+    global _table, _digest
+    if _table is None:
+        _table = auto.load_table()
+        _digest = auto.digest(_table)
+    return _table
 
 
 def _channel(comm: Any) -> _p2p.Channel:
-    """The channel for ``comm``, loading the auto table first (the channel checks its digest)."""
-    global _table
-    if _table is None:
-        _table = auto.load_table()
-    return _p2p.channel(comm, auto.digest(_table))
+    """The channel for ``comm`` (None: COMM_WORLD); channels check that ranks loaded the same table."""
+    global _world
+    _load_table()
+    ch = _p2p.channel(comm, _digest)
+    _rows[id(ch)] = auto.rows_for(_table, ch.thread_level, ch.size)
+    if comm is None:
+        _world = ch
+    return ch
 
 
 def plan(nbytes: int, dtype: Any = np.float64, op: str = "sum", *, comm: Any = None) -> str:
@@ -64,17 +82,22 @@ def plan(nbytes: int, dtype: Any = np.float64, op: str = "sum", *, comm: Any = N
     return auto.choose(nbytes, ch.size, np.dtype(dtype), op, ch.thread_level, _table)
 
 
-def _flat(buf: Any, name: str) -> np.ndarray:
-    """``buf`` viewed as shape (n,), after checking type, dtype and layout."""
+def _check(buf: Any, name: str) -> None:
+    """Raise unless ``buf`` is a C-contiguous ndarray of a supported dtype."""
     if not isinstance(buf, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, not {type(buf).__name__}")
-    if buf.dtype not in DTYPES:
+    if buf.dtype not in _DTYPE_SET:
         raise TypeError(
             f"{name} has dtype {buf.dtype}, but collectives support float32, float64, int32 and int64; "
             f"convert with {name}.astype(np.float64)"
         )
     if not buf.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+
+
+def _flat(buf: Any, name: str) -> np.ndarray:
+    """``buf`` viewed as shape (n,), after ``_check``."""
+    _check(buf, name)
     return buf.reshape(-1)
 
 
@@ -84,7 +107,7 @@ def _target(buf: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
         target = buf
     else:
         target = out
-        _flat(out, "out")
+        _check(out, "out")
         if out.shape != buf.shape or out.dtype != buf.dtype:
             raise ValueError(
                 f"out has shape {out.shape} and dtype {out.dtype}, but buf has {buf.shape} and {buf.dtype}; "
@@ -123,43 +146,76 @@ def allreduce(
     float sums bitwise independent of the number of ranks (see ``deterministic.py``). Every
     algorithm gives the same bits on every rank.
     """
-    flat = _flat(buf, "buf")
+    _check(buf, "buf")
     target = _target(buf, out)
-    _check_op(op, buf.dtype)
+    if op not in _FAST_OPS:
+        _check_op(op, buf.dtype)
     if algorithm != "auto" and algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, not {algorithm!r}")
     if compress is not None:
-        if compress not in _compress.CODECS:
-            raise ValueError(f"compress must be None or one of {sorted(_compress.CODECS)}, not {compress!r}")
-        if buf.dtype.kind != "f" or op not in ("sum", "avg") or deterministic or algorithm not in ("auto", "ring"):
-            raise ValueError(
-                "compress works for float sums and averages with algorithm 'auto' or 'ring' and "
-                f"deterministic=False (got dtype {buf.dtype}, op {op!r}, algorithm {algorithm!r}, "
-                f"deterministic={deterministic})"
-            )
-    ch = _channel(comm)
-    work = target.reshape(-1)
+        _check_compress(compress, buf.dtype, op, algorithm, deterministic)
+    ch = _world if comm is None and _world is not None else _channel(comm)
     if target is not buf:
-        np.copyto(work, flat)
-    if ch.size == 1:
-        return target
+        np.copyto(target, buf)
     reduce_op = "sum" if op == "avg" else op
-    run = ALGORITHMS[algorithm] if algorithm != "auto" else None
-    if compress is not None:
-        _compress.allreduce(ch, work, reduce_op, compress)
-    elif deterministic and buf.dtype.kind == "f" and reduce_op == "sum":
-        _deterministic.sum_shards(ch, work[None, :], work, lambda ints: _reduce_with(ch, ints, "sum", run))
+    if deterministic and buf.dtype.kind == "f" and reduce_op == "sum":
+        run = None if algorithm == "auto" else ALGORITHMS[algorithm]
+        _deterministic.sum_shards(ch, target.reshape(1, -1), target.reshape(-1), lambda ints: _run(ch, ints, "sum", run))
+    elif ch.size == 1:
+        return target
+    elif compress is not None:
+        _compress.allreduce(ch, target.reshape(-1), reduce_op, compress)
     else:
-        _reduce_with(ch, work, reduce_op, run)
+        if algorithm == "auto":
+            algorithm = auto.pick(_rows[id(ch)], target.nbytes)
+        if algorithm == "native":  # the MPI call takes any shape: skip the reshape on the latency path
+            ch.native_allreduce(target, reduce_op)
+        else:
+            ALGORITHMS[algorithm](ch, target.reshape(-1), reduce_op)
     if op == "avg":
-        np.divide(work, ch.size, out=work)
+        np.divide(target, ch.size, out=target)
     return target
 
 
-def _reduce_with(ch: _p2p.Channel, work: np.ndarray, op: str, run: Optional[Callable]) -> None:
+def allreduce_many(arrays: list[np.ndarray], *, op: str = "sum", algorithm: str = "auto", comm: Any = None,
+                   compress: Optional[str] = None, deterministic: bool = False) -> list[np.ndarray]:
+    """Reduce several arrays (one dtype, any shapes) in place with one fused allreduce; returns them.
+
+    The arrays are copied into one buffer of shape (sum of sizes,), reduced with the options of
+    ``allreduce``, and copied back: one message schedule instead of one per array.
+    """
+    if not arrays:
+        return arrays
+    for i, a in enumerate(arrays):
+        _check(a, f"arrays[{i}]")
+        _target(a, None)  # writeable
+        if a.dtype != arrays[0].dtype:
+            raise TypeError(f"arrays[{i}] has dtype {a.dtype} but arrays[0] has {arrays[0].dtype}; fuse one dtype at a time")
+    fused = np.concatenate([a.reshape(-1) for a in arrays])
+    allreduce(fused, op=op, algorithm=algorithm, comm=comm, compress=compress, deterministic=deterministic)
+    start = 0
+    for a in arrays:
+        a.reshape(-1)[...] = fused[start:start + a.size]
+        start += a.size
+    return arrays
+
+
+def _check_compress(compress: str, dtype: np.dtype, op: str, algorithm: str, deterministic: bool) -> None:
+    """Raise ValueError unless ``compress`` is a known codec used on a float sum over the ring."""
+    if compress not in _compress.CODECS:
+        raise ValueError(f"compress must be None or one of {sorted(_compress.CODECS)}, not {compress!r}")
+    if dtype.kind != "f" or op not in ("sum", "avg") or deterministic or algorithm not in ("auto", "ring"):
+        raise ValueError(
+            "compress works for float sums and averages with algorithm 'auto' or 'ring' and "
+            f"deterministic=False (got dtype {dtype}, op {op!r}, algorithm {algorithm!r}, "
+            f"deterministic={deterministic})"
+        )
+
+
+def _run(ch: _p2p.Channel, work: np.ndarray, op: str, run: Optional[Callable]) -> None:
     """Run ``run`` (None: the auto choice) on ``work`` (shape (n,)) in place."""
     if run is None:
-        run = ALGORITHMS[auto.choose(work.nbytes, ch.size, work.dtype, op, ch.thread_level, _table)]
+        run = ALGORITHMS[auto.pick(_rows[id(ch)], work.nbytes)]
     run(ch, work, op)
 
 
@@ -176,7 +232,7 @@ def sum_shards(shards: np.ndarray, out: Optional[np.ndarray] = None, *, comm: An
     elif out.shape != (shards.shape[1],) or out.dtype.kind != "f":
         raise ValueError(f"out must be a float array of shape ({shards.shape[1]},), not {out.shape} {out.dtype}")
     ch = _channel(comm)
-    _deterministic.sum_shards(ch, shards, out, lambda ints: _reduce_with(ch, ints, "sum", None))
+    _deterministic.sum_shards(ch, shards, out, lambda ints: _run(ch, ints, "sum", None))
     return out
 
 
@@ -233,19 +289,19 @@ def reduce_scatter(buf: np.ndarray, *, op: str = "sum", algorithm: str = "ring",
     Blocks follow ``block_counts(n, size)``: rank r gets n // size items, plus one if
     r < n % size. ``buf`` is not modified. ``algorithm`` is "ring" or "native".
     """
-    flat = _flat(buf, "buf").copy()
     _check_op(op, buf.dtype)
+    flat = _flat(buf, "buf").copy() if algorithm == "ring" else _flat(buf, "buf")
     ch = _channel(comm)
     reduce_op = "sum" if op == "avg" else op
     counts = block_counts(flat.size, ch.size)
     at = block_offsets(counts)
     if algorithm == "ring":
         ring.reduce_scatter(ch, flat, reduce_op)
+        mine = flat[at[ch.rank]:at[ch.rank + 1]].copy()
     elif algorithm == "native":
-        ch.native_reduce_scatter(flat, counts, reduce_op)
+        mine = ch.native_reduce_scatter(flat, counts, reduce_op)
     else:
         raise ValueError(f"reduce_scatter algorithm must be 'ring' or 'native', not {algorithm!r}")
-    mine = flat[at[ch.rank]:at[ch.rank + 1]].copy()
     if op == "avg":
         np.divide(mine, ch.size, out=mine)
     return mine

@@ -10,7 +10,8 @@ import hashlib
 from typing import Any, Callable, Optional
 
 import numpy as np
-from mpi4py import MPI
+
+from .._mpi import MPI
 
 _MPI_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
 _LEVELS = {
@@ -37,7 +38,7 @@ class Channel:
         self.rank: int = self.comm.Get_rank()
         self.size: int = self.comm.Get_size()
         self.thread_level: str = _LEVELS.get(MPI.Query_thread(), "unknown")
-        self._scratch = np.empty(0, dtype=np.uint8)
+        self._scratch: dict[int, np.ndarray] = {}
         mine = np.array(
             [MPI.Query_thread(), int.from_bytes(hashlib.blake2b(table_digest, digest_size=7).digest(), "little")],
             dtype=np.int64,
@@ -82,14 +83,16 @@ class Channel:
         """``MPI_Bcast`` of ``buf`` from ``root``."""
         self.comm.Bcast(buf, root=root)
 
-    def native_reduce_scatter(self, buf: np.ndarray, counts: list[int], op: str) -> None:
-        """``MPI_Reduce_scatter`` in place: rank r's block (at offset sum(counts[:r])) is reduced."""
-        self.comm.Reduce_scatter(MPI.IN_PLACE, [buf, counts], counts, op=_MPI_OPS[op])
+    def native_reduce_scatter(self, buf: np.ndarray, counts: list[int], op: str) -> np.ndarray:
+        """``MPI_Reduce_scatter`` of ``buf`` (shape (sum(counts),)): this rank's reduced block, shape (counts[rank],)."""
+        mine = np.empty(counts[self.rank], dtype=buf.dtype)
+        self.comm.Reduce_scatter(buf, mine, counts, op=_MPI_OPS[op])
+        return mine
 
     def native_allgather(self, buf: np.ndarray, counts: list[int]) -> None:
         """``MPI_Allgatherv`` in place: every rank's block of ``buf`` is filled in."""
-        displs = np.concatenate([[0], np.cumsum(counts[:-1])]).tolist()
-        self.comm.Allgatherv(MPI.IN_PLACE, [buf, counts, displs])
+        displs = [sum(counts[:i]) for i in range(len(counts))]
+        self.comm.Allgatherv(MPI.IN_PLACE, [buf, (counts, displs)])
 
     # -- benchmark references -----------------------------------------------------------------
     def raw_allreduce(self) -> Callable[[np.ndarray], None]:
@@ -112,12 +115,17 @@ class Channel:
         return out
 
     # -- memory ---------------------------------------------------------------------------------
-    def scratch(self, count: int, dtype: np.dtype) -> np.ndarray:
-        """A reusable work array of shape (count,) and ``dtype``; valid until the next call."""
+    def scratch(self, count: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
+        """A reusable work array of shape (count,) and ``dtype``, valid until the next call for ``slot``.
+
+        Reusing memory avoids the page faults a fresh large array costs on every call. Algorithm
+        files use slot 0; the layers that call them (compression, fixed point) use other slots.
+        """
         nbytes = count * np.dtype(dtype).itemsize
-        if self._scratch.nbytes < nbytes:
-            self._scratch = np.empty(max(nbytes, 2 * self._scratch.nbytes), dtype=np.uint8)
-        return self._scratch[:nbytes].view(dtype)
+        held = self._scratch.get(slot)
+        if held is None or held.nbytes < nbytes:
+            held = self._scratch[slot] = np.empty(max(nbytes, 2 * (0 if held is None else held.nbytes)), dtype=np.uint8)
+        return held[:nbytes].view(dtype)
 
 
 def library_info() -> dict:

@@ -4,7 +4,8 @@ The table comes from a calibration run (``python -m mpitrain bench allreduce --c
 ships in ``_table.py``; a JSON file named by the environment variable
 ``MPITRAIN_ALLREDUCE_TABLE`` overrides its entries. Every rank must load the same table (the
 channel checks a digest), so every rank picks the same plan. Where the table has nothing for the
-thread level, the MPI library's own call is used: it is never slower than itself.
+thread level and number of ranks, the MPI library's own call is used: a calibration on 2 ranks
+says nothing about 4, and native is never slower than itself.
 """
 from __future__ import annotations
 
@@ -59,13 +60,42 @@ def choose(nbytes: int, size: int, dtype: np.dtype, op: str, thread_level: str, 
     ``dtype`` and ``op`` only matter through the byte count today: the table is calibrated with
     float64 sums, and max/min cost the same per byte in NumPy.
     """
-    by_size = table.get(thread_level)
-    if size == 1 or not by_size:
+    return pick(rows_for(table, thread_level, size), nbytes)
+
+
+def rows_for(table: dict, thread_level: str, size: int) -> Optional[list]:
+    """The table's rows for this thread level and number of ranks, or None if not calibrated."""
+    return None if size == 1 else table.get(thread_level, {}).get(str(size))
+
+
+def pick(rows: Optional[list], nbytes: int) -> str:
+    """The algorithm ``rows`` (see ``rows_for``) give a buffer of ``nbytes`` bytes."""
+    if rows is None:
         return "native"
-    known = sorted(int(k) for k in by_size)
-    below = [k for k in known if k <= size]
-    rows = by_size[str(below[-1] if below else known[0])]
-    for bound, algo in rows[:-1]:
-        if nbytes < bound:
-            return algo
-    return rows[-1][1]
+    for bound, algo in rows:  # check_table: the last bound is None
+        if bound is None or nbytes < bound:
+            break
+    return algo
+
+
+def rows_from_timings(sizes: list[int], seconds: dict[str, list[float]], margin: float = 0.1) -> list[list]:
+    """Table rows from calibration medians: ``seconds[algo][i]`` is the latency at ``sizes[i]`` bytes.
+
+    A size keeps ``native`` unless another candidate is faster by more than ``margin`` (a
+    fraction), so noise never moves a size off the library's call; neighbouring sizes with the
+    same winner merge, and each boundary sits at the geometric mean of the sizes around it.
+    """
+    if "native" not in seconds:
+        raise ValueError("calibration needs native timings: it is the choice to beat")
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    winners = []
+    for i in order:
+        best = min(seconds, key=lambda name: seconds[name][i])
+        winners.append(best if seconds[best][i] < (1 - margin) * seconds["native"][i] else "native")
+    rows: list[list] = []
+    for k, (i, algo) in enumerate(zip(order, winners)):
+        if k + 1 < len(order) and winners[k + 1] == algo:
+            continue
+        bound = None if k + 1 == len(order) else int(round((sizes[i] * sizes[order[k + 1]]) ** 0.5))
+        rows.append([bound, algo])
+    return rows

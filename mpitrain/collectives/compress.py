@@ -51,24 +51,27 @@ CODECS = {"fp16": FP16(), "bf16": BF16()}
 
 
 def shared_exponent(ch: Channel, buf: np.ndarray) -> int:
-    """k such that size * max|buf| * 2^k < 2^15 on every rank (collective); 0 for an all-zero buffer."""
-    peak = ch.max_over_ranks(np.array([np.max(np.abs(buf)) if buf.size else 0.0]))[0]
+    """k such that size * max|buf| * 2^k < 2^15 on every rank (collective), within [-1000, 1000]."""
+    peak = ch.max_over_ranks(np.array([max(buf.max(), -buf.min()) if buf.size else 0.0]))[0]
     if not np.isfinite(peak):
         raise ValueError("compressed allreduce needs finite inputs, but some rank has inf or nan; pass compress=None")
-    return 0 if peak == 0 else WIRE_LIMIT_EXPONENT - int(np.frexp(peak * ch.size)[1])
+    if peak == 0:
+        return 0
+    return int(np.clip(WIRE_LIMIT_EXPONENT - int(np.frexp(peak * ch.size)[1]), -1000, 1000))
 
 
 def allreduce(ch: Channel, buf: np.ndarray, op: str, codec: str) -> None:
     """Sum ``buf`` (float32 or float64, shape (n,)) in place with ``codec`` payloads on a ring."""
     k = shared_exponent(ch, buf)
-    work = np.ldexp(buf, k).astype(np.float32, copy=False)
+    work = ch.scratch(buf.size, np.float32, slot=1)
+    np.multiply(buf, np.float64(2.0**k), out=work, casting="unsafe")  # in float64: exact, no overflow
     offsets = ring.reduce_scatter(ch, work, op, CODECS[codec])
-    wire = np.empty(work.size, dtype=CODECS[codec].wire)
+    wire = ch.scratch(work.size, CODECS[codec].wire, slot=2)
     mine = slice(offsets[ch.rank], offsets[ch.rank + 1])
     CODECS[codec].encode(work[mine], wire[mine])
     ring.allgather(ch, wire, offsets)
     CODECS[codec].decode(wire, work)
-    np.ldexp(work, -k, out=buf, casting="unsafe")
+    np.multiply(work, np.float64(2.0**-k), out=buf, casting="unsafe")
 
 
 class Feedback(NamedTuple):

@@ -31,7 +31,7 @@ def sum_shards(
     between ranks (including 0). ``int_allreduce`` sums an int64 array in place over ranks.
     """
     peak, rows = ch.max_over_ranks(
-        np.array([np.max(np.abs(shards)) if shards.size else 0.0, shards.shape[0]])
+        np.array([max(shards.max(), -shards.min()) if shards.size else 0.0, shards.shape[0]])
     )
     if not np.isfinite(peak):
         raise ValueError("deterministic sums need finite inputs, but some rank has inf or nan")
@@ -41,6 +41,25 @@ def sum_shards(
             f"pass up to {int(rows)} rows each; sum fewer, larger shards"
         )
     shift = 0 if peak == 0 else FRACTION_BITS - int(np.frexp(peak)[1])
-    total = np.rint(np.ldexp(shards.astype(np.float64, copy=False), shift)).astype(np.int64).sum(axis=0)
+    n = shards.shape[1]
+    scaled, total = ch.scratch(n, np.float64, slot=1), ch.scratch(n, np.int64, slot=2)
+    if shards.shape[0] == 0:
+        total[:] = 0
+    for k, row in enumerate(shards):
+        np.rint(_times_power_of_two(row, shift, scaled), out=scaled)
+        if k == 0:
+            np.copyto(total, scaled, casting="unsafe")  # exact: integers below 2^47
+        else:
+            fixed = ch.scratch(n, np.int64, slot=3)
+            np.copyto(fixed, scaled, casting="unsafe")
+            total += fixed
     int_allreduce(total)
-    np.ldexp(total.astype(np.float64), -shift, out=out, casting="unsafe")
+    _times_power_of_two(total, -shift, out)
+
+
+def _times_power_of_two(x: np.ndarray, shift: int, out: np.ndarray) -> np.ndarray:
+    """``out`` (shape of x) = x * 2^shift computed in float64 (int64 x rounded once), then cast to out's dtype."""
+    if -1000 < shift < 1000:
+        return np.multiply(x, np.float64(2.0**shift), out=out, casting="unsafe")
+    np.copyto(out, np.ldexp(x.astype(np.float64), shift), casting="unsafe")
+    return out

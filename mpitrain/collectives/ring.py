@@ -42,10 +42,9 @@ def reduce_scatter(ch: Channel, buf: np.ndarray, op: str, codec: Optional[Codec]
     ufunc = UFUNCS[op]
     right, left = (r + 1) % p, (r - 1) % p
     width = offsets[1] - offsets[0]
-    wire = buf.dtype if codec is None else codec.wire
-    space = ch.scratch(2 * width, wire)
-    incoming, outgoing = space[:width], space[width:]
-    decoded = None if codec is None else np.empty(width, dtype=np.float32)
+    incoming = ch.scratch(width, buf.dtype if codec is None else codec.wire)
+    if codec is not None:  # slots 1 and 2 hold the caller's work and wire arrays (compress.py)
+        outgoing, decoded = ch.scratch(width, codec.wire, slot=3), ch.scratch(width, np.float32, slot=4)
     for step in range(p - 1):
         s, d = (r - step - 1) % p, (r - step - 2) % p
         send = buf[offsets[s]:offsets[s + 1]]

@@ -6,7 +6,7 @@ import pytest
 
 from mpitrain import collectives
 from mpitrain.collectives.compress import BF16, FP16
-from .conftest import WORLD, gather_rows, inputs, lengths, same_on_all_ranks
+from .refs import WORLD, everywhere, gather_rows, inputs, lengths, same_on_all_ranks
 
 UNIT = {"fp16": 2.0**-11, "bf16": 2.0**-8}
 
@@ -34,7 +34,7 @@ def test_compressed_tiny_values_keep_precision() -> None:
     x = np.full(64, 1e-9 * (WORLD.Get_rank() + 1), dtype=np.float32)
     result = collectives.allreduce(x, np.empty_like(x), compress="fp16")
     p = WORLD.Get_size()
-    assert np.allclose(result, 1e-9 * p * (p + 1) / 2, rtol=p * 2.0**-10)
+    assert everywhere(np.allclose(result, 1e-9 * p * (p + 1) / 2, rtol=p * 2.0**-10))
 
 
 @pytest.mark.parametrize("codec", [FP16(), BF16()])

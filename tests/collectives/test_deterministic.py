@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from mpitrain import collectives
 from mpitrain.collectives.deterministic import FRACTION_BITS
-from .conftest import WORLD, gather_rows, same_on_all_ranks
+from .refs import WORLD, gather_rows, same_on_all_ranks
 
 K, N = 12, 1001  # 12 fixed virtual shards divide evenly among 1, 2, 3 and 4 ranks
 
@@ -55,6 +55,7 @@ def test_allreduce_deterministic_matches_one_rank_sum_of_the_inputs(algorithm: s
     result = collectives.allreduce(x.copy(), algorithm=algorithm, deterministic=True)
     rows = gather_rows(x)
     alone = collectives.sum_shards(rows[::-1].copy(), comm=MPI.COMM_SELF)
+    assert same_on_all_ranks(result)
     assert np.array_equal(result, alone)
     avg = collectives.allreduce(x.copy(), op="avg", algorithm=algorithm, deterministic=True)
     assert np.array_equal(avg, alone / WORLD.Get_size())
@@ -73,3 +74,18 @@ def test_non_finite_input_fails_on_every_rank() -> None:
         x[1] = np.inf
     with pytest.raises(ValueError, match="finite"):
         collectives.allreduce(x, deterministic=True)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("magnitude", [1e-310, 1e-200, 1e200, 1e300])
+def test_extreme_magnitudes(magnitude: float) -> None:
+    """Scales beyond a plain multiply (|shift| >= 1000) and subnormal inputs keep the guarantees."""
+    rows = shards(np.float64) / np.abs(shards(np.float64)).max() * magnitude
+    r, p = WORLD.Get_rank(), WORLD.Get_size()
+    result = collectives.sum_shards(rows[K * r // p:K * (r + 1) // p])
+    alone = collectives.sum_shards(rows, comm=MPI.COMM_SELF)
+    assert same_on_all_ranks(result)
+    assert np.array_equal(result, alone)
+    assert np.isfinite(result).all()
+    bound = K * 2.0**-FRACTION_BITS * magnitude + np.abs(exact_sums(rows)) * np.finfo(np.float64).eps
+    assert (np.abs(result - exact_sums(rows)) <= bound + 5e-324).all()

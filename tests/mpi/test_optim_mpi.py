@@ -100,11 +100,11 @@ def test_sync_sgd_with_an_optimizer_equals_the_serial_run(comm, case):
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
 def test_local_sgd_h1_keeping_momentum_equals_sync_sgd(comm, optimizer):
     # The update is linear, so per-rank momentum averaged every step is momentum on the mean
-    # gradient. 1200 rows and a batch of 24 split evenly over 1, 2, 3 or 4 ranks.
+    # gradient. 1200 rows and a batch of 60 split evenly over 1 to 5 ranks.
     spec = "synthetic:classification,n=1200,d=5,seed=1"
     data = mt.load(spec, comm)
     model = mt.create_model("logistic", data.n_features)
-    settings = mt.Settings(steps=25, lr=0.2, l2=0.01, batch_size=24, sync_every=1, seed=9, optimizer=optimizer)
+    settings = mt.Settings(steps=25, lr=0.2, l2=0.01, batch_size=60, sync_every=1, seed=9, optimizer=optimizer)
     sync = mt.fit(model, data, comm, "sgd", settings)
     local = mt.fit(model, data, comm, "local-sgd", settings)
     np.testing.assert_allclose(local.theta, sync.theta, rtol=1e-11, atol=1e-13)
@@ -155,9 +155,9 @@ def test_mlp_step_is_one_allreduce_of_one_buffer_and_matches_the_serial_run(comm
     calls = []
     real = comm.allreduce
 
-    def spy(buf, op="sum"):
+    def spy(buf, op="sum", **how):
         calls.append((buf.size, buf.ctypes.data))
-        return real(buf, op)
+        return real(buf, op, **how)
 
     monkeypatch.setattr(comm, "allreduce", spy)
     result = mt.fit(model, data, comm, "sgd", settings)
