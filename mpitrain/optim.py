@@ -162,9 +162,17 @@ def create(
     return rule if clip_norm is None else chain(clip_by_global_norm(clip_norm), rule)
 
 
-def apply(params: np.ndarray, direction: np.ndarray, lr: float) -> None:
-    """params -= lr * direction, in place."""
-    params -= lr * direction
+def apply(params: np.ndarray, direction: np.ndarray, lr: float, scratch: Optional[np.ndarray] = None) -> None:
+    """params -= lr * direction, in place.
+
+    ``scratch`` (shaped like params) is overwritten instead of allocating a temporary; it may be
+    ``direction`` itself when the caller owns that array and no longer needs it.
+    """
+    if scratch is None:
+        params -= lr * direction
+    else:
+        np.multiply(direction, lr, out=scratch)
+        params -= scratch
 
 
 def state_arrays(state: State) -> list[np.ndarray]:

@@ -130,6 +130,8 @@ def make_optimizer(settings: Settings, model: Model) -> tuple[optim.GradientTran
 
 def penalty(theta: np.ndarray, l2: float, n_penalized: int) -> float:
     """(l2 / 2) ||w||^2 with w = theta[:n_penalized]: biases are not penalised."""
+    if not l2:
+        return 0.0
     w = theta[:n_penalized]
     return 0.5 * l2 * float(w @ w)
 
@@ -150,13 +152,17 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 
 
-def check_finite(buf: np.ndarray, step: int) -> None:
-    """JobError (on every rank alike: ``buf`` is a reduction result) if buf has NaN or inf."""
-    if not np.isfinite(buf).all():
+def check_finite(values: np.ndarray, step: int) -> None:
+    """JobError if ``values`` hold NaN or infinity; call it on arrays every rank holds alike.
+
+    One sum instead of an elementwise test: NaN and infinity propagate into it (a sum that
+    overflows from finite values means divergence all the same).
+    """
+    if not np.isfinite(np.add.reduce(values)):
         from ..errors import JobError
 
         raise JobError(
-            f"the loss or gradient became {'nan' if np.isnan(buf).any() else 'infinite'} at step {step + 1}; "
+            f"the loss or gradient became {'nan' if np.isnan(values).any() else 'infinite'} at step {step + 1}; "
             "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
         )
 

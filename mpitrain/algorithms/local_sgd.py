@@ -54,7 +54,7 @@ def fit_local_sgd(
     average = settings.local_state == "average"
     n_state = sum(a.size for a in optim.state_arrays(opt_state)) if average else 0
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    grad = np.empty(n_params)
+    grad, scratch = np.empty(n_params), np.empty(n_params)
     # [weighted parameters | weighted optimizer state (average) | loss sum | metric sum | samples | stop votes]
     buf = np.empty(n_params + n_state + 4)
     vote = np.empty(1)
@@ -72,7 +72,7 @@ def fit_local_sgd(
             grad /= batches.share
             add_penalty_gradient(theta, grad, settings.l2, k)
             direction, opt_state = rule.update(grad, opt_state, theta)
-            optim.apply(theta, direction, schedule(step))
+            optim.apply(theta, direction, schedule(step), grad if direction is grad else scratch)
             timeline.mark(UPDATE)
         result.steps, result.samples = step + 1, result.samples + batches.global_size
         synced = (step + 1) % settings.sync_every == 0 or step + 1 == settings.steps

@@ -67,8 +67,9 @@ class Batches:
         if self.full:
             return self.data.X, self.data.y
         idx = self.sampler.indices(step)
-        np.take(self.data.X, idx, axis=0, out=self.X)
-        np.take(self.data.y, idx, axis=0, out=self.y)
+        # mode="clip": the sampler's indices are in range, and "raise" would buffer the copy
+        np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
+        np.take(self.data.y, idx, axis=0, out=self.y, mode="clip")
         return self.X, self.y
 
 
@@ -91,6 +92,7 @@ def fit_sync(
     buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
     feedback = None if settings.compress is None else collectives.feedback_init(grad)
+    scratch = np.empty(n_params)
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())
     timeline = result.timeline
@@ -109,13 +111,13 @@ def fit_sync(
             comm.allreduce(grad, algorithm=settings.allreduce, compress=settings.compress)
             comm.allreduce(buf[n_params:])
         timeline.mark(REDUCE)
-        check_finite(buf, step)
+        check_finite(buf[n_params:], step)  # the loss: a non-finite gradient shows there one step later
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
         objective_term = penalty(theta, settings.l2, k)
         grad *= scale
         add_penalty_gradient(theta, grad, settings.l2, k)
         direction, opt_state = rule.update(grad, opt_state, theta)
-        optim.apply(theta, direction, schedule(step))
+        optim.apply(theta, direction, schedule(step), grad if direction is grad else scratch)
         timeline.mark(UPDATE)
         result.steps, result.samples = step + 1, result.samples + batches.global_size
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
@@ -130,9 +132,11 @@ def fit_sync(
             timeline.skip()
         result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
         if result.stopped or hooks.checkpoint_due(step + 1):
+            check_finite(theta, step)  # a checkpoint never holds non-finite parameters
             hooks.save(State(step + 1, theta, period, opt_state), synced=True)
             timeline.mark(CHECKPOINT)
         if result.stopped:
             break
+    check_finite(theta, settings.steps - 1)
     result.opt_state = opt_state
     return result.finish()
