@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__, models, optim
-from . import collectives
+from . import collectives, explain
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
@@ -128,6 +128,7 @@ def build_parser() -> Parser:
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     add_model_flags(train)
+    explain.add_parser(sub, Parser)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
     drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
     bench = sub.add_parser("bench", help="benchmarks: `bench allreduce` (run under mpiexec) and `bench train` "
@@ -450,6 +451,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_predict(args, comm)
     if args.command == "bench":
         return bench_allreduce.run(args) if args.bench == "allreduce" else bench_train.run(args)
+    if args.command == "explain":
+        say(comm, explain.run(args))
+        return 0
     if args.command == "plot":
         say(comm, "wrote " + ", ".join(plot(args.path)))
         return 0

@@ -97,7 +97,7 @@ def main() -> None:
 
         def loss_now():
             r = X @ flat[:d] + flat[d] - y
-            return 0.5 * (r @ r), n
+            return 0.5 * (r @ r), len(y)
     else:
         labels = y.astype(np.int64)
         sizes = [X.shape[1], 10] if args.workload == "softmax" else [X.shape[1], 256, 256, 10]

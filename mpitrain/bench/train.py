@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import costmodel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 PROGRAMS = {"baseline": [os.path.join(SCRIPTS, "baseline_train.py")],
@@ -40,6 +42,9 @@ WORKLOADS = {
     "mlp": ("synthetic:classification,n=60000,d=784,classes=10",
             "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 200, 10),
 }
+MODEL_OPTIONS = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes": 10}),
+                 "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
+WORKLOAD_FEATURES = {"linear-gd": 100, "softmax": 784, "mlp": 784}
 IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
 BATCH = 256  # the global batch of the SGD workloads
 TORCH_WORKLOADS = ("softmax", "mlp")
@@ -145,7 +150,13 @@ def summarise(runs: list[dict]) -> list[dict]:
                      "comm_ms": ms["comm_seconds"], "wait_ms": ms["wait_seconds"],
                      "final_loss": statistics.median(r["final_loss"] for r in rs)})
     rate = {(r["workload"], r["impl"], r["ranks"]): r["samples_per_second"] for r in rows}
+    compute_1 = {(r["workload"], r["impl"]): r["compute_ms"] for r in rows if r["ranks"] == 1}
     for r in rows:
+        # The prediction: this implementation's 1-rank compute split evenly, plus the cost model's
+        # allreduce of the step buffer (see mpitrain/costmodel.py and `mpitrain explain`).
+        one_compute = compute_1.get((r["workload"], r["impl"]))
+        r["predicted_step_ms"] = None if one_compute is None else (
+            one_compute / r["ranks"] + 1e3 * costmodel.DEFAULT.allreduce_seconds(step_bytes(r["workload"]), r["ranks"]))
         one = rate.get((r["workload"], r["impl"], 1))
         base = rate.get((r["workload"], "baseline", r["ranks"]))
         r["speedup_vs_1_rank"] = r["samples_per_second"] / one if one else None
@@ -158,12 +169,14 @@ def markdown(rows: list[dict]) -> str:
     def fmt(x: Any, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
-    lines = ["| workload | impl | ranks | samples/s | x 1 rank | x baseline | step ms | compute | comm | wait | final loss |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | impl | ranks | samples/s | x 1 rank | x baseline | step ms | predicted | compute | comm | wait "
+             "| final loss |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['workload']} | {r['impl']} | {r['ranks']} | {r['samples_per_second']:,.0f} | "
                      f"{fmt(r['speedup_vs_1_rank'], '.2f')} | {fmt(r['ratio_vs_baseline'], '.3f')} | "
-                     f"{r['step_ms']:.3f} | {fmt(r['compute_ms'], '.3f')} | {fmt(r['comm_ms'], '.3f')} | "
+                     f"{r['step_ms']:.3f} | {fmt(r['predicted_step_ms'], '.3f')} | {fmt(r['compute_ms'], '.3f')} | "
+                     f"{fmt(r['comm_ms'], '.3f')} | "
                      f"{fmt(r['wait_ms'], '.3f')} | "
                      f"{r['final_loss']:.6g} |")
     return "\n".join(lines) + "\n"
@@ -179,6 +192,14 @@ def split_times(comm: Any, seconds: float, comm_seconds: float) -> tuple[float, 
     return float(wall.max()), float(compute.mean()), float(coll.min()), float((coll - coll.min()).mean())
 
 
+def step_bytes(workload: str) -> int:
+    """Bytes of the buffer one training step reduces: gradient, loss and metric sums, votes."""
+    from .. import models
+
+    name, options = MODEL_OPTIONS[workload]
+    return (models.create(name, WORKLOAD_FEATURES[workload], **options).n_params + 3) * 8
+
+
 def worker() -> None:
     """One mpitrain job (run under mpiexec): warm up, time the steps, print JSON on rank 0."""
     import mpitrain as mt
@@ -192,9 +213,7 @@ def worker() -> None:
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
     data = mt.load(args.spec, comm)
-    options = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes": 10}),
-               "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
-    name, kwargs = options[args.workload]
+    name, kwargs = MODEL_OPTIONS[args.workload]
     model = mt.create_model(name, data.n_features, **kwargs)
     batch = None if algorithm == "gd" else BATCH
     warm = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.warmup, lr=lr, batch_size=batch))

@@ -1,0 +1,48 @@
+"""The alpha-beta allreduce model and `mpitrain explain`."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpitrain import costmodel
+from mpitrain.errors import UsageError
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4, 8])
+def test_fit_recovers_alpha_and_beta_from_exact_measurements(ranks):
+    truth = costmodel.CostModel(alpha=3e-6, beta=2e-10, source="truth")
+    sizes = [8, 1024, 65536, 1 << 20, 1 << 24]
+    fitted = costmodel.fit(sizes, [truth.allreduce_seconds(m, ranks) for m in sizes], ranks, "test")
+    assert fitted.alpha == pytest.approx(3e-6, rel=1e-9) and fitted.beta == pytest.approx(2e-10, rel=1e-9)
+
+
+def test_model_shape():
+    model = costmodel.CostModel(alpha=1e-6, beta=1e-9, source="x")
+    assert model.allreduce_seconds(1e6, 1) == 0.0
+    assert model.allreduce_seconds(1e6, 2) == pytest.approx(2e-6 + 1e-3)  # one round each way, m bytes
+    assert model.allreduce_seconds(1e6, 4) == pytest.approx(4e-6 + 1.5e-3)  # 2 rounds each way, 3/2 m
+
+
+def test_from_bench_reads_a_bench_allreduce_json(tmp_path):
+    truth = costmodel.CostModel(alpha=2e-6, beta=1e-10, source="truth")
+    sizes = [8, 4096, 1 << 20]
+    report = {"benchmark": "allreduce", "ranks": 2, "bytes": sizes, "environment": {"thread_level": "serialized"},
+              "methods": {"auto": {"latency_us": [1e6 * truth.allreduce_seconds(m, 2) for m in sizes]}}}
+    (tmp_path / "b.json").write_text(json.dumps(report))
+    fitted = costmodel.from_bench(str(tmp_path / "b.json"))
+    assert fitted.alpha == pytest.approx(2e-6, rel=1e-9) and "serialized" in fitted.source
+    with pytest.raises(UsageError, match="not a `bench allreduce` JSON"):
+        costmodel.from_bench(str(tmp_path / "missing.json"))
+
+
+def test_explain_prints_a_prediction_per_world_size():
+    done = subprocess.run([sys.executable, "-m", "mpitrain", "explain", "--model", "mlp", "--hidden", "32",
+                           "--features", "20", "--batch-size", "64", "--ranks", "1,2,4"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "mlp: 1,002 parameters, an allreduce of 8,040 bytes a step" in lines[0]
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2, 4] and [int(r[1]) for r in rows] == [64, 32, 16]
+    assert float(rows[0][3]) == 0.0 and all(float(r[3]) > 0 for r in rows[1:])  # no allreduce on one rank
