@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -12,14 +11,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, models, optim
-from . import collectives, explain
+from . import __version__, collectives, explain, models, optim
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
-from .data import BUILTIN, Dataset, load, n_classes, split, standardize
+from .data import BUILTIN, Dataset, as_dtype, load, n_classes, split, standardize
 from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, startup_warnings
 from .inference import predict
@@ -101,6 +99,9 @@ def build_parser() -> Parser:
                        help="write a Chrome-trace timeline (one lane per rank; open in Perfetto or chrome://tracing)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="a progress bar on rank 0 (needs tqdm; default: when stderr is a terminal)")
+    train.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                       help="precision of the data, parameters and gradients (default float64; float32 halves "
+                            "memory traffic and the bytes reduced)")
     wire = train.add_argument_group("communication")
     wire.add_argument("--allreduce", choices=("auto", "native", *collectives.ALGORITHMS), default="auto",
                       help="the reduction algorithm (default auto: the faster of the MPI library's call and our "
@@ -249,11 +250,13 @@ def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
 
 
 def prepare(args: argparse.Namespace, comm: Comm, data: Dataset, test: Optional[Dataset]) -> tuple:
-    """Collective: split off --test-fraction and --standardize; return (train, test, scaling or None)."""
+    """Collective: split off --test-fraction, --standardize, convert to --dtype; return (train, test, scaling)."""
     if args.test_fraction is not None:
         classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
     scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else None
+    if args.dtype != "float64":
+        data, test = as_dtype(data, args.dtype), (None if test is None else as_dtype(test, args.dtype))
     return data, test, scaling
 
 
@@ -328,7 +331,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     bar = progress_bar(args, comm, steps, settings.batch_size or data.n_total)
     meta = {"model": args.model, "n_params": model.n_params, "algorithm": args.algorithm,
             "n_features": data.n_features, "n_samples": data.n_total, "steps_per_epoch": per_epoch,
-            "data": args.data, "settings": dataclasses.asdict(settings)}
+            "data": args.data, "settings": asdict(settings)}
     supervisor = Supervisor(comm, os.path.join(args.out, "checkpoints"), args.checkpoint_every,
                             args.keep_checkpoints, meta, data.n_local / data.n_total, metrics,
                             args.watchdog_seconds, bar)

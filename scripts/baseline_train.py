@@ -8,8 +8,8 @@ mpitrain (the same synthetic rows), outside the timed loop.
 
 Workloads: linear-gd (full-batch least squares); softmax and mlp (784-256-256-10, ReLU)
 trained by SGD with a global batch of 256 split evenly over the ranks, each rank drawing its
-share from a fresh permutation of its own rows every local epoch. Everything is float64, as in
-mpitrain.
+share from a fresh permutation of its own rows every local epoch. linear-gd computes in float64,
+softmax and mlp in float32 (as mpitrain's bench runs them, with --dtype float32).
 """
 import argparse
 import json
@@ -36,8 +36,8 @@ def views(flat, sizes):
 
 
 def init_layers(sizes, rng):
-    """He-initialised layers in one flat buffer: (flat, [(W, b), ...])."""
-    flat = np.zeros(sum(a * b + b for a, b in zip(sizes, sizes[1:])))
+    """He-initialised float32 layers in one flat buffer: (flat, [(W, b), ...])."""
+    flat = np.zeros(sum(a * b + b for a, b in zip(sizes, sizes[1:])), dtype=np.float32)
     layers = views(flat, sizes)
     for W, _ in layers:
         W[:] = rng.standard_normal(W.shape) * np.sqrt(2.0 / W.shape[0])
@@ -99,10 +99,10 @@ def main() -> None:
             r = X @ flat[:d] + flat[d] - y
             return 0.5 * (r @ r), len(y)
     else:
-        labels = y.astype(np.int64)
+        X, labels = X.astype(np.float32), y.astype(np.int64)
         sizes = [X.shape[1], 10] if args.workload == "softmax" else [X.shape[1], 256, 256, 10]
         flat, layers = init_layers(sizes, np.random.default_rng(0))
-        g = np.zeros(flat.size + 1)  # gradient sums, then the loss sum
+        g = np.zeros(flat.size + 1, dtype=np.float32)  # gradient sums, then the loss sum
         grads = views(g[:-1], sizes)
         share = BATCH // comm.size
         rng = np.random.default_rng(comm.rank)

@@ -146,9 +146,9 @@ def test_exception_in_a_python_script_aborts_the_job(tmp_path):
     assert done.stderr.count("ValueError: user callback failed") == 1
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
-def test_resume_restores_the_optimizer_state_bitwise(tmp_path, optimizer):
-    args = [*SGD[:-3], "--lr", "0.01", "--quiet", "--optimizer", optimizer, "--steps", "200"]
+@pytest.mark.parametrize("optimizer, dtype", [("adam", "float64"), ("nesterov", "float64"), ("adam", "float32")])
+def test_resume_restores_the_optimizer_state_bitwise(tmp_path, optimizer, dtype):
+    args = [*SGD[:-3], "--lr", "0.01", "--quiet", "--dtype", dtype, "--optimizer", optimizer, "--steps", "200"]
     full = run(*args, "--out", str(tmp_path / "full"), timeout=60)
     stopped = run(*args, "--out", str(tmp_path / "cut"), fault=["signal", "1", "90"], timeout=60)
     assert full.returncode == 0 and stopped.returncode == 75, stopped.stderr

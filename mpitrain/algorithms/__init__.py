@@ -37,7 +37,8 @@ def fit(
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
-    ``theta`` (n_params,) is the starting point (by default ``model.init(settings.seed)``,
+    The arithmetic follows ``data.X.dtype`` (see ``mpitrain.data.as_dtype``). ``theta``
+    (n_params,) is the starting point (by default ``model.init(settings.seed)``,
     broadcast from rank 0); ``state`` resumes a run
     instead (see ``mpitrain.supervisor``); ``timeline`` records where the time goes.
     Afterwards ``result.theta`` holds the same bits on every rank; RuntimeError if it does not.
@@ -50,8 +51,9 @@ def fit(
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
     if state is None:
-        theta = comm.bcast(model.init(settings.seed)) if theta is None else np.array(theta, dtype=np.float64)
-        state = State(0, theta)
+        state = State(0, comm.bcast(model.init(settings.seed)) if theta is None else theta)
+    # Parameters, gradients and optimizer state take the data's precision (float64 or float32).
+    state.theta = np.array(state.theta, dtype=data.X.dtype)
     if state.theta.shape != (model.n_params,):
         raise ValueError(f"theta has shape {state.theta.shape}; this model needs ({model.n_params},)")
     hooks = Hooks() if hooks is None else hooks

@@ -54,9 +54,9 @@ def fit_local_sgd(
     average = settings.local_state == "average"
     n_state = sum(a.size for a in optim.state_arrays(opt_state)) if average else 0
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    grad, scratch = np.empty(n_params), np.empty(n_params)
+    grad, scratch = np.empty_like(state.theta), np.empty_like(state.theta)
     # [weighted parameters | weighted optimizer state (average) | loss sum | metric sum | samples | stop votes]
-    buf = np.empty(n_params + n_state + 4)
+    buf = np.empty(n_params + n_state + 4, dtype=state.theta.dtype)
     vote = np.empty(1)
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())

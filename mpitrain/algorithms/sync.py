@@ -54,8 +54,8 @@ class Batches:
         self.global_size = data.n_total if self.full else batch_size
         share = data.n_local if self.full else int(local_shares(data, size, batch_size)[rank])
         self.sampler = BatchSampler(data.start, data.n_local, share, seed)
-        self.X = np.empty((share, data.n_features))
-        self.y = np.empty(share)
+        self.X = np.empty((share, data.n_features), dtype=data.X.dtype)
+        self.y = np.empty(share, dtype=data.y.dtype)
 
     @property
     def share(self) -> int:
@@ -89,10 +89,10 @@ def fit_sync(
     rule, schedule = make_optimizer(settings, model)
     opt_state = optim.restore(rule.init(state.theta), state.opt_state)
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    buf = np.empty(n_params + 3)  # [gradient sum | loss sum | metric sum | stop votes]
+    buf = np.empty(n_params + 3, dtype=state.theta.dtype)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
     feedback = None if settings.compress is None else collectives.feedback_init(grad)
-    scratch = np.empty(n_params)
+    scratch = np.empty_like(grad)
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())
     timeline = result.timeline

@@ -45,6 +45,7 @@ WORKLOADS = {
 MODEL_OPTIONS = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes": 10}),
                  "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
 WORKLOAD_FEATURES = {"linear-gd": 100, "softmax": 784, "mlp": 784}
+WORKLOAD_DTYPE = {"linear-gd": "float64", "softmax": "float32", "mlp": "float32"}  # as the baseline and torch
 IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
 BATCH = 256  # the global batch of the SGD workloads
 TORCH_WORKLOADS = ("softmax", "mlp")
@@ -197,7 +198,8 @@ def step_bytes(workload: str) -> int:
     from .. import models
 
     name, options = MODEL_OPTIONS[workload]
-    return (models.create(name, WORKLOAD_FEATURES[workload], **options).n_params + 3) * 8
+    itemsize = np.dtype(WORKLOAD_DTYPE[workload]).itemsize
+    return (models.create(name, WORKLOAD_FEATURES[workload], **options).n_params + 3) * itemsize
 
 
 def worker() -> None:
@@ -212,7 +214,7 @@ def worker() -> None:
     args = parser.parse_args()
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
-    data = mt.load(args.spec, comm)
+    data = mt.as_dtype(mt.load(args.spec, comm), WORKLOAD_DTYPE[args.workload])
     name, kwargs = MODEL_OPTIONS[args.workload]
     model = mt.create_model(name, data.n_features, **kwargs)
     batch = None if algorithm == "gd" else BATCH

@@ -18,14 +18,14 @@ from .builtin import FILES as BUILTIN, BuiltinSource
 from .csv import CsvSource
 from .npy import NpySource
 from .partition import batch_shares, block_bounds, block_sizes
-from .prepare import n_classes, split, standardize
+from .prepare import as_dtype, n_classes, split, standardize
 from .sampler import BatchSampler
 from .synthetic import SyntheticSource
 
 if TYPE_CHECKING:
     from ..comm import Comm
 
-__all__ = ["Dataset", "load", "open_source", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
+__all__ = ["Dataset", "load", "open_source", "as_dtype", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
            "batch_shares", "BatchSampler", "BUILTIN"]
 
 Source = Union[CsvSource, NpySource, SyntheticSource, BuiltinSource]

@@ -79,3 +79,13 @@ def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.
         data.X -= mean
         data.X /= scale
     return mean, scale
+
+
+def as_dtype(data: "Dataset", dtype: str) -> "Dataset":
+    """``data`` with X and y in ``dtype`` ("float64" or "float32"): training then runs in that precision."""
+    import dataclasses
+
+    if dtype not in ("float64", "float32"):
+        raise JobError(f"--dtype must be float64 or float32, not {dtype!r}")
+    y = None if data.y is None else data.y.astype(dtype, copy=False)
+    return dataclasses.replace(data, X=np.ascontiguousarray(data.X, dtype=dtype), y=y)

@@ -59,10 +59,11 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray]
     labels = y.astype(np.intp)
     rows = np.arange(labels.size)
     shifted = Z - Z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1))
-    loss = float(np.sum(log_norm - shifted[rows, labels]))
+    e = np.exp(shifted)
+    norm = e.sum(axis=1, keepdims=True)
+    loss = float(np.sum(np.log(norm[:, 0]) - shifted[rows, labels]))
     if dZ is not None:
-        np.exp(shifted - log_norm[:, None], out=dZ)
+        np.divide(e, norm, out=dZ)
         dZ[rows, labels] -= 1.0
     correct = np.count_nonzero(Z.argmax(axis=1) == labels)
     return loss, float(correct)

@@ -173,3 +173,17 @@ def test_compressed_gradients_with_error_feedback_reach_the_same_optimum(comm, c
     # Measured at 1-5 ranks: about 2e-6 (fp16) and 3e-5 (bf16) from the exact optimum; 10x margin.
     np.testing.assert_allclose(result.theta, ridge(X, y, 0.0), atol=2e-5 if codec == "fp16" else 2e-4)
     assert same_bits_everywhere(result.theta)
+
+
+def test_float32_training_stays_in_float32_and_matches_the_float64_run(comm):
+    spec = "synthetic:classification,n=300,d=6,seed=5,classes=3"
+    data = mt.load(spec, comm)
+    model = mt.create_model("mlp", 6, hidden=(8,), n_classes=3)
+    settings = mt.Settings(steps=30, lr=0.1, batch_size=30, seed=3, optimizer="adam")
+    wide = mt.fit(model, data, comm, "sgd", settings)
+    narrow = mt.fit(model, mt.as_dtype(data, "float32"), comm, "sgd", settings)
+    assert narrow.theta.dtype == np.float32
+    assert all(a.dtype == np.float32 for a in mt.optim.state_arrays(narrow.opt_state))
+    assert same_bits_everywhere(narrow.theta)
+    # 30 Adam steps in single precision: within 1e-4 of the double-precision parameters.
+    np.testing.assert_allclose(narrow.theta, wide.theta, rtol=0, atol=1e-4)
