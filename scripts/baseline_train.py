@@ -36,11 +36,17 @@ def views(flat, sizes):
 
 
 def init_layers(sizes, rng):
-    """He-initialised float32 layers in one flat buffer: (flat, [(W, b), ...])."""
+    """float32 layers in one flat buffer, (flat, [(W, b), ...]): He-normal weights before each
+    ReLU, Glorot-uniform at the output (the usual choice, and mpitrain's), zero biases."""
     flat = np.zeros(sum(a * b + b for a, b in zip(sizes, sizes[1:])), dtype=np.float32)
     layers = views(flat, sizes)
-    for W, _ in layers:
-        W[:] = rng.standard_normal(W.shape) * np.sqrt(2.0 / W.shape[0])
+    for i, (W, _) in enumerate(layers):
+        fan_in, fan_out = W.shape
+        if i < len(layers) - 1:
+            W[:] = rng.standard_normal(W.shape) * np.sqrt(2.0 / fan_in)
+        else:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W[:] = rng.uniform(-limit, limit, W.shape)
     return flat, layers
 
 
