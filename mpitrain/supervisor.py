@@ -102,7 +102,7 @@ class Supervisor(Hooks):
         self.comm.bcast(header)
         if not header[0]:
             return None, notes
-        found_, step, saved_size, n_rows, row_length = map(int, header)
+        _, step, saved_size, n_rows, row_length = map(int, header)
         rows = self.comm.bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
         self.last_saved = step
         if n_rows == 1:
