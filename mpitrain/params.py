@@ -39,16 +39,27 @@ class Layout:
             end += size
         self.size = end
         self.n_penalized = sum(self.offsets[k][1] - self.offsets[k][0] for k in weights)
+        self._recent: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
     def zeros(self) -> np.ndarray:
         """A new buffer of zeros, shape (size,)."""
         return np.zeros(self.size)
 
     def views(self, buf: np.ndarray) -> dict[str, np.ndarray]:
-        """Named arrays that share memory with ``buf`` (shape (size,)); writing them writes ``buf``."""
+        """Named arrays that share memory with ``buf`` (shape (size,)); writing them writes ``buf``.
+
+        The views of the last few buffers are kept (with the buffers themselves, so their memory
+        cannot be reused): a training step asks for those of the same parameters and gradient
+        every time.
+        """
+        for known, named in self._recent:
+            if known is buf:
+                return named
         if buf.shape != (self.size,):
             raise ValueError(f"parameter buffer has shape {buf.shape}; this layout needs ({self.size},)")
-        return {k: buf[a:b].reshape(self.shapes[k]) for k, (a, b) in self.offsets.items()}
+        named = {k: buf[a:b].reshape(self.shapes[k]) for k, (a, b) in self.offsets.items()}
+        self._recent = [(buf, named), *self._recent[:3]]
+        return named
 
     def pack(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """A new buffer holding the named ``arrays``; ValueError naming a missing or misshapen one."""
