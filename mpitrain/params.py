@@ -1,6 +1,6 @@
 """Parameters as named views into one contiguous buffer. NumPy only.
 
-A model's parameters (and its gradient) are one float64 vector ``theta`` of shape (n_params,);
+A model's parameters (and its gradient) are one vector ``theta`` of shape (n_params,), float64 by default;
 a ``Layout`` names the arrays inside it. Penalised arrays (weights) come first and unpenalised
 ones (biases) after them, so the L2 term and weight decay act on the prefix ``theta[:n_penalized]``.
 Because every view shares the buffer, a model that writes its gradient into the views of ``grad``
