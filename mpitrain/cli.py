@@ -386,7 +386,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "final_train_loss": train_loss,
         "final_train_metric": train_metric,
         "train_seconds": result.seconds,
-        "comm_seconds": float(comm.allreduce(np.array([result.comm_seconds]), "max")[0]),
+        "comm_seconds": float(comm.Allreduce(np.array([result.comm_seconds]), "max")[0]),
         "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
         "phases": phases,
     }

@@ -41,7 +41,7 @@ class Comm:
             _install_abort_hook()
 
     # -- buffer collectives ------------------------------------------------------------------
-    def allreduce(self, buf: np.ndarray, op: str = "sum", algorithm: str = "native",
+    def Allreduce(self, buf: np.ndarray, op: str = "sum", algorithm: str = "native",
                   compress: Optional[str] = None) -> np.ndarray:
         """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it.
 
@@ -67,7 +67,7 @@ class Comm:
         self._plans[key] = collectives.plan(buf.nbytes, buf.dtype, op, comm=self._comm)
         return self._plans[key]
 
-    def bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+    def Bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Overwrite ``buf`` on every rank with root's copy and return it."""
         t0, self.busy = time.perf_counter(), True
         self._comm.Bcast(buf, root=root)
@@ -79,7 +79,7 @@ class Comm:
         """Return an int64 array of shape (size,) holding every rank's ``value``."""
         out = np.zeros(self.size, dtype=np.int64)
         out[self.rank] = value
-        return self.allreduce(out)
+        return self.Allreduce(out)
 
     def gather_rows(self, local: np.ndarray, root: int = 0) -> Optional[np.ndarray]:
         """Concatenate every rank's ``local`` (shape (n_k, ...)) in rank order on ``root``.
@@ -102,8 +102,8 @@ class Comm:
         """True when ``arr`` holds the same bits on every rank (two small reductions)."""
         bits = np.ascontiguousarray(arr).view(np.uint8)
         digest = np.frombuffer(_fingerprint(bits), dtype=np.int64).copy()
-        low = self.allreduce(digest.copy(), "min")
-        return bool(np.array_equal(self.allreduce(digest, "max"), low))
+        low = self.Allreduce(digest.copy(), "min")
+        return bool(np.array_equal(self.Allreduce(digest, "max"), low))
 
     def agree_int(self, what: str, value: int, context: str) -> None:
         """Collective: raise JobError on every rank unless all ranks passed the same ``value``."""
@@ -146,7 +146,7 @@ class Comm:
 
     def raise_if_any(self, error: str) -> None:
         """Collective: raise the same JobError on every rank if any rank passed a non-empty error."""
-        flag = self.allreduce(np.array([1 if error else 0], dtype=np.int64))
+        flag = self.Allreduce(np.array([1 if error else 0], dtype=np.int64))
         if flag[0]:
             raise JobError(describe_ranks(self.gather_text(error), self.size))
 

@@ -25,6 +25,6 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm") -> tup
     if data.y is not None:
         bad = model.check_labels(data.y, data.start)
         comm.raise_if_any(f"{data.spec}: cannot score the predictions: {bad}" if bad else "")
-        sums = comm.allreduce(np.array(model.sums(theta, data.X, data.y)))
+        sums = comm.Allreduce(np.array(model.sums(theta, data.X, data.y)))
         metric = model.metric(sums[1], data.n_total)
     return comm.gather_rows(local), metric

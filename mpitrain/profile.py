@@ -20,7 +20,7 @@ def phase_summary(comm: "Comm", timeline: Timeline) -> dict:
     """
     table = np.zeros((comm.size, len(PHASES)))
     table[comm.rank] = timeline.totals
-    comm.allreduce(table)
+    comm.Allreduce(table)
     compute = table[:, DATA] + table[:, COMPUTE] + table[:, UPDATE]
     waiting = table[:, REDUCE] - table[:, REDUCE].min()
     columns = {name: table[:, i] for i, name in enumerate(PHASES)}

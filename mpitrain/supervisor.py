@@ -99,11 +99,11 @@ class Supervisor(Hooks):
                     if self.metrics is not None:
                         self.metrics.lines = [str(line) for line in found.arrays["metrics"]]
                     notes.append(f"resuming from {found.path} (step {found.manifest['step']})")
-        self.comm.bcast(header)
+        self.comm.Bcast(header)
         if not header[0]:
             return None, notes
         _, step, saved_size, n_rows, row_length = map(int, header)
-        rows = self.comm.bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
+        rows = self.comm.Bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
         self.last_saved = step
         if n_rows == 1:
             row = rows[0]

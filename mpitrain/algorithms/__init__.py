@@ -51,7 +51,7 @@ def fit(
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
     if state is None:
-        state = State(0, comm.bcast(model.init(settings.seed)) if theta is None else theta)
+        state = State(0, comm.Bcast(model.init(settings.seed)) if theta is None else theta)
     # Parameters, gradients and optimizer state take the data's precision (float64 or float32).
     state.theta = np.array(state.theta, dtype=data.X.dtype)
     if state.theta.shape != (model.n_params,):

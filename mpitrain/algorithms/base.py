@@ -148,7 +148,7 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     objective = mean loss over all n_total rows + (l2/2)||w||^2.
     """
     sums = np.array(model.sums(theta, data.X, data.y))
-    comm.allreduce(sums)
+    comm.Allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 
 

@@ -82,7 +82,7 @@ def fit_local_sgd(
                 np.multiply(np.concatenate(optim.state_arrays(opt_state)), weight, out=buf[n_params:-4])
             buf[-4:-1] = period
             buf[-1] = hooks.stop_vote()
-            comm.allreduce(buf, algorithm=settings.allreduce)
+            comm.Allreduce(buf, algorithm=settings.allreduce)
             timeline.mark(REDUCE)
             check_finite(buf, step)
             theta[:] = buf[:n_params]
@@ -104,7 +104,7 @@ def fit_local_sgd(
             timeline.skip()
         else:
             vote[0] = hooks.stop_vote() if hooks.listens else 0.0
-            stop = hooks.listens and comm.allreduce(vote)[0] > 0
+            stop = hooks.listens and comm.Allreduce(vote)[0] > 0
             timeline.mark(REDUCE)
         result.stopped = bool(stop) and step + 1 < settings.steps
         if result.stopped or (synced and hooks.checkpoint_due(step + 1)):

@@ -105,11 +105,11 @@ def fit_sync(
         buf[-1] = hooks.stop_vote()
         timeline.mark(COMPUTE)
         if feedback is None:
-            comm.allreduce(buf, algorithm=settings.allreduce)
+            comm.Allreduce(buf, algorithm=settings.allreduce)
         else:  # 16-bit gradients; the loss sums and votes travel exactly, in a small second call
             grad[:], feedback = collectives.feedback_apply(grad, feedback, settings.compress)
-            comm.allreduce(grad, algorithm=settings.allreduce, compress=settings.compress)
-            comm.allreduce(buf[n_params:])
+            comm.Allreduce(grad, algorithm=settings.allreduce, compress=settings.compress)
+            comm.Allreduce(buf[n_params:])
         timeline.mark(REDUCE)
         check_finite(buf[n_params:], step)  # the loss: a non-finite gradient shows there one step later
         period += (buf[n_params], buf[n_params + 1], batches.global_size)

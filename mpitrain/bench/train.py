@@ -188,7 +188,7 @@ def split_times(comm: Any, seconds: float, comm_seconds: float) -> tuple[float, 
     size = comm.size
     mine = np.zeros((3, size))
     mine[:, comm.rank] = (seconds, seconds - comm_seconds, comm_seconds)
-    comm.allreduce(mine)
+    comm.Allreduce(mine)
     wall, compute, coll = mine
     return float(wall.max()), float(compute.mean()), float(coll.min()), float((coll - coll.min()).mean())
 

@@ -106,7 +106,7 @@ def load(
     byte_range = None
     if isinstance(source, CsvSource):
         counts = comm.allgather_int(local_count)
-        table = comm.allreduce(source.locate(counts, comm.rank), "max")
+        table = comm.Allreduce(source.locate(counts, comm.rank), "max")
         byte_range = int(table[comm.rank]), int(table[comm.rank + 1])
     comm.agree_int("rows", source.n_total, spec)
     comm.agree_int("features", source.n_features, spec)

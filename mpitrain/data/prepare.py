@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def n_classes(data: "Dataset", comm: "Comm") -> int:
     """Collective: 1 + the largest label over all ranks (labels are classes 0, 1, ..., K-1)."""
     top = np.array([data.y.max() if data.y is not None and data.n_local else -1.0])
-    return int(comm.allreduce(top, "max")[0]) + 1
+    return int(comm.Allreduce(top, "max")[0]) + 1
 
 
 def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
@@ -42,10 +42,10 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
         classes = y.astype(np.int64)
     else:
         classes = np.zeros(data.n_local, dtype=np.int64)
-    k = int(comm.allreduce(np.array([classes.max(initial=-1)]), "max")[0]) + 1
+    k = int(comm.Allreduce(np.array([classes.max(initial=-1)]), "max")[0]) + 1
     table = np.zeros((comm.size, k), dtype=np.int64)  # rows of each class on each rank
     table[comm.rank] = np.bincount(classes, minlength=k)
-    comm.allreduce(table)
+    comm.Allreduce(table)
     per_class, before = table.sum(axis=0), table[: comm.rank].sum(axis=0)
     n_test = np.floor(fraction * per_class + 0.5).astype(np.int64)
     is_test = np.zeros(data.n_local, dtype=bool)
@@ -71,8 +71,8 @@ def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.
     """
     if train.n_total == 0:
         raise JobError("cannot standardise: the training data has no rows")
-    mean = comm.allreduce(train.X.sum(axis=0)) / train.n_total
-    var = comm.allreduce(np.square(train.X - mean).sum(axis=0)) / train.n_total
+    mean = comm.Allreduce(train.X.sum(axis=0)) / train.n_total
+    var = comm.Allreduce(np.square(train.X - mean).sum(axis=0)) / train.n_total
     std = np.sqrt(var)
     scale = np.where(std > 0, std, 1.0)
     for data in (train, *others):

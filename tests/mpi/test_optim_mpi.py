@@ -153,13 +153,13 @@ def test_mlp_step_is_one_allreduce_of_one_buffer_and_matches_the_serial_run(comm
     model = mt.create_model("mlp", 6, hidden=(5, 4), activation="tanh", n_classes=2)
     settings = mt.Settings(steps=20, lr=0.05, l2=0.01, batch_size=16, seed=1, optimizer="adam")
     calls = []
-    real = comm.allreduce
+    real = comm.Allreduce
 
     def spy(buf, op="sum", **how):
         calls.append((buf.size, buf.ctypes.data))
         return real(buf, op, **how)
 
-    monkeypatch.setattr(comm, "allreduce", spy)
+    monkeypatch.setattr(comm, "Allreduce", spy)
     result = mt.fit(model, data, comm, "sgd", settings)
     monkeypatch.undo()
     # The step buffer [gradient sum | loss sum | metric sum | ...] is the only one longer than theta.
