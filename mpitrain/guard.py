@@ -18,6 +18,9 @@ from typing import Callable, Optional
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+# Launchers and the variables with which they tell each task the number of tasks and its rank.
+LAUNCHERS = (("Slurm", "SLURM_NTASKS", "SLURM_PROCID"), ("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+             ("A PMI launcher (MPICH, Intel MPI)", "PMI_SIZE", "PMI_RANK"))
 
 
 class StopRequest:
@@ -132,14 +135,17 @@ def blas_threads() -> int:
 def startup_warnings(world_size: int, ranks_on_node: int, threads: int, cores: Optional[int]) -> list[str]:
     """Warnings about a launch that is probably wrong: a foreign launcher, oversubscribed cores."""
     warnings = []
-    slurm_tasks = os.environ.get("SLURM_NTASKS", "")
-    first_task = os.environ.get("SLURM_PROCID", "0") == "0"  # every lone task would say it otherwise
-    if world_size == 1 and slurm_tasks.isdigit() and int(slurm_tasks) > 1 and first_task:
-        warnings.append(
-            f"Slurm started {slurm_tasks} tasks but MPI reports a world of 1: each task is running alone. "
-            "The launcher does not match the MPI that mpi4py loads; use `srun --mpi=pmi2` (or pmix) or "
-            "the mpiexec of the same MPI"
-        )
+    for launcher, size_var, rank_var in LAUNCHERS:
+        tasks = os.environ.get(size_var, "")
+        first_task = os.environ.get(rank_var, "0") == "0"  # every lone task would say it otherwise
+        if world_size == 1 and tasks.isdigit() and int(tasks) > 1:
+            if first_task:
+                warnings.append(
+                    f"{launcher} started {tasks} tasks but MPI reports a world of 1: each task is running alone. "
+                    "The launcher does not match the MPI that mpi4py loads; use the mpiexec of the same MPI "
+                    "(or `srun --mpi=pmi2`/pmix under Slurm)"
+                )
+            break
     if cores and ranks_on_node > cores and not os.environ.get("MPIR_CVAR_CH4_PROGRESS_THROTTLE"):
         warnings.append(
             f"{ranks_on_node} ranks share this node's {cores} cores: busy-polling MPI libraries slow down badly; "

@@ -40,7 +40,8 @@ def test_watchdog_rearmed_every_step_does_not_fire():
 
 
 def test_startup_warnings(monkeypatch):
-    for var in ("SLURM_NTASKS", "SLURM_PROCID", "MPIR_CVAR_CH4_PROGRESS_THROTTLE"):
+    for var in ("SLURM_NTASKS", "SLURM_PROCID", "MPIR_CVAR_CH4_PROGRESS_THROTTLE", "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK"):
         monkeypatch.delenv(var, raising=False)
     assert guard.startup_warnings(4, 4, 1, 8) == []
     monkeypatch.setenv("SLURM_NTASKS", "8")
@@ -48,6 +49,12 @@ def test_startup_warnings(monkeypatch):
     assert "Slurm started 8 tasks but MPI reports a world of 1" in lone
     monkeypatch.setenv("SLURM_PROCID", "3")
     assert guard.startup_warnings(1, 1, 1, 8) == []  # only the first task says it
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    [foreign] = guard.startup_warnings(1, 1, 1, 8)
+    assert foreign.startswith("Open MPI's mpirun started 4 tasks but MPI reports a world of 1")
+    assert guard.startup_warnings(4, 4, 1, 8) == []  # the world matches the launcher: all is well
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
     [threads] = guard.startup_warnings(4, 4, 4, 8)
     assert "4 BLAS threads" in threads and "OMP_NUM_THREADS=2" in threads
     [cores] = guard.startup_warnings(4, 4, 1, 2)
