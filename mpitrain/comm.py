@@ -25,16 +25,15 @@ _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
 
 
 class Comm:
-    """A private duplicate of an MPI communicator that moves NumPy buffers and times itself.
+    """A private duplicate of an MPI communicator that moves NumPy buffers.
 
-    ``seconds`` accumulates the wall time spent inside collectives (waiting included).
+    ``busy`` is True while this rank is inside a collective (the watchdog reports it).
     """
 
     def __init__(self, base: Optional[MPI.Comm] = None) -> None:
         self._comm = (MPI.COMM_WORLD if base is None else base).Dup()
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
-        self.seconds: float = 0.0
         self.busy = False  # True while inside a collective (read by the watchdog)
         self._plans: dict[tuple, str] = {}  # (bytes, dtype, op) -> the algorithm auto chose
         if self.size > 1:
@@ -50,14 +49,13 @@ class Comm:
         plan ``auto`` makes for each buffer size is kept, so where it is the library's call the
         step pays nothing for the choice.
         """
-        t0, self.busy = time.perf_counter(), True
+        self.busy = True
         if algorithm == "auto" and compress is None:
             algorithm = self._plans.get((buf.nbytes, buf.dtype.char, op)) or self._plan(buf, op)
         if algorithm == "native" and compress is None:
             self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
         else:
             collectives.allreduce(buf, op=op, algorithm=algorithm, compress=compress, comm=self._comm)
-        self.seconds += time.perf_counter() - t0
         self.busy = False
         return buf
 
@@ -69,9 +67,8 @@ class Comm:
 
     def Bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Overwrite ``buf`` on every rank with root's copy and return it."""
-        t0, self.busy = time.perf_counter(), True
+        self.busy = True
         self._comm.Bcast(buf, root=root)
-        self.seconds += time.perf_counter() - t0
         self.busy = False
         return buf
 
@@ -92,9 +89,8 @@ class Comm:
         out = None
         if self.rank == root:
             out = np.empty((int(counts.sum()) // max(row, 1),) + local.shape[1:], dtype=local.dtype)
-        t0, self.busy = time.perf_counter(), True
+        self.busy = True
         self._comm.Gatherv(local, [out, counts] if out is not None else None, root=root)
-        self.seconds += time.perf_counter() - t0
         self.busy = False
         return out
 
