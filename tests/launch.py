@@ -2,22 +2,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from mpitrain.bench import train as bench_train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1", "OMP_NUM_THREADS": "1"}
 
 
 def mpiexec() -> list[str]:
-    """The launcher of the MPI that mpi4py uses: $MPIEXEC, else the one beside this Python."""
-    found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-    if not found:
-        pytest.fail("no mpiexec: set MPIEXEC or install the mpich wheel (make install)")
-    return found.split()
+    """The launcher of the MPI that mpi4py uses (as ``bench train`` finds it); fail the test without one."""
+    try:
+        return bench_train.mpiexec()
+    except SystemExit as exc:
+        pytest.fail(str(exc))
 
 
 def command(args: list[str], ranks: int, fault: list[str] | None = None) -> list[str]:
