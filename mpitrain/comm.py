@@ -59,6 +59,14 @@ class Comm:
         self.busy = False
         return buf
 
+    def Iallreduce(self, buf: np.ndarray, call: int = 0) -> "collectives.ordered.Pending":
+        """Start a rank-ordered sum of ``buf`` (contiguous) in place; ``.test()`` progresses it, ``.wait()`` ends it.
+
+        Reductions in flight together need different ``call`` numbers; every rank starts them
+        in the same order (see ``collectives.start_allreduce``).
+        """
+        return collectives.start_allreduce(buf, comm=self._comm, call=call)
+
     def _plan(self, buf: np.ndarray, op: str) -> str:
         """Collective on first use: what ``auto`` does with buffers like this one (kept)."""
         key = (buf.nbytes, buf.dtype.char, op)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _p2p, auto, compress as _compress, deterministic as _deterministic
-from . import native, rabenseifner, recursive_doubling, ring, tree
+from . import native, ordered, rabenseifner, recursive_doubling, ring, tree
 from ._ops import block_counts, block_offsets
 from .compress import Feedback, feedback_apply, feedback_init
 
@@ -27,6 +27,7 @@ __all__ = [
     "DTYPES",
     "allreduce",
     "allreduce_many",
+    "start_allreduce",
     "reduce",
     "bcast",
     "reduce_scatter",
@@ -44,6 +45,7 @@ ALGORITHMS: dict[str, Callable[[_p2p.Channel, np.ndarray, str], None]] = {
     "recursive_doubling": recursive_doubling.allreduce,
     "rabenseifner": rabenseifner.allreduce,
     "tree": tree.allreduce,
+    "ordered": ordered.allreduce,
 }
 OPS = ("sum", "avg", "max", "min")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
@@ -175,6 +177,24 @@ def allreduce(
     if op == "avg":
         np.divide(target, ch.size, out=target)
     return target
+
+
+def start_allreduce(buf: np.ndarray, *, op: str = "sum", comm: Any = None, call: int = 0) -> ordered.Pending:
+    """Start a rank-ordered reduction of ``buf`` (contiguous, any shape) in place; finish it with ``wait()``.
+
+    The result has the bits of ``allreduce(buf, algorithm="ordered")`` however a buffer is split
+    into calls. Calls in flight at the same time need different ``call`` numbers (0 to 4095),
+    each with its own scratch memory, and every rank must start them in the same order.
+    ``test()`` lets MPI progress the reduction while the caller computes.
+    """
+    _check(buf, "buf")
+    _target(buf, None)
+    if op not in _FAST_OPS:
+        raise ValueError(f"op must be one of {sorted(_FAST_OPS)}, not {op!r}")
+    if not 0 <= call < ordered.TAG_SPAN // 2:
+        raise ValueError(f"call must be between 0 and {ordered.TAG_SPAN // 2 - 1}, not {call}")
+    ch = _world if comm is None and _world is not None else _channel(comm)
+    return ordered.start(ch, buf.reshape(-1), op, call, slot=16 + call)
 
 
 def allreduce_many(arrays: list[np.ndarray], *, op: str = "sum", algorithm: str = "auto", comm: Any = None,

@@ -2,7 +2,7 @@
 
 Every algorithm file talks to MPI only through a :class:`Channel`, a private duplicate of a
 communicator, so library messages never match a user's receive on the original one. Arrays
-travel only through the buffer calls (upper-case ``Sendrecv``, ``Send``, ``Recv``).
+travel only through the buffer calls (upper-case ``Sendrecv``, ``Send``, ``Recv``, ``Isend``, ``Irecv``).
 """
 from __future__ import annotations
 
@@ -66,6 +66,24 @@ class Channel:
     def recv(self, buf: np.ndarray, source: int, tag: int = 0) -> None:
         """Blocking receive into ``buf`` from ``source``."""
         self.comm.Recv(buf, source, tag)
+
+    def isend(self, buf: np.ndarray, dest: int, tag: int) -> Any:
+        """Start sending ``buf`` to ``dest``; the request completes in ``test_all`` or ``wait_all``."""
+        return self.comm.Isend(buf, dest, tag)
+
+    def irecv(self, buf: np.ndarray, source: int, tag: int) -> Any:
+        """Start receiving into ``buf`` from ``source``; the request completes in ``test_all`` or ``wait_all``."""
+        return self.comm.Irecv(buf, source, tag)
+
+    @staticmethod
+    def test_all(requests: list) -> bool:
+        """Whether every request has completed; lets MPI progress them either way."""
+        return bool(MPI.Request.Testall(requests))
+
+    @staticmethod
+    def wait_all(requests: list) -> None:
+        """Block until every request has completed."""
+        MPI.Request.Waitall(requests)
 
     # -- the MPI library's own collectives ----------------------------------------------------
     def native_allreduce(self, buf: np.ndarray, op: str) -> None:
