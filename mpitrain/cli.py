@@ -108,6 +108,9 @@ def build_parser() -> Parser:
                            "own for each buffer size; see docs/collectives.md)")
     wire.add_argument("--compress", choices=("fp16", "bf16"),
                       help="send gradients as 16-bit floats with error feedback (gd and sgd)")
+    wire.add_argument("--overlap", action="store_true",
+                      help="reduce each layer's gradient while the backward pass goes on (gd and sgd; rank-ordered "
+                           "sums, bitwise those of --allreduce ordered)")
     safety = train.add_argument_group("checkpoints and fault handling")
     safety.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
                         help="write a checkpoint every N steps into OUT/checkpoints (default 0: only when "
@@ -154,6 +157,12 @@ def check_train_flags(parser: Parser, args: argparse.Namespace) -> None:
         parser.error(f"--sync-every only applies to local-sgd, not {args.algorithm}")
     if args.compress and args.algorithm in ("local-sgd", "one-shot"):
         parser.error(f"--compress applies to gradients (gd, sgd); {args.algorithm} averages parameters exactly")
+    if args.overlap and args.algorithm in ("local-sgd", "one-shot"):
+        parser.error(f"--overlap applies to gradients (gd, sgd); {args.algorithm} averages parameters "
+                     "after local steps")
+    if args.overlap and (args.compress or args.allreduce not in ("auto", "ordered")):
+        parser.error("--overlap reduces with the exact rank-ordered algorithm; drop --compress and --allreduce "
+                     f"{args.allreduce}")
 
 
 # -- models, optimizers and data preparation (issue 3) --------------------------------------------
@@ -322,7 +331,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     per_epoch = steps_per_epoch(data.n_total, args.batch_size)
     steps = args.steps if args.steps is not None else (args.epochs or 10) * per_epoch
     settings = Settings(steps=steps, l2=args.l2, batch_size=args.batch_size, sync_every=args.sync_every,
-                        seed=args.seed, allreduce=args.allreduce, compress=args.compress,
+                        seed=args.seed, allreduce=args.allreduce, compress=args.compress, overlap=args.overlap,
                         **optimizer_settings(args, steps, args.batch_size or data.n_total))
     if args.scale_lr:
         say(comm, f"linear scaling rule: lr {args.lr:g} x {args.batch_size or data.n_total} / {args.scale_lr} "

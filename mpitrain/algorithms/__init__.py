@@ -47,6 +47,8 @@ def fit(
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if settings.overlap and algorithm not in ("gd", "sgd"):
+        raise ValueError(f"overlap applies to the gradient reduction of gd and sgd, not to {algorithm}")
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")

@@ -35,7 +35,9 @@ class Settings:
     average it (n_k/N weights) or reset it.
 
     allreduce : the reduction algorithm ("auto", "native" or one of ``collectives.ALGORITHMS``);
-    compress : "fp16" or "bf16" gradients on the wire with error feedback (gd and sgd only).
+    compress : "fp16" or "bf16" gradients on the wire with error feedback (gd and sgd only);
+    overlap : reduce each layer's gradient while the backward pass goes on (gd and sgd, with the
+    rank-ordered reduction: the same bits as ``allreduce="ordered"`` without overlap).
     """
 
     steps: int
@@ -57,6 +59,15 @@ class Settings:
     local_state: str = "keep"
     allreduce: str = "auto"
     compress: Optional[str] = None
+    overlap: bool = False
+
+    def __post_init__(self) -> None:
+        if self.overlap and (self.compress is not None or self.allreduce not in ("auto", "ordered")):
+            raise ValueError(
+                "overlap reduces gradients with the rank-ordered algorithm, exactly; it cannot be combined "
+                f"with allreduce={self.allreduce!r} or compress={self.compress!r} (use allreduce='auto' or "
+                "'ordered' and no compression)"
+            )
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Each step, every rank sums the loss gradient over its rows of the global batch; one
 Allreduce adds the per-rank sums (the loss and metric sums and the ranks' stop votes travel in
 the same buffer); the sum is divided by the global batch size and the L2 term is added once,
-after the reduction. Full-batch GD is the case where each rank's batch is its whole partition. With compression the
+after the reduction. Full-batch GD is the case where each rank's batch is its whole partition. With overlap
+the buffer is reduced in buckets started while the backward pass runs (``overlap.py``). With compression the
 gradient travels as fp16/bf16 with error feedback (each rank carries its encoding error into its
 next gradient) and the loss sums and votes in a second, exact reduction.
 The optimizer sees only the reduced gradient, so its state is the same on every rank without
@@ -22,6 +23,7 @@ from ..models import Model
 from ..timeline import CHECKPOINT, COMPUTE, DATA, REDUCE, UPDATE, Timeline
 from .base import (Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, make_optimizer,
                    penalty, steps_per_epoch)
+from .overlap import Buckets
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -92,6 +94,7 @@ def fit_sync(
     buf = np.empty(n_params + 3, dtype=state.theta.dtype)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
     feedback = None if settings.compress is None else collectives.feedback_init(grad)
+    buckets = Buckets(comm, buf) if settings.overlap else None
     scratch = np.empty_like(grad)
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())
@@ -101,10 +104,12 @@ def fit_sync(
         hooks.begin_step(step)
         X, y = batches.at(step)
         timeline.mark(DATA)
-        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad)
         buf[-1] = hooks.stop_vote()
+        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad, None if buckets is None else buckets.ready)
         timeline.mark(COMPUTE)
-        if feedback is None:
+        if buckets is not None:
+            buckets.finish()
+        elif feedback is None:
             comm.Allreduce(buf, algorithm=settings.allreduce)
         else:  # 16-bit gradients; the loss sums and votes travel exactly, in a small second call
             grad[:], feedback = collectives.feedback_apply(grad, feedback, settings.compress)

@@ -12,7 +12,9 @@ class Model:
     """A loss summed over rows, on one flat parameter vector theta of shape (n_params,).
 
     Subclasses set ``layout`` (weights before biases) and define ``sums``, ``metric``,
-    ``predict`` and ``check_labels``; ``OPTIONS`` names the constructor keywords a model file keeps.
+    ``predict`` and ``check_labels``; ``sums(theta, X, y, grad, ready)`` hands each part of
+    ``grad`` to ``ready`` once it is final, so that its reduction can start
+    (``algorithms.overlap``). ``OPTIONS`` names the constructor keywords a model file keeps.
     """
 
     name: ClassVar[str]

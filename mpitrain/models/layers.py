@@ -15,15 +15,24 @@ def dense(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return X @ W + b
 
 
+Ready = Callable[[np.ndarray], None]
+
+
 def dense_backward(
-    X: np.ndarray, W: np.ndarray, dZ: np.ndarray, gW: np.ndarray, gb: np.ndarray, input_grad: bool = True
+    X: np.ndarray, W: np.ndarray, dZ: np.ndarray, gW: np.ndarray, gb: np.ndarray, input_grad: bool = True,
+    ready: Optional[Ready] = None,
 ) -> Optional[np.ndarray]:
     """Write dL/dW = X^T dZ into gW (d_in, d_out) and dL/db into gb (d_out,); return dL/dX (n, d_in).
 
     The first layer passes ``input_grad=False`` and gets None: nothing needs dL/dX there.
+    ``ready`` gets gW, then gb, as soon as each is written (the reduction can start then).
     """
     np.matmul(X.T, dZ, out=gW)
+    if ready is not None:
+        ready(gW)
     np.sum(dZ, axis=0, out=gb)
+    if ready is not None:
+        ready(gb)
     return dZ @ W.T if input_grad else None
 
 

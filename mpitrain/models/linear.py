@@ -7,6 +7,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model
+from .layers import Ready
 
 
 class LinearRegression(Model):
@@ -23,16 +24,20 @@ class LinearRegression(Model):
         """Any real-valued label is fine: return None."""
         return None
 
-    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
+             ready: Optional[Ready] = None) -> tuple[float, float]:
         """Return (sum of losses, sum of squared errors) over the rows of X (n, d).
 
-        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
+        coefficient gradient to ``ready`` before the loss is summed.
         """
         p = self.layout.views(theta)
         r = X @ p["coef"] + p["intercept"] - y
         if grad is not None:
             g = self.layout.views(grad)
             np.matmul(r, X, out=g["coef"])
+            if ready is not None:
+                ready(g["coef"])
             g["intercept"][...] = r.sum()
         sq = float(r @ r)
         return 0.5 * sq, sq

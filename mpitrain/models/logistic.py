@@ -7,6 +7,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy
+from .layers import Ready
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -32,10 +33,12 @@ class LogisticRegression(Model):
             return f"logistic regression needs labels 0 or 1, but row {start + bad[0]} has {y[bad[0]]}"
         return None
 
-    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
+             ready: Optional[Ready] = None) -> tuple[float, float]:
         """Return (sum of losses, number of correct predictions) over the rows of X (n, d).
 
-        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
+        coefficient gradient to ``ready`` before the loss is summed.
         """
         p = self.layout.views(theta)
         z = X @ p["coef"] + p["intercept"]
@@ -43,6 +46,8 @@ class LogisticRegression(Model):
             g = self.layout.views(grad)
             r = sigmoid(z) - y
             np.matmul(r, X, out=g["coef"])
+            if ready is not None:
+                ready(g["coef"])
             g["intercept"][...] = r.sum()
         loss = float(np.sum(np.logaddexp(0.0, z) - y * z))
         return loss, float(np.count_nonzero((z > 0) == (y == 1)))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy
-from .layers import ACTIVATIONS, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy, squared_error
+from .layers import ACTIVATIONS, Ready, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy, squared_error
 
 LOSSES = ("cross-entropy", "squared-error")
 
@@ -76,10 +76,13 @@ class MLP(Model):
                 As.append(act(Zs[-1]))
         return Zs, As
 
-    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
+             ready: Optional[Ready] = None) -> tuple[float, float]:
         """Return (sum of losses, correct predictions or squared errors) over the rows of X (n, d).
 
-        With ``grad`` (n_params,) given, write the gradient of the loss sum into it (backpropagation).
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it (backpropagation),
+        handing each layer's weight and bias gradients to ``ready`` as soon as they are written,
+        the last layer's first.
         """
         Zs, As = self.forward(theta, X)
         head = softmax_cross_entropy if self.loss == "cross-entropy" else squared_error
@@ -89,7 +92,8 @@ class MLP(Model):
             p, g = self.layout.views(theta), self.layout.views(grad)
             backward = ACTIVATIONS[self.activation][1]
             for i in range(len(Zs), 0, -1):
-                dA = dense_backward(As[i - 1], p[f"W{i}"], dZ, g[f"W{i}"], g[f"b{i}"], input_grad=i > 1)
+                dA = dense_backward(As[i - 1], p[f"W{i}"], dZ, g[f"W{i}"], g[f"b{i}"], input_grad=i > 1,
+                                    ready=ready)
                 if i > 1:
                     dZ = backward(Zs[i - 2], As[i - 1], dA)
         return loss, metric_sum

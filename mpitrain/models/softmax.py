@@ -7,7 +7,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy
-from .layers import class_label_error, dense, dense_backward, softmax, softmax_cross_entropy
+from .layers import Ready, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy
 
 
 class SoftmaxRegression(Model):
@@ -28,10 +28,12 @@ class SoftmaxRegression(Model):
         """None if every label is an integer in [0, K), else a message naming the first bad row."""
         return class_label_error(y, start, self.n_classes, "softmax regression")
 
-    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None) -> tuple[float, float]:
+    def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
+             ready: Optional[Ready] = None) -> tuple[float, float]:
         """Return (sum of cross-entropies, number of correct predictions) over the rows of X (n, d).
 
-        With ``grad`` (n_params,) given, write the gradient of the loss sum into it.
+        With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
+        coefficient and intercept gradients to ``ready`` as soon as each is written.
         """
         p = self.layout.views(theta)
         Z = dense(X, p["coef"], p["intercept"])
@@ -39,7 +41,8 @@ class SoftmaxRegression(Model):
         loss, correct = softmax_cross_entropy(Z, y, dZ)
         if grad is not None:
             g = self.layout.views(grad)
-            dense_backward(X, p["coef"], dZ, g["coef"], g["intercept"], input_grad=False)
+            dense_backward(X, p["coef"], dZ, g["coef"], g["intercept"], input_grad=False,
+                           ready=ready)
         return loss, correct
 
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
