@@ -96,6 +96,7 @@ def fit_sync(
     feedback = None if settings.compress is None else collectives.feedback_init(grad)
     buckets = Buckets(comm, buf) if settings.overlap else None
     scratch = np.empty_like(grad)
+    plain = settings.optimizer == "sgd" and settings.clip_norm is None and not settings.l2
     theta, period = state.theta, state.period
     result = Result(theta, timeline=timeline or Timeline())
     timeline = result.timeline
@@ -119,10 +120,13 @@ def fit_sync(
         check_finite(buf[n_params:], step)  # the loss: a non-finite gradient shows there one step later
         period += (buf[n_params], buf[n_params + 1], batches.global_size)
         objective_term = penalty(theta, settings.l2, k)
-        grad *= scale
-        add_penalty_gradient(theta, grad, settings.l2, k)
-        direction, opt_state = rule.update(grad, opt_state, theta)
-        optim.apply(theta, direction, schedule(step), grad if direction is grad else scratch)
+        if plain:  # theta -= (lr / B) * sum: one pass over the gradient fewer
+            optim.apply(theta, grad, schedule(step) * scale, grad)
+        else:
+            grad *= scale
+            add_penalty_gradient(theta, grad, settings.l2, k)
+            direction, opt_state = rule.update(grad, opt_state, theta)
+            optim.apply(theta, direction, schedule(step), grad if direction is grad else scratch)
         timeline.mark(UPDATE)
         result.steps, result.samples = step + 1, result.samples + batches.global_size
         if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
