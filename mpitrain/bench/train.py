@@ -3,11 +3,13 @@
 The driver (one process, no MPI) launches every (workload, ranks, implementation) as its own
 ``mpiexec`` job, interleaved and repeated ``--repeats`` times so that drifts in machine load hit
 all alike, and reports medians. Every job gets one BLAS thread per rank. Implementations:
-``mpitrain`` (this package's loop), ``baseline`` (``scripts/baseline_train.py``, the minimal
-NumPy + mpi4py loop a user would write) and ``torch`` (``scripts/torch_ddp_train.py``, PyTorch
-DistributedDataParallel with gloo, for softmax and MLP, when torch is installed). Each job reports, per step: compute (the mean over
-ranks), communication (the least time any rank spent in collectives: the collective's own cost)
-and waiting (the mean extra time ranks spent in collectives, waiting for slower ranks).
+``mpitrain`` (this package's loop), ``overlap`` (the same with ``--overlap``), ``baseline``
+(``scripts/baseline_train.py``, the minimal NumPy + mpi4py loop a user would write, on the same
+rows in the same order from the same start) and ``torch`` (``scripts/torch_ddp_train.py``,
+PyTorch DistributedDataParallel with gloo, for softmax and MLP, when torch is installed). Each
+job reports, per step: compute (the mean over ranks), communication (the least time any rank
+spent in collectives: the collective's own cost) and waiting (the mean extra time ranks spent
+in collectives, waiting for slower ranks).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 PROGRAMS = {"baseline": [os.path.join(SCRIPTS, "baseline_train.py")],
             "torch": [os.path.join(SCRIPTS, "torch_ddp_train.py")],
-            "mpitrain": ["-m", "mpitrain.bench.train"]}
+            "mpitrain": ["-m", "mpitrain.bench.train"],
+            "overlap": ["-m", "mpitrain.bench.train", "--overlap"]}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # name: (data spec, tiny data spec, algorithm, learning rate, steps, warm-up steps)
@@ -46,7 +50,7 @@ MODEL_OPTIONS = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes
                  "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
 WORKLOAD_FEATURES = {"linear-gd": 100, "softmax": 784, "mlp": 784}
 WORKLOAD_DTYPE = {"linear-gd": "float64", "softmax": "float32", "mlp": "float32"}  # as the baseline and torch
-IMPLEMENTATIONS = ("mpitrain", "baseline", "torch")
+IMPLEMENTATIONS = ("mpitrain", "overlap", "baseline", "torch")
 BATCH = 256  # the global batch of the SGD workloads
 TORCH_WORKLOADS = ("softmax", "mlp")
 
@@ -205,12 +209,14 @@ def step_bytes(workload: str) -> int:
 def worker() -> None:
     """One mpitrain job (run under mpiexec): warm up, time the steps, print JSON on rank 0."""
     import mpitrain as mt
+    from mpitrain.algorithms import State
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--spec", required=True)
+    parser.add_argument("--overlap", action="store_true")
     args = parser.parse_args()
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
@@ -218,10 +224,12 @@ def worker() -> None:
     name, kwargs = MODEL_OPTIONS[args.workload]
     model = mt.create_model(name, data.n_features, **kwargs)
     batch = None if algorithm == "gd" else BATCH
-    warm = mt.fit(model, data, comm, algorithm, mt.Settings(steps=args.warmup, lr=lr, batch_size=batch))
+    settings = mt.Settings(steps=args.warmup, lr=lr, batch_size=batch, overlap=args.overlap)
+    warm = mt.fit(model, data, comm, algorithm, settings)
     comm.barrier()
-    settings = mt.Settings(steps=args.steps, lr=lr, batch_size=batch, seed=1)
-    result = mt.fit(model, data, comm, algorithm, settings, theta=warm.theta)
+    # the timed steps continue the warm-up's trajectory, as the baseline's loop does
+    settings = replace(settings, steps=args.warmup + args.steps)
+    result = mt.fit(model, data, comm, algorithm, settings, state=State(args.warmup, warm.theta))
     wall, compute, coll, wait = split_times(comm, result.seconds, result.comm_seconds)
     loss, _ = mt.evaluate(model, result.theta, data, comm)
     if comm.rank == 0:
