@@ -19,7 +19,7 @@ from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
 from .data import BUILTIN, Dataset, as_dtype, load, n_classes, split, standardize
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, startup_warnings
+from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
 from .inference import predict
 from .plot import plot
 from .outputs import MetricsLog, write_json, write_npy, write_npz
@@ -397,6 +397,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "train_seconds": result.seconds,
         "comm_seconds": float(comm.Allreduce(np.array([result.comm_seconds]), "max")[0]),
         "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+        "blas_threads": blas_threads(),
         "phases": phases,
     }
     if test is not None:
@@ -455,6 +456,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     comm = world()
+    if args.command in ("train", "predict"):
+        limit_blas_threads(comm.ranks_on_node())
     if args.command == "train":
         check_train_flags(args.train_parser, args)
         check_model_flags(args.train_parser, args)

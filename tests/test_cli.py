@@ -99,6 +99,16 @@ def test_trace_has_one_lane_per_rank_with_non_overlapping_spans(tmp_path):
     assert {"compute", "waiting", "allreduce"} <= set(phases) and phases["compute"]["max"] > 0
 
 
+def test_without_thread_settings_each_rank_takes_its_share_of_the_cores_for_blas(tmp_path):
+    unset = {var: "" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = run("train", "--model", "linear", "--algorithm", "gd", "--data", "synthetic:regression,n=200,d=3",
+               "--steps", "2", "--lr", "0.1", "--out", str(tmp_path), "--quiet", env=unset)
+    assert done.returncode == 0, done.stderr
+    cores = len(os.sched_getaffinity(0))
+    assert json.loads((tmp_path / "summary.json").read_text())["blas_threads"] == max(1, cores // 2)
+    assert "BLAS threads" not in done.stderr  # nothing left to warn about
+
+
 def test_plot_writes_png_charts_for_a_run_and_a_benchmark(tmp_path):
     assert run("train", "--model", "linear", "--algorithm", "sgd", "--batch-size", "20", "--epochs", "3",
                "--data", "synthetic:regression,n=200,d=3", "--lr", "0.1", "--out", str(tmp_path / "run"),

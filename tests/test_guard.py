@@ -4,6 +4,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from mpitrain import guard
 
 
@@ -61,3 +63,22 @@ def test_startup_warnings(monkeypatch):
     assert "4 ranks share this node's 2 cores" in cores
     monkeypatch.setenv("MPIR_CVAR_CH4_PROGRESS_THROTTLE", "true")
     assert guard.startup_warnings(4, 4, 1, 2) == []
+
+
+def test_each_rank_gets_its_share_of_the_cores_for_blas_unless_the_user_chose(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not any(p["user_api"] == "blas" for p in threadpoolctl.threadpool_info()):
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    original = threadpoolctl.threadpool_limits(limits=None)  # restores the limits afterwards
+    try:
+        for var in guard.THREAD_VARS:
+            monkeypatch.delenv(var, raising=False)
+        cores = guard.usable_cores()
+        share = cores if cores < (os.cpu_count() or 1) else max(1, cores // 2)
+        assert guard.limit_blas_threads(2) == share
+        assert guard.blas_threads() == share
+        assert guard.limit_blas_threads(4 * cores) == (cores if cores < (os.cpu_count() or 1) else 1)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+        assert guard.limit_blas_threads(2) is None  # the user's choice stands
+    finally:
+        original.restore_original_limits()
