@@ -65,6 +65,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (default 3)")
     p.add_argument("--steps", type=int, help="timed steps per job (default: per workload)")
     p.add_argument("--tiny", action="store_true", help="tiny data and few steps: a smoke test, not a measurement")
+    p.add_argument("--threads", choices=("1", "unset"), default="1",
+                   help="BLAS threads per rank: 1 (default), or unset: no thread variables, what a user gets "
+                        "who sets nothing (mpitrain then picks its share of the cores; the others do not)")
     p.add_argument("--out", default="runs/bench-train", help="folder for train.json and train.md")
     return p
 
@@ -77,15 +80,20 @@ def mpiexec() -> list[str]:
     return found.split()
 
 
-def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str) -> dict:
+def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str, threads: str = "1") -> dict:
     """Run one benchmark job under mpiexec; return the JSON line its rank 0 printed."""
     cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
            "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
-    env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
+    env = {**os.environ, **thread_env(threads)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with status {done.returncode}:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def thread_env(threads: str) -> dict[str, str]:
+    """The thread variables every job gets: all "1", or all empty (unset) for ``threads="unset"``."""
+    return {var: "1" if threads == "1" else "" for var in THREAD_VARS}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(workloads) - set(WORKLOADS) | set(impls) - set(IMPLEMENTATIONS)
     if unknown:
         raise SystemExit(f"unknown workload or implementation: {', '.join(sorted(unknown))}")
-    notes = []
+    notes = ["every job ran with " + (" ".join(f"{k}=1" for k in THREAD_VARS) if args.threads == "1" else
+                                      "no thread variables set (" + ", ".join(THREAD_VARS) + " unset)")]
     if "torch" in impls and not torch_available():
         impls.remove("torch")
         notes.append("PyTorch is not installed (pip install torch): the DDP comparison was skipped")
@@ -109,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                     if impl == "torch" and workload not in TORCH_WORKLOADS:
                         continue
                     result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
-                                 1 if args.tiny else warmup, tiny if args.tiny else spec)
+                                 1 if args.tiny else warmup, tiny if args.tiny else spec, args.threads)
                     runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat, **result})
                     print(f"  {workload} {impl} {n} rank(s) #{repeat}: {result['samples'] / result['seconds']:,.0f} "
                           "samples/s", file=sys.stderr, flush=True)
@@ -118,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
               "command": " ".join(["python -m mpitrain bench train", *sys.argv[3:]]),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                           "numpy": np.__version__},
-              "threads": {var: "1" for var in THREAD_VARS}, "tiny": args.tiny, "notes": notes, "runs": runs, "summary": summary}
+              "threads": thread_env(args.threads), "tiny": args.tiny, "notes": notes, "runs": runs, "summary": summary}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "train.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -210,6 +219,7 @@ def worker() -> None:
     """One mpitrain job (run under mpiexec): warm up, time the steps, print JSON on rank 0."""
     import mpitrain as mt
     from mpitrain.algorithms import State
+    from mpitrain.guard import limit_blas_threads
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
@@ -220,6 +230,7 @@ def worker() -> None:
     args = parser.parse_args()
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
+    limit_blas_threads(comm.ranks_on_node())  # as `python -m mpitrain train` does
     data = mt.as_dtype(mt.load(args.spec, comm), WORKLOAD_DTYPE[args.workload])
     name, kwargs = MODEL_OPTIONS[args.workload]
     model = mt.create_model(name, data.n_features, **kwargs)
