@@ -219,3 +219,12 @@ def test_a_rank_without_rows_contributes_zero(name, options):
     grad = np.full(model.n_params, np.nan)
     assert model.sums(theta, np.empty((0, 2)), np.empty(0), grad) == (0.0, 0.0)
     assert not grad.any() and model.predict(theta, np.empty((0, 2))).shape == (0, 3)
+
+
+@pytest.mark.parametrize("k", [1, 2, 10, 33])
+def test_row_max_is_numpys_row_maximum_with_nan_and_infinities(k):
+    from mpitrain.models.layers import row_max
+
+    Z = np.random.default_rng(k).standard_normal((50, k)).astype(np.float32)
+    Z[3, -1], Z[7, 0], Z[9, :] = np.nan, np.inf, -np.inf
+    assert np.array_equal(row_max(Z), Z.max(axis=1, keepdims=True), equal_nan=True)
