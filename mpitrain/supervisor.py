@@ -65,15 +65,18 @@ class Supervisor(Hooks):
     def save(self, state: State, synced: bool) -> None:
         """Collective: rank 0 writes the state (every rank's row if the ranks are not in sync).
 
-        A row is [theta | period (3) | optimizer state vector | this rank's weight n_k/N].
+        A row is [theta | period (3) | optimizer state vector | compression residual (n_params, if
+        any) | this rank's weight n_k/N].
         """
-        row = np.concatenate([state.theta, state.period, optim.state_vector(state.opt_state), [self.weight]])[None]
+        residual = [] if state.residual is None else [state.residual]
+        row = np.concatenate([state.theta, state.period, optim.state_vector(state.opt_state), *residual,
+                              [self.weight]])[None]
         rows = row if synced else self.comm.gather_rows(row)
         with self.comm.together():
             if self.comm.rank == 0:
                 lines = self.metrics.lines if self.metrics is not None else []
                 arrays = {"rows": rows, "metrics": np.array(lines, dtype=str)}
-                meta = {**self.meta, "world_size": self.comm.size, "synced": synced}
+                meta = {**self.meta, "world_size": self.comm.size, "synced": synced, "residual": bool(residual)}
                 self.saved_path = checkpoint.save(self.folder, state.step, arrays, meta, self.keep)
                 if self.metrics is not None:
                     self.metrics.close()
@@ -87,7 +90,7 @@ class Supervisor(Hooks):
         path of one checkpoint directory. Rank 0 reads and verifies it, then broadcasts it.
         """
         notes: list[str] = []
-        header = np.zeros(5, dtype=np.int64)  # found, step, world size when saved, rows, row length
+        header = np.zeros(6, dtype=np.int64)  # found, step, world size when saved, rows, row length, residual
         rows = np.empty((0, 0))
         with self.comm.together():
             if self.comm.rank == 0:
@@ -95,26 +98,33 @@ class Supervisor(Hooks):
                 if found is not None:
                     self._check_compatible(found, n_params)
                     rows = np.ascontiguousarray(found.arrays["rows"], dtype=np.float64)
-                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], *rows.shape)
+                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], *rows.shape,
+                                 found.manifest.get("residual", False))
                     if self.metrics is not None:
                         self.metrics.lines = [str(line) for line in found.arrays["metrics"]]
                     notes.append(f"resuming from {found.path} (step {found.manifest['step']})")
         self.comm.Bcast(header)
         if not header[0]:
             return None, notes
-        _, step, saved_size, n_rows, row_length = map(int, header)
+        _, step, saved_size, n_rows, row_length, has_residual = map(int, header)
         rows = self.comm.Bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
         self.last_saved = step
-        if n_rows == 1:
+        residual = None
+        if n_rows == 1 and not has_residual:
             row = rows[0]
         elif saved_size == self.comm.size:
             row = rows[self.comm.rank]
+            residual = row[-1 - n_params : -1].copy() if has_residual else None
+        elif has_residual:  # synchronous rows differ only in their residuals, which belong to the old ranks
+            row = rows[0]
+            notes.append(f"the checkpoint was written by {saved_size} ranks: compression residuals start at zero")
         else:  # saved between averagings on another number of ranks: start from the average
             row = rows[:, -1] @ rows
             row[n_params : n_params + _PERIOD] = 0
             notes.append(f"the checkpoint holds {saved_size} local models; starting from their weighted average")
         theta, period = row[:n_params].copy(), row[n_params : n_params + _PERIOD].copy()
-        return State(step, theta, period, row[n_params + _PERIOD : -1].copy()), notes
+        opt = row[n_params + _PERIOD : -1 - (n_params if has_residual else 0)].copy()
+        return State(step, theta, period, opt, residual), notes
 
     def _read(self, how: str) -> tuple[Optional[checkpoint.Checkpoint], list[str]]:
         if how != "auto":

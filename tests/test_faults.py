@@ -80,7 +80,9 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     assert found is not None and not warnings and np.isfinite(found.arrays["rows"]).all()
 
 
-@pytest.mark.parametrize("algorithm", [["--algorithm", "sgd"], ["--algorithm", "local-sgd", "--sync-every", "7"]])
+@pytest.mark.parametrize("algorithm", [["--algorithm", "sgd"], ["--algorithm", "local-sgd", "--sync-every", "7"],
+                                       ["--algorithm", "sgd", "--compress", "bf16"],
+                                       ["--algorithm", "sgd", "--overlap"]])
 def test_stop_signal_checkpoints_and_resume_is_bitwise_identical(tmp_path, algorithm):
     args = [*SGD, *algorithm, "--steps", "300", "--checkpoint-every", "100"]
     full = run(*args, "--out", str(tmp_path / "full"), timeout=60)
@@ -97,13 +99,15 @@ def test_stop_signal_checkpoints_and_resume_is_bitwise_identical(tmp_path, algor
     assert steps == [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_resume_on_another_number_of_ranks_reaches_the_same_loss(tmp_path):
-    args = [*SGD, "--steps", "600"]
+@pytest.mark.parametrize("wire", [[], ["--compress", "bf16"]])
+def test_resume_on_another_number_of_ranks_reaches_the_same_loss(tmp_path, wire):
+    args = [*SGD, "--steps", "600", *wire]
     full = run(*args, "--out", str(tmp_path / "full"), ranks=2, timeout=60)
     stopped = run(*args, "--out", str(tmp_path / "cut"), ranks=2, fault=["signal", "0", "200"], timeout=60)
     assert full.returncode == 0 and stopped.returncode == 75, stopped.stderr
     resumed = run(*args, "--out", str(tmp_path / "cut"), "--resume", "auto", ranks=3, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
+    assert ("written by 2 ranks: compression residuals start at zero" in resumed.stderr) == bool(wire)
     loss = [json.loads((tmp_path / d / "summary.json").read_text())["final_train_loss"] for d in ("full", "cut")]
     # Both runs end at the noise floor (loss ~ noise^2/2 = 0.005); other batches change it by < 5%.
     assert loss[1] == pytest.approx(loss[0], rel=0.05)

@@ -76,7 +76,8 @@ class State:
 
     step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
     metric sum and samples since the last metrics record; opt_state : the optimizer's state, or
-    its ``optim.state_vector`` (from a checkpoint), or None to start the optimizer afresh.
+    its ``optim.state_vector`` (from a checkpoint), or None to start the optimizer afresh;
+    residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros.
     Sampling is a pure function of (seed, step), so no random-generator state is needed.
     """
 
@@ -84,6 +85,7 @@ class State:
     theta: np.ndarray
     period: np.ndarray = field(default_factory=lambda: np.zeros(3))
     opt_state: Any = None
+    residual: Optional[np.ndarray] = None
 
 
 class Hooks:

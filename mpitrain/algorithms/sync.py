@@ -93,7 +93,11 @@ def fit_sync(
     per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
     buf = np.empty(n_params + 3, dtype=state.theta.dtype)  # [gradient sum | loss sum | metric sum | stop votes]
     grad = buf[:n_params]
-    feedback = None if settings.compress is None else collectives.feedback_init(grad)
+    feedback = None
+    if settings.compress is not None:
+        feedback = collectives.feedback_init(grad)
+        if state.residual is not None:
+            feedback.residual[:] = state.residual
     buckets = Buckets(comm, buf) if settings.overlap else None
     scratch = np.empty_like(grad)
     plain = settings.optimizer == "sgd" and settings.clip_norm is None and not settings.l2
@@ -142,7 +146,10 @@ def fit_sync(
         result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
         if result.stopped or hooks.checkpoint_due(step + 1):
             check_finite(theta, step)  # a checkpoint never holds non-finite parameters
-            hooks.save(State(step + 1, theta, period, opt_state), synced=True)
+            if feedback is None:
+                hooks.save(State(step + 1, theta, period, opt_state), synced=True)
+            else:  # every rank's own residual goes into the checkpoint
+                hooks.save(State(step + 1, theta, period, opt_state, feedback.residual), synced=False)
             timeline.mark(CHECKPOINT)
         if result.stopped:
             break
