@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import costmodel
+from ..errors import JobError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
@@ -80,15 +81,21 @@ def mpiexec() -> list[str]:
     return found.split()
 
 
-def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str, threads: str = "1") -> dict:
-    """Run one benchmark job under mpiexec; return the JSON line its rank 0 printed."""
+def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str, threads: str = "1",
+        tries: int = 2) -> dict:
+    """Run one benchmark job under mpiexec, up to ``tries`` times; return the JSON line its rank 0 printed.
+
+    JobError with the command and its error output if no try succeeds.
+    """
     cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
            "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
     env = {**os.environ, **thread_env(threads)}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with status {done.returncode}:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    for _ in range(tries):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {' '.join(cmd)} failed with status {done.returncode}", file=sys.stderr, flush=True)
+    raise JobError(f"{' '.join(cmd)} failed {tries} times, last with status {done.returncode}:\n{done.stderr}")
 
 
 def thread_env(threads: str) -> dict[str, str]:
@@ -117,8 +124,14 @@ def run(args: argparse.Namespace) -> int:
                 for impl in impls[repeat % len(impls):] + impls[: repeat % len(impls)]:
                     if impl == "torch" and workload not in TORCH_WORKLOADS:
                         continue
-                    result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
-                                 1 if args.tiny else warmup, tiny if args.tiny else spec, args.threads)
+                    try:
+                        result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
+                                     1 if args.tiny else warmup, tiny if args.tiny else spec, args.threads)
+                    except JobError as exc:
+                        if impl != "torch":
+                            raise
+                        notes.append(f"a PyTorch job failed and is left out: {str(exc).splitlines()[0]}")
+                        continue
                     runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat, **result})
                     print(f"  {workload} {impl} {n} rank(s) #{repeat}: {result['samples'] / result['seconds']:,.0f} "
                           "samples/s", file=sys.stderr, flush=True)
