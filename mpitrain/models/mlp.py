@@ -64,17 +64,15 @@ class MLP(Model):
             return None
         return class_label_error(y, start, self.n_classes, "an MLP classifier")
 
-    def forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Pre-activations Z_i and layer inputs A_i (A_0 = X); the last Z is the output (n, sizes[-1])."""
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The output Z (n, sizes[-1]) and the layer inputs A_0 = X, A_1, ..., A_{L-1}."""
         p = self.layout.views(theta)
         act = ACTIVATIONS[self.activation][0]
         L = len(self.sizes) - 1
-        Zs, As = [], [X]
-        for i in range(1, L + 1):
-            Zs.append(dense(As[-1], p[f"W{i}"], p[f"b{i}"]))
-            if i < L:
-                As.append(act(Zs[-1]))
-        return Zs, As
+        As = [X]
+        for i in range(1, L):
+            As.append(act(dense(As[-1], p[f"W{i}"], p[f"b{i}"])))
+        return dense(As[-1], p[f"W{L}"], p[f"b{L}"]), As
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
              ready: Optional[Ready] = None) -> tuple[float, float]:
@@ -84,18 +82,18 @@ class MLP(Model):
         handing each layer's weight and bias gradients to ``ready`` as soon as they are written,
         the last layer's first.
         """
-        Zs, As = self.forward(theta, X)
+        out, As = self.forward(theta, X)
         head = softmax_cross_entropy if self.loss == "cross-entropy" else squared_error
-        dZ = None if grad is None else np.empty_like(Zs[-1])
-        loss, metric_sum = head(Zs[-1], y, dZ)
+        dZ = None if grad is None else np.empty_like(out)
+        loss, metric_sum = head(out, y, dZ)
         if grad is not None:
             p, g = self.layout.views(theta), self.layout.views(grad)
             backward = ACTIVATIONS[self.activation][1]
-            for i in range(len(Zs), 0, -1):
+            for i in range(len(As), 0, -1):
                 dA = dense_backward(As[i - 1], p[f"W{i}"], dZ, g[f"W{i}"], g[f"b{i}"], input_grad=i > 1,
                                     ready=ready)
                 if i > 1:
-                    dZ = backward(Zs[i - 2], As[i - 1], dA)
+                    dZ = backward(As[i - 1], dA)
         return loss, metric_sum
 
     def metric(self, metric_sum: float, n: int) -> float:
@@ -106,5 +104,5 @@ class MLP(Model):
 
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, K) for cross-entropy, predicted values (n,) for squared error."""
-        out = self.forward(theta, X)[0][-1]
+        out = self.forward(theta, X)[0]
         return softmax(out) if self.loss == "cross-entropy" else out[:, 0]
