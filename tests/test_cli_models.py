@@ -55,9 +55,14 @@ def test_scale_lr_applies_the_linear_scaling_rule(tmp_path):
     (["--model", "logistic", "--local-state", "average"], "--local-state only applies to --algorithm local-sgd"),
     (["--model", "mlp", "--hidden", "64,x"], "comma-separated integers"),
     (["--model", "logistic", "--test-fraction", "1.5"], "between 0 and 1"),
+    (["--model", "logistic", "--overlap", "--compress", "bf16"], "--overlap reduces with the exact rank-ordered"),
+    (["--model", "logistic", "--overlap", "--allreduce", "ring"], "drop --compress and --allreduce ring"),
+    (["--model", "logistic", "--overlap", "--algorithm", "one-shot", "--batch-size", "10"],
+     "--overlap applies to gradients (gd, sgd)"),
 ])
 def test_flags_that_do_not_apply_give_one_usage_error(tmp_path, flags, message):
-    done = run("train", *flags, "--algorithm", "gd", "--data", "synthetic:classification,n=50", "--lr", "0.1",
+    algorithm = [] if "--algorithm" in flags else ["--algorithm", "gd"]
+    done = run("train", *flags, *algorithm, "--data", "synthetic:classification,n=50", "--lr", "0.1",
                "--out", str(tmp_path / "r"), timeout=30)
     assert done.returncode == 2
     assert done.stderr.count(message) == 1 and "Traceback" not in done.stderr

@@ -114,3 +114,15 @@ def test_overlap_starts_reductions_during_the_backward_pass(comm, monkeypatch):
     # Buckets of 6 float64: b3 (4 values) waits and leaves with b2; the loss sums and votes go last
     step = [size["W3"], size["W2"], size["b2"] + size["b3"], size["W1"], size["b1"], 3]
     assert starts == step * 12
+
+
+def test_overlap_refuses_what_it_cannot_keep_exact(comm):
+    with pytest.raises(ValueError, match="cannot be combined with allreduce='ring'"):
+        mt.Settings(steps=1, lr=0.1, overlap=True, allreduce="ring")
+    with pytest.raises(ValueError, match="compress='bf16'"):
+        mt.Settings(steps=1, lr=0.1, overlap=True, compress="bf16")
+    data = mt.load(CLASSES, mt.world())
+    model = mt.create_model("softmax", data.n_features, n_classes=4)
+    with pytest.raises(ValueError, match="not to local-sgd"):
+        mt.fit(model, data, mt.world(), "local-sgd", mt.Settings(steps=2, lr=0.1, batch_size=40, sync_every=2,
+                                                                  overlap=True))
