@@ -66,30 +66,34 @@ def plot_run(folder: str) -> list[str]:
 
 
 def plot_scaling(path: str) -> list[str]:
-    """scaling.png beside a ``bench train`` JSON."""
+    """NAME-scaling.png beside a ``bench train`` JSON NAME.json: one panel per workload."""
     with open(path) as f:
         report = json.load(f)
     rows = report.get("summary")
     if report.get("benchmark") != "train" or not rows:
         raise UsageError(f"{path} is not the JSON of `mpitrain bench train`")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    lines: dict[tuple, list] = {}
-    for r in rows:
-        lines.setdefault((r["workload"], r["impl"]), []).append((r["ranks"], r["samples_per_second"]))
-    for (workload, impl), points in sorted(lines.items()):
-        points.sort()
-        ranks, rates = zip(*points)
-        (line,) = ax.plot(ranks, rates, marker="o", label=f"{workload} / {impl}")
-        if ranks[0] == 1:
-            ax.plot(ranks, [rates[0] * n for n in ranks], linestyle="--", color=line.get_color(), alpha=0.4)
-    ax.set_xlabel("ranks")
-    ax.set_ylabel("samples per second")
-    ax.set_yscale("log")
-    ax.set_xticks(sorted({r["ranks"] for r in rows}))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("training throughput (dashed: linear scaling)")
+    workloads = sorted({r["workload"] for r in rows})
+    impls = sorted({r["impl"] for r in rows})
+    colour = {impl: f"C{i}" for i, impl in enumerate(impls)}  # one colour per implementation in every panel
+    fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 4), squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        for impl in impls:
+            points = sorted((r["ranks"], r["samples_per_second"]) for r in rows
+                            if r["workload"] == workload and r["impl"] == impl)
+            if not points:
+                continue
+            ranks, rates = zip(*points)
+            ax.plot(ranks, rates, marker="o", color=colour[impl], label=impl)
+            if ranks[0] == 1:
+                ax.plot(ranks, [rates[0] * n for n in ranks], linestyle="--", color=colour[impl], alpha=0.35)
+        ax.set_title(workload)
+        ax.set_xlabel("ranks")
+        ax.set_xticks(sorted({r["ranks"] for r in rows}))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("samples per second")
+    fig.suptitle("training throughput (dashed: linear scaling from 1 rank)")
     out = os.path.splitext(path)[0] + "-scaling.png"
     fig.tight_layout()
     fig.savefig(out, dpi=100)
