@@ -146,10 +146,8 @@ def fit_sync(
         result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
         if result.stopped or hooks.checkpoint_due(step + 1):
             check_finite(theta, step)  # a checkpoint never holds non-finite parameters
-            if feedback is None:
-                hooks.save(State(step + 1, theta, period, opt_state), synced=True)
-            else:  # every rank's own residual goes into the checkpoint
-                hooks.save(State(step + 1, theta, period, opt_state, feedback.residual), synced=False)
+            residual = None if feedback is None else feedback.residual  # each rank's own: saved per rank
+            hooks.save(State(step + 1, theta, period, opt_state, residual), synced=residual is None)
             timeline.mark(CHECKPOINT)
         if result.stopped:
             break
