@@ -228,3 +228,12 @@ def test_row_max_is_numpys_row_maximum_with_nan_and_infinities(k):
     Z = np.random.default_rng(k).standard_normal((50, k)).astype(np.float32)
     Z[3, -1], Z[7, 0], Z[9, :] = np.nan, np.inf, -np.inf
     assert np.array_equal(row_max(Z), Z.max(axis=1, keepdims=True), equal_nan=True)
+
+
+def test_cached_ones_cannot_be_written():
+    from mpitrain.models.layers import ones
+
+    vector = ones(5, np.dtype(np.float32))
+    assert vector.tolist() == [1.0] * 5 and ones(5, np.dtype(np.float32)) is vector
+    with pytest.raises(ValueError):
+        vector[0] = 2.0

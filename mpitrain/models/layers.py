@@ -5,6 +5,7 @@ the gradient of the loss sum with respect to its output and returns it with resp
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,7 +33,7 @@ def dense_backward(
     np.matmul(X.T, dZ, out=gW)
     if ready is not None:
         ready(gW)
-    np.sum(dZ, axis=0, out=gb)
+    np.matmul(ones(dZ.shape[0], dZ.dtype), dZ, out=gb)  # column sums: 2-5x faster than dZ.sum(axis=0)
     if ready is not None:
         ready(gb)
     return dZ @ W.T if input_grad else None
@@ -74,13 +75,21 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray]
     rows = np.arange(labels.size)
     shifted = Z - row_max(Z)
     e = np.exp(shifted)
-    norm = e @ np.ones(Z.shape[1], dtype=e.dtype)  # row sums: NumPy's axis=1 sum is ~4x slower for few columns
+    norm = e @ ones(Z.shape[1], e.dtype)  # row sums: NumPy's axis=1 sum is ~4x slower for few columns
     loss = float(np.sum(np.log(norm) - shifted[rows, labels]))
     if dZ is not None:
         np.divide(e, norm[:, None], out=dZ)
         dZ[rows, labels] -= 1.0
     correct = np.count_nonzero(Z.argmax(axis=1) == labels)
     return loss, float(correct)
+
+
+@lru_cache(maxsize=16)
+def ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of n ones: sums as matrix-vector products reuse it instead of allocating."""
+    vector = np.ones(n, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
 
 
 def row_max(Z: np.ndarray) -> np.ndarray:
@@ -109,7 +118,7 @@ def squared_error(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None)
 def softmax(Z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of Z (n, K), without overflow."""
     e = np.exp(Z - row_max(Z))
-    return e / (e @ np.ones(Z.shape[1], dtype=e.dtype))[:, None]
+    return e / (e @ ones(Z.shape[1], e.dtype))[:, None]
 
 
 def class_label_error(y: np.ndarray, start: int, n_classes: int, what: str) -> Optional[str]:
