@@ -43,9 +43,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 WORKLOADS = {
     "linear-gd": ("synthetic:regression,n=1000000,d=100", "synthetic:regression,n=2000,d=10", "gd", 0.5, 30, 3),
     "softmax": ("synthetic:classification,n=60000,d=784,classes=10",
-                "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 400, 20),
+                "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 2000, 20),
     "mlp": ("synthetic:classification,n=60000,d=784,classes=10",
-            "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 200, 10),
+            "synthetic:classification,n=1000,d=784,classes=10", "sgd", 0.1, 600, 10),
 }
 MODEL_OPTIONS = {"linear-gd": ("linear", {}), "softmax": ("softmax", {"n_classes": 10}),
                  "mlp": ("mlp", {"n_classes": 10, "hidden": (256, 256), "activation": "relu"})}
