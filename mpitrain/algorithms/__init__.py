@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..data import Dataset
-from ..errors import JobError
 from ..models import Model
 from ..timeline import Timeline
 from .base import Hooks, Logger, Result, Settings, State, evaluate, steps_per_epoch

@@ -79,14 +79,9 @@ class Pending:
         return self.buf
 
 
-def scratch_shape(n: int, size: int) -> tuple[int, int]:
-    """Shape of the scratch array a ``Pending`` of n elements on ``size`` ranks needs."""
-    return size, -(-n // size)
-
-
 def start(ch: Channel, buf: np.ndarray, op: str, call: int, slot: int) -> Pending:
     """Start reducing ``buf`` (shape (n,)) with scratch from the channel's ``slot``; ``call`` numbers it."""
-    rows, width = scratch_shape(buf.size, ch.size)
+    rows, width = ch.size, -(-buf.size // ch.size)  # room for every rank's piece of the largest block
     return Pending(ch, buf, op, ch.scratch(rows * width, buf.dtype, slot).reshape(rows, width), call)
 
 
