@@ -8,6 +8,8 @@ import pytest
 from mpi4py import MPI
 
 import mpitrain as mt
+from mpitrain.algorithms.lbfgs import fit_lbfgs
+from mpitrain.algorithms.newton_cg import fit_newton_cg
 from mpitrain.algorithms.normal import fit_normal
 from helpers import ridge, with_intercept
 
@@ -99,3 +101,85 @@ def test_normal_refuses_other_models(comm):
     X, y = regression(20, 3)
     with pytest.raises(TypeError, match="linear regression only, not the logistic model"):
         fit_normal(mt.create_model("logistic", 3), blocks(X, (y > 0).astype(float), comm), comm)
+
+
+def classification(n: int, d: int, classes: int = 2, scales: tuple = (0.3, 3.0), seed: int = 0):
+    """Features of scales spread over ``scales`` and labels from a noisy linear rule."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * np.geomspace(*scales, d)
+    scores = X @ (rng.normal(size=(d, classes)) / np.geomspace(*scales, d)[:, None]) + rng.gumbel(size=(n, classes))
+    return X, np.argmax(scores, axis=1).astype(float)
+
+
+def sklearn_fit(X, y, l2, solver, tol=1e-4):
+    """scikit-learn's LogisticRegression on mean loss + (l2/2)||w||^2: (theta in mpitrain's layout, iterations)."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=1 / (len(y) * l2), tol=tol, solver=solver, max_iter=10_000).fit(X, y)
+    coef = clf.coef_[0] if clf.coef_.shape[0] == 1 else clf.coef_.T.ravel()
+    return np.concatenate([coef, clf.intercept_]), int(clf.n_iter_[0])
+
+
+def serial_objective(model, theta, X, y, l2):
+    """Mean loss + (l2/2)||w||^2 on all rows, on this process alone."""
+    loss, _ = model.sums(theta, X, y)
+    w = theta[:model.n_penalized]
+    return loss / len(y) + 0.5 * l2 * w @ w
+
+
+@pytest.mark.parametrize("kind, classes, solver", [("logistic", 2, "lbfgs"), ("softmax", 4, "lbfgs"),
+                                                   ("logistic", 2, "newton-cg"), ("softmax", 3, "newton-cg")])
+def test_solvers_match_scikit_learn_on_the_same_objective(comm, kind, classes, solver):
+    X, y = classification(900, 6, classes, seed=classes)
+    l2 = 1e-3
+    model = mt.create_model(kind, 6, **({"n_classes": classes} if kind == "softmax" else {}))
+    fit = fit_lbfgs if solver == "lbfgs" else fit_newton_cg
+    records = []
+    result = fit(model, blocks(X, y, comm), comm, l2, tol=1e-6, log=records.append)
+    expected, iterations = sklearn_fit(X, y, l2, solver, tol=1e-6)
+    assert result.converged and result.gradient_max <= 1e-6
+    optimum = serial_objective(model, expected, X, y, l2)
+    assert abs(result.objective - optimum) <= 1e-9 * optimum
+    assert abs(serial_objective(model, result.theta, X, y, l2) - result.objective) <= 1e-12 * optimum
+    assert abs(result.steps - iterations) <= 0.2 * iterations + 1
+    assert [r["step"] for r in records] == list(range(1, result.steps + 1))
+    assert all(r["evaluations"] >= 1 for r in records) and records[-1]["gradient_max"] == result.gradient_max
+    assert same_bits_everywhere(result.theta)
+
+
+@pytest.mark.parametrize("solver", [fit_lbfgs, fit_newton_cg])
+def test_distributed_iterates_equal_the_serial_solver_on_all_rows(comm, solver):
+    X, y = classification(700, 5, scales=(0.05, 20.0), seed=4)
+    model = mt.create_model("logistic", 5)
+    distributed = solver(model, blocks(X, y, comm), comm, 1e-4, max_iter=30)
+    alone = mt.Comm(MPI.COMM_SELF)
+    serial = solver(model, mt.Dataset(X, y, 0, len(y), "all", np.array([len(y)])), alone, 1e-4, max_iter=30)
+    assert distributed.steps == serial.steps and distributed.evaluations == serial.evaluations
+    np.testing.assert_allclose(distributed.theta, serial.theta, rtol=1e-7, atol=1e-9)
+    assert same_bits_everywhere(distributed.theta)
+
+
+def test_lbfgs_on_linear_regression_reaches_ridge(comm):
+    X, y = regression(400, 5, seed=5)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    result = fit_lbfgs(mt.create_model("linear", 5), blocks(X, y, comm), comm, 0.01, tol=1e-10)
+    np.testing.assert_allclose(result.theta, ridge(X, y, 0.01), rtol=0, atol=1e-8)
+    assert same_bits_everywhere(result.theta)
+
+
+def test_lbfgs_trains_an_mlp_in_full_batch(comm):
+    X, y = classification(300, 4, 3, seed=6)
+    model = mt.create_model("mlp", 4, hidden=(8,), n_classes=3)
+    data = blocks(X, y, comm)
+    start = model.init(1)
+    result = fit_lbfgs(model, data, comm, 1e-3, max_iter=40, theta=start)
+    before = serial_objective(model, start, X, y, 1e-3)
+    assert result.objective < 0.8 * before
+    assert abs(serial_objective(model, result.theta, X, y, 1e-3) - result.objective) <= 1e-12 * before
+    assert same_bits_everywhere(result.theta)
+
+
+def test_newton_cg_refuses_a_model_without_hessian_products(comm):
+    X, y = classification(30, 3, 3)
+    with pytest.raises(TypeError, match="newton-cg needs Hessian-vector products, which the mlp model"):
+        fit_newton_cg(mt.create_model("mlp", 3, hidden=(4,), n_classes=3), blocks(X, y, comm), comm)
