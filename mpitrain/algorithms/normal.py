@@ -92,7 +92,8 @@ def fit_normal(
     ``model`` must be a LinearRegression (TypeError otherwise); ``memory_limit`` is the bytes a
     rank may spend on the d x d system (ValueError, with the bytes needed, when d is too large).
     ``result.theta`` (n_features + 1,) has the data's dtype and the same bits on every rank; ``log``
-    gets one record with the objective, the largest gradient entry and the solve used.
+    gets one record with the objective (loss), the rmse (metric), the largest gradient entry and the
+    solve used.
 
     >>> result = fit_normal(mt.create_model("linear", data.n_features), data, comm, l2=1e-3)  # doctest: +SKIP
     """
@@ -153,9 +154,9 @@ def fit_normal(
     timeline.mark(UPDATE)
     if log is not None:
         gradient = G @ w / n - xty / n + l2 * w  # the intercept's gradient is zero: y - Xw - b has mean 0
-        objective = (yy - 2 * xty @ w + w @ G @ w) / (2 * n) + 0.5 * l2 * w @ w
-        log({"step": 1, "objective": float(objective), "gradient_max": float(np.abs(gradient).max(initial=0.0)),
-             "solve": method})
+        squares = max(yy - 2 * xty @ w + w @ G @ w, 0.0)  # the sum of squared residuals
+        log({"step": 1, "loss": float(squares / (2 * n) + 0.5 * l2 * w @ w), "metric": model.metric(squares, int(n)),
+             "gradient_max": float(np.abs(gradient).max(initial=0.0)), "solve": method, "seconds": timeline.elapsed()})
         timeline.skip()
     result = Result(theta=theta.astype(data.X.dtype, copy=False), steps=1, samples=int(n), timeline=timeline)
     return result.finish()

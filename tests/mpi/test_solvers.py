@@ -66,6 +66,10 @@ def test_normal_equals_closed_form_ridge(comm, l2):
     expected = ridge(X, y, l2)
     np.testing.assert_allclose(result.theta, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     assert records[0]["solve"] == "cholesky" and records[0]["gradient_max"] < 1e-8
+    residual = with_intercept(X) @ expected - y
+    w = expected[:-1]
+    assert abs(records[0]["loss"] - (residual @ residual / (2 * len(y)) + l2 / 2 * w @ w)) < 1e-9
+    assert abs(records[0]["metric"] - np.sqrt(residual @ residual / len(y))) < 1e-9
     assert same_bits_everywhere(result.theta)
 
 
