@@ -35,3 +35,10 @@ __all__ = [
     "Settings", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "predict", "world",
     "MLP", "SoftmaxRegression", "n_classes", "optim", "split", "standardize",
 ]
+
+# Full-batch solvers for convex models (issue 17): L-BFGS, Newton-CG and exact least squares.
+from .algorithms.lbfgs import fit_lbfgs  # noqa: E402
+from .algorithms.newton_cg import fit_newton_cg  # noqa: E402
+from .algorithms.normal import fit_normal  # noqa: E402
+
+__all__ += ["fit_lbfgs", "fit_newton_cg", "fit_normal"]
