@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from . import __version__, explain, flags, models
+from . import __version__, explain, flags, models, rundir
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
@@ -20,7 +20,7 @@ from .data import load
 from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
 from .inference import predict
-from .outputs import write_npy
+from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
 from .plot import plot
 from .run import train
@@ -74,7 +74,13 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
 
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
-    """The train subcommand."""
+    """The train subcommand: rank 0 claims --out for this run (see mpitrain.rundir) while it runs."""
+    with comm.together():
+        outputs = {f"--out's {name}": os.path.join(args.out, name)
+                   for name in ("model.npz", "metrics.jsonl", "summary.json", rundir.RUN_FILE)}
+        inputs = {f"--{flag.replace('_', '-')} {spec}": path for flag in ("data", "test_data")
+                  for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
+        check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
     for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     data = load(args.data, comm, label_column=args.label_column)
@@ -104,10 +110,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     describe_run = {"data": args.data, "test_data": args.test_data,
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
-                                    "standardize": args.standardize}}
+                                    "standardize": args.standardize, "dtype": args.dtype}}
     done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
-                 watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
+                 overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
                  model_extras=extras, describe=describe_run)
     for note in done.notes:
         say(comm, f"mpitrain: {note}", sys.stderr)
@@ -132,6 +138,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
 def run_predict(args: argparse.Namespace, comm: Comm) -> int:
     """The predict subcommand."""
     with comm.together():
+        check_distinct({"--out": args.out}, {"--model": args.model, **{f"--data {args.data}": path
+                                                                       for path in spec_files(args.data)}})
         model, theta = models.load(args.model)
         scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):

@@ -136,6 +136,9 @@ def add_train_flags(train: Any) -> None:
     safety.add_argument("--resume", metavar="auto|PATH",
                         help="continue from the newest valid checkpoint in OUT/checkpoints (auto; none: start "
                              "afresh) or from one checkpoint directory")
+    safety.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an OUT that holds another run's outputs, removing them (model.npz, "
+                             "metrics.jsonl, summary.json, run.json, checkpoints)")
     safety.add_argument("--watchdog-seconds", type=non_negative_float, default=900.0, metavar="S",
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
@@ -198,6 +201,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         for name in names:
             if getattr(args, name) not in (None, False) and not applies:
                 parser.error(f"--{name.replace('_', '-')} only applies to {where}")
+    if args.overwrite and args.resume:
+        parser.error("--overwrite starts a new run and --resume continues one; give one of them")
     if args.overlap and (args.compress or args.allreduce not in ("auto", "ordered")):
         parser.error("--overlap reduces with the exact rank-ordered algorithm; drop --compress and --allreduce "
                      f"{args.allreduce}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from . import __version__, models, optim
+from . import __version__, models, optim, rundir
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
 from .algorithms.config import LR, Loop, OptionError, as_loop, check_training
 from .data import Dataset
@@ -69,6 +70,7 @@ def train(
     checkpoint_every: int = 0,
     keep_checkpoints: int = 3,
     resume: Optional[str] = None,
+    overwrite: bool = False,
     watchdog_seconds: float = 900.0,
     trace: Optional[str] = None,
     progress: bool = False,
@@ -83,6 +85,8 @@ def train(
     SIGTERM) keeping the newest ``keep_checkpoints``, and at the end ``model.npz`` (with
     ``model_extras``, e.g. the feature scaling) and ``summary.json`` (with ``describe`` merged in).
     ``resume`` is "auto" (the newest valid checkpoint in ``out``, if any) or a checkpoint directory.
+    ``out`` belongs to one run (``mpitrain.rundir``): while it trains, rank 0 holds its lock; a new
+    run refuses a directory holding another run's outputs unless ``overwrite`` (which removes them).
     A stop signal on any rank stops every rank after the same step; ``Run.stopped`` says so.
     ``watchdog_seconds`` (0: off) ends the job with status 4 when one step hangs. ``on_log`` gets
     each metrics record on rank 0; ``progress`` shows a tqdm bar there; ``trace`` names a Chrome
@@ -107,91 +111,105 @@ def train(
             raise OptionError("train needs steps and lr (or a Settings)")
         check_training(steps, lr, l2, seed)
         record = _record(options)
-    loop, steps, l2 = options["loop"], options["steps"], options["l2"]
-    optimizer_name = record["optimizer"]
-    if out is not None:
-        with comm.together():
-            if comm.rank == 0:
-                os.makedirs(out, exist_ok=True)
-                if not os.access(out, os.W_OK):
-                    raise UsageError(f"output directory {out!r} is not writable")
-    per_epoch = steps_per_epoch(data.n_total, loop.batch_size)
-    samples_per_step = loop.batch_size or data.n_total
-    metrics = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
-    bar = _progress_bar(comm, progress, steps * samples_per_step)
-    meta = {"model": model.name, "n_params": model.n_params, "algorithm": loop.name,
-            "optimizer": optimizer_name, "n_features": data.n_features, "n_samples": data.n_total,
-            "steps_per_epoch": per_epoch, "settings": record}
-    supervisor = None
-    if out is not None:
-        supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
-                                keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics,
-                                watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step)
+    if overwrite and resume:
+        raise OptionError("overwrite starts a new run and resume continues one; give one of them")
+    with _claimed(comm, out, resume, overwrite) as claimed:
+        loop, steps, l2 = options["loop"], options["steps"], options["l2"]
+        run = Run(Result(np.empty(0)), notes=list(claimed.notes) if claimed is not None else [])
+        per_epoch = steps_per_epoch(data.n_total, loop.batch_size)
+        samples_per_step = loop.batch_size or data.n_total
+        metrics = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
+        bar = _progress_bar(comm, progress, steps * samples_per_step)
+        supervisor = None
+        if out is not None:
+            meta = {"run_id": claimed.run_id if claimed is not None else None, "model": model.name,
+                    "n_params": model.n_params, "shapes": model.layout.shapes, "model_options": model.options(),
+                    "algorithm": loop.name, "n_features": data.n_features, "n_samples": data.n_total,
+                    "data_fingerprint": rundir.data_fingerprint(data.X, data.y, data.start, comm),
+                    "preparation": (describe or {}).get("preparation"), "steps_per_epoch": per_epoch, "settings": record}
+            supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
+                                    keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics,
+                                    watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step)
 
-    def log(record: dict) -> None:
-        if metrics is not None:
-            metrics.append(record)
-        if comm.rank == 0:
+        def log(record: dict) -> None:
+            if metrics is not None:
+                metrics.append(record)
+            if comm.rank == 0:
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
+                if on_log is not None:
+                    on_log(record)
+
+        try:
+            state: Optional[State] = None
+            if resume is not None and supervisor is not None:
+                state, notes = supervisor.resume(resume, model.n_params)
+                run.notes += notes
+                run.resumed_from = state.step if state is not None else 0
+            timeline = Timeline(record=trace is not None)
+            run.result = fit(model, data, comm, log=log, state=state, hooks=supervisor, timeline=timeline, **options)
+        finally:
+            if supervisor is not None:
+                supervisor.close()
             if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
-            if on_log is not None:
-                on_log(record)
-
-    run = Run(Result(np.empty(0)))
-    try:
-        state: Optional[State] = None
-        if resume is not None and supervisor is not None:
-            state, run.notes = supervisor.resume(resume, model.n_params)
-            run.resumed_from = state.step if state is not None else 0
-        timeline = Timeline(record=trace is not None)
-        run.result = fit(model, data, comm, log=log, state=state, hooks=supervisor, timeline=timeline, **options)
-    finally:
-        if supervisor is not None:
-            supervisor.close()
-        if bar is not None:
-            bar.close()
-    result = run.result
-    phases = phase_summary(comm, result.timeline)
-    trace_doc = gather_trace(comm, result.timeline, {"command": "train", "algorithm": loop.name,
-                                                     "world_size": comm.size}) if trace else None
-    if result.stopped:
-        run.stopped, run.checkpoint = True, supervisor.saved_path if supervisor is not None else ""
+                bar.close()
+        result = run.result
+        phases = phase_summary(comm, result.timeline)
+        trace_doc = gather_trace(comm, result.timeline, {"command": "train", "algorithm": loop.name,
+                                                         "world_size": comm.size}) if trace else None
+        if result.stopped:
+            run.stopped, run.checkpoint = True, supervisor.saved_path if supervisor is not None else ""
+            return run
+        train_loss, train_metric = evaluate(model, result.theta, data, comm, l2)
+        summary = {
+            "mpitrain_version": __version__,
+            "model": model.name,
+            "algorithm": loop.name,
+            "world_size": comm.size,
+            "n_samples": data.n_total,
+            "n_features": data.n_features,
+            "steps": steps,
+            "epochs": steps / per_epoch,
+            "settings": record,
+            "model_options": model.options(),
+            "metric_name": model.metric_name,
+            "final_train_loss": train_loss,
+            "final_train_metric": train_metric,
+            "train_seconds": result.seconds,
+            "comm_seconds": float(comm.Allreduce(np.array([result.comm_seconds]), "max")[0]),
+            "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+            "blas_threads": blas_threads(),
+            "phases": phases,
+            **(describe or {}),
+        }
+        if test is not None:
+            summary["test_loss"], summary["test_metric"] = evaluate(model, result.theta, test, comm, l2)
+        summary["wall_seconds"] = time.perf_counter() - t0
+        run.summary = summary
+        if out is not None:
+            with comm.together():
+                if comm.rank == 0:
+                    write_npz(os.path.join(out, MODEL_FILE), models.save_arrays(model, result.theta, model_extras))
+                    metrics.close()
+                    write_json(os.path.join(out, SUMMARY_FILE), summary)
+                    if trace_doc is not None:
+                        write_json(trace, trace_doc)
         return run
-    train_loss, train_metric = evaluate(model, result.theta, data, comm, l2)
-    summary = {
-        "mpitrain_version": __version__,
-        "model": model.name,
-        "algorithm": loop.name,
-        "world_size": comm.size,
-        "n_samples": data.n_total,
-        "n_features": data.n_features,
-        "steps": steps,
-        "epochs": steps / per_epoch,
-        "settings": record,
-        "model_options": model.options(),
-        "metric_name": model.metric_name,
-        "final_train_loss": train_loss,
-        "final_train_metric": train_metric,
-        "train_seconds": result.seconds,
-        "comm_seconds": float(comm.Allreduce(np.array([result.comm_seconds]), "max")[0]),
-        "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
-        "blas_threads": blas_threads(),
-        "phases": phases,
-        **(describe or {}),
-    }
-    if test is not None:
-        summary["test_loss"], summary["test_metric"] = evaluate(model, result.theta, test, comm, l2)
-    summary["wall_seconds"] = time.perf_counter() - t0
-    run.summary = summary
+
+
+
+@contextmanager
+def _claimed(comm: "Comm", out: Optional[str], resume: Optional[str], overwrite: bool) -> Iterator[Optional[rundir.RunDir]]:
+    """Collective: ``out`` claimed for this run while the block runs (the RunDir on rank 0, else None)."""
+    claimed = None
     if out is not None:
         with comm.together():
-            if comm.rank == 0:
-                write_npz(os.path.join(out, MODEL_FILE), models.save_arrays(model, result.theta, model_extras))
-                metrics.close()
-                write_json(os.path.join(out, SUMMARY_FILE), summary)
-                if trace_doc is not None:
-                    write_json(trace, trace_doc)
-    return run
+            claimed = rundir.claim(out, resume, overwrite) if comm.rank == 0 else None
+    try:
+        yield claimed
+    finally:
+        if claimed is not None:
+            claimed.release()
 
 
 def _record(options: dict) -> dict:
@@ -200,7 +218,8 @@ def _record(options: dict) -> dict:
     return {"loop": {"name": options["loop"].name, **asdict(options["loop"])}, "steps": options["steps"],
             "lr": getattr(lr, "__name__", "schedule") if callable(lr) else lr,
             "optimizer": optimizer if isinstance(optimizer, str) else "custom", "l2": options["l2"],
-            "seed": options["seed"], **asdict(options["reduce"])}
+            "seed": options["seed"], "allreduce": options["reduce"].algorithm, "compress": options["reduce"].compress,
+            "overlap": options["reduce"].overlap}
 
 
 def _progress_bar(comm: "Comm", wanted: bool, total: int) -> Any:

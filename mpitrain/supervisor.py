@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from . import checkpoint, optim
+from . import checkpoint, optim, rundir
 from .algorithms import Hooks, State
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 class Supervisor(Hooks):
     """Hooks for one run: checkpoints into ``folder`` every ``every`` steps (0: only on a stop).
 
-    ``meta`` describes the run (model, n_params, algorithm, optimizer, settings) and is stored in
-    each manifest; a resumed run must match its model, parameter count, algorithm and optimizer.
+    ``meta`` describes the run (its run id, model, shapes, data fingerprint, algorithm and settings;
+    see ``rundir.check_resume``) and is stored in each manifest; a resumed run must match it.
     ``weight`` is this rank's share n_k/N of the data, used to average local models when a run
     saved between averagings resumes on another number of ranks. ``progress`` (a tqdm bar or
     None) advances by ``samples_per_step`` at every step.
@@ -101,7 +101,7 @@ class Supervisor(Hooks):
             if self.comm.rank == 0:
                 found, notes = self._read(how)
                 if found is not None:
-                    self._check_compatible(found, n_params)
+                    rundir.check_resume(found.path, found.manifest, self.meta)
                     rows = self._rows(found, n_params)
                     header[:] = (1, found.manifest["step"], found.manifest["world_size"], rows.shape[0],
                                  found.arrays["opt_state"].shape[1])
@@ -148,23 +148,10 @@ class Supervisor(Hooks):
     def _read(self, how: str) -> tuple[Optional[checkpoint.Checkpoint], list[str]]:
         if how != "auto":
             return checkpoint.load(how), []
-        found, warnings = checkpoint.load_latest(self.folder)
+        found, warnings = checkpoint.load_latest(self.folder, self.meta.get("run_id"))
         if found is None:
             warnings.append(f"no checkpoint in {self.folder}: starting from the beginning")
         return found, warnings
-
-    def _check_compatible(self, found: checkpoint.Checkpoint, n_params: int) -> None:
-        """CheckpointError (a UsageError, so it is raised inside together()) on a mismatch."""
-        saved = found.manifest
-        for key in ("model", "algorithm", "optimizer"):
-            was, now = saved.get(key), self.meta.get(key)
-            if was != now:
-                raise checkpoint.CheckpointError(
-                    f"{found.path} was written by a run with {key} {was}; this run uses {now}: resume with the same "
-                    f"{key}")
-        if saved.get("n_params") != n_params:
-            raise checkpoint.CheckpointError(f"{found.path} holds {saved.get('n_params')} parameters; this model has "
-                                             f"{n_params}: resume with the same model options")
 
 
 RECORD = ("theta", "period", "opt_state", "residual", "weight")
