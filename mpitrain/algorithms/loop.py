@@ -7,7 +7,9 @@ An algorithm supplies only its maths, as an object with
   rank's stop vote (1.0 to stop), to be summed over ranks in the step's own reduction when it has
   one, or in an 8-byte one when ``listens`` (a supervisor waits for votes) and it has none;
 - ``snapshot(step, period) -> State`` : what a checkpoint after ``step`` steps keeps;
-- ``theta`` (the parameters, updated in place) and ``opt_state``.
+- ``theta`` (the parameters, updated in place) and ``opt_state``;
+- ``per_rank_state`` : True when the optimizer state differs between ranks even where the
+  parameters agree (local SGD keeping each rank's momentum), so a checkpoint keeps every rank's.
 
 The loop calls them in this order on every rank, so every rank issues the same collectives:
 
@@ -50,6 +52,7 @@ class Algorithm(Protocol):
     """The maths of one training algorithm, driven by ``run``."""
 
     log_every_sync: bool
+    per_rank_state: bool
     theta: np.ndarray
     opt_state: object
 
@@ -88,7 +91,8 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
         if result.stopped or (outcome.synced and hooks.checkpoint_due(step + 1)):
             snapshot = algorithm.snapshot(step + 1, period)
             _check_resumable(snapshot.theta, outcome.synced, step, comm)
-            hooks.save(snapshot, synced=outcome.synced and snapshot.residual is None)
+            same = outcome.synced and snapshot.residual is None and not algorithm.per_rank_state
+            hooks.save(snapshot, synced=same)
             timeline.mark(CHECKPOINT)
         if result.stopped:
             break
