@@ -196,3 +196,12 @@ def test_loading_an_unregistered_model_says_how_to_register_it(tmp_path):
     write_npz(str(tmp_path / "m.npz"), save_arrays(Unknown(2), np.zeros(2)))
     with pytest.raises(mt.UsageError, match="register_model"):
         mt.load_model(str(tmp_path / "m.npz"))
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_is_divergence_even_while_finite():
+    data, model = serial_data(n=200, d=4), mt.create_model("linear", 4)
+    data.X *= 3.0  # curvature ~9: lr 0.5 multiplies the error by about 3.5 a step
+    with pytest.raises(mt.JobError, match=r"the loss grew from .* by step \d+.*diverged; lower --lr"):
+        mt.fit(model, data, OneRank(), mt.GD(), steps=40, lr=0.5)
+    # The same data with a stable step trains through.
+    assert np.isfinite(mt.fit(model, data, OneRank(), mt.GD(), steps=40, lr=0.05).theta).all()

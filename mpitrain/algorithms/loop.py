@@ -68,6 +68,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
     """Collective: drive ``algorithm`` from ``state.step`` to ``steps``; the Result of the run."""
     # Totals since the last log; an averaging algorithm keeps its own until it reduces them.
     period = np.zeros(3) if algorithm.log_every_sync else state.period.copy()
+    first_loss: Optional[float] = None
     result = Result(algorithm.theta, timeline=timeline)
     timeline.start()
     for step in range(state.step, steps):
@@ -77,14 +78,17 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
         if outcome.totals is not None:
             period += outcome.totals
             if algorithm.log_every_sync or (step + 1) % per_epoch == 0 or step + 1 == steps:
+                loss = period[0] / period[2] + outcome.penalty
+                first_loss = loss if first_loss is None else first_loss
                 if log is not None:
                     log({
                         "step": step + 1,
                         "epoch": (step + 1) / per_epoch,
-                        "loss": period[0] / period[2] + outcome.penalty,
+                        "loss": loss,
                         "metric": model.metric(period[1], int(period[2])),
                         "seconds": timeline.elapsed(),
                     })
+                _check_growth(first_loss, loss, step)
                 period[:] = 0
                 timeline.skip()
         result.stopped = outcome.stop and step + 1 < steps
@@ -100,6 +104,21 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
         check_finite(algorithm.theta, steps - 1)
     result.opt_state = algorithm.opt_state
     return result.finish()
+
+
+DIVERGED = 1e6  # a logged loss this many times the first one (or 1, if larger) means divergence
+
+
+def _check_growth(first: float, loss: float, step: int) -> None:
+    """JobError when the loss has grown by orders of magnitude: a run diverging without overflowing yet.
+
+    Every rank logs the same reduced loss, so every rank raises alike.
+    """
+    if loss > DIVERGED * max(first, 1.0):
+        raise JobError(
+            f"the loss grew from {first:.3g} to {loss:.3g} by step {step + 1}, more than {DIVERGED:g} times: the run "
+            "diverged; lower --lr (or add --l2); checkpoints written so far are intact"
+        )
 
 
 def _check_resumable(theta: np.ndarray, synced: bool, step: int, comm: "Comm") -> None:
