@@ -223,3 +223,10 @@ def test_a_model_too_large_for_the_node_is_refused_with_the_memory_it_needs():
 def test_a_decay_factor_that_is_not_a_decay_is_refused():
     with pytest.raises(mt.OptionError, match=r"decay_factor must be in \(0, 1\]"):
         mt.Settings(steps=10, lr=0.1, schedule="step", decay_every=2, decay_factor=1e300)
+
+
+def test_an_overflow_at_the_first_step_blames_the_data_not_the_learning_rate():
+    data, model = serial_data(n=20, d=3), mt.create_model("linear", 3)
+    data.X[7, 1] = 1e308  # finite, but its square is not
+    with pytest.raises(mt.JobError, match="at the first step, before any update: the data hold values too large"):
+        mt.fit(model, data, OneRank(), mt.GD(), steps=3, lr=0.1, theta=np.ones(4))
