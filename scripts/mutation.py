@@ -195,7 +195,9 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
         baseline = subprocess.call([sys.executable, "scripts/mutation.py", "test", module, "--sizes",
                                     ",".join(map(str, sizes))], cwd=tree)
         if baseline:
-            sys.exit(f"{module}: the tests fail without any mutant (exit {baseline}); fix them first")
+            print(f"{module}: SKIPPED, its tests fail without any mutant (exit {baseline}); fix them first",
+                  flush=True)
+            continue
         print(f"== {module}: mutants", flush=True)
         subprocess.run([bin_path("cosmic-ray"), "exec", str(cr_config), str(db)], cwd=tree, check=True)
         write_report(config)

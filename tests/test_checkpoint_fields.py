@@ -15,7 +15,7 @@ ARRAYS = {
                       [0.625, -1.5, 2.75, 21.0, 22.0, 23.0, 0.5, 0.125, 0.6]]),
     "metrics": np.array(['{"step": 1, "loss": 0.5}', '{"step": 2, "loss": 0.25}']),
 }
-META = {"model": "linear", "algorithm": "local-sgd", "world_size": 2, "synced": False}
+META = {"model": "linear", "algorithm": "local-sgd", "world_size": 2, "synced": False, "run_id": "run-a"}
 
 
 def flip_inside(path: str, payload: bytes) -> None:
@@ -85,14 +85,24 @@ def test_step_dirs_ignores_names_that_are_not_steps(tmp_path):
 
 
 def test_latest_pointer_wins_over_a_newer_step(tmp_path):
-    """A resumed run that saved step 5 again after a step 9 from before: ``latest`` names step 5."""
-    checkpoint.save(str(tmp_path), 9, ARRAYS, META, keep=5)
+    """Another run's step 9 stays beside this run's step 5, which ``latest`` names."""
+    checkpoint.save(str(tmp_path), 9, ARRAYS, {**META, "run_id": "run-b"}, keep=5)
     checkpoint.save(str(tmp_path), 5, ARRAYS, {**META, "synced": True}, keep=5)
     found, warnings = checkpoint.load_latest(str(tmp_path))
     assert found.manifest["step"] == 5 and found.manifest["synced"] is True and not warnings
     (tmp_path / "latest").write_text("step-000000077\n")  # names no checkpoint: the newest step is used
     found, _ = checkpoint.load_latest(str(tmp_path))
     assert found.manifest["step"] == 9
+
+
+def test_a_manifest_whose_step_differs_from_its_directory_is_refused(tmp_path):
+    path = checkpoint.save(str(tmp_path), 6, ARRAYS, META)
+    file = os.path.join(path, "manifest.json")
+    manifest = json.load(open(file))
+    manifest["step"] = 5
+    open(file, "w").write(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="says step 5 but its directory is step 6"):
+        checkpoint.load(path)
 
 
 def test_saving_a_step_again_replaces_it_whole(tmp_path):
