@@ -2,7 +2,7 @@
 
 Each module named in ``mutation.toml`` gets its own cosmic-ray session whose test command runs
 that module's serial tests, then its MPI tests at every size of ``--sizes``, stopping at the
-first failure. Mutants are applied to a copy of the work tree (``build/mutation/tree``), never
+first failure. Mutants are applied to a copy of the work tree (``build/mutation/trees/MODULE``), never
 to the sources you edit, and sessions persist, so an interrupted run resumes where it stopped.
 
     python scripts/mutation.py run [MODULE ...] [--sizes "2 3"] [--retest-survivors]
@@ -78,9 +78,14 @@ def run_tests(module: str, sizes: list[int]) -> int:
 # -- run: copy the tree, make or resume one session per module, execute --------------------------
 
 
-def copy_tree() -> Path:
-    """A fresh copy of the tracked and untracked, not ignored, files of the work tree."""
-    tree = WORK / "tree"
+def tree_of(module: str) -> Path:
+    """Where ``module``'s mutants are applied: a copy of the work tree of its own."""
+    return WORK / "trees" / session_name(module)
+
+
+def copy_tree(module: str) -> Path:
+    """A fresh copy, for ``module``, of the tracked and untracked, not ignored, files of the work tree."""
+    tree = tree_of(module)
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                             capture_output=True).stdout.decode().split("\0")
     if tree.exists():
@@ -98,8 +103,7 @@ def cosmic_config(module: str, target: dict, sizes: list[int], operators: list[s
     from cosmic_ray.plugins import operator_names
 
     excluded = sorted(name for name in operator_names() if name not in set(operators))
-    test = [sys.executable, str(WORK / "tree" / "scripts" / "mutation.py"), "test", module,
-            "--sizes", ",".join(map(str, sizes))]
+    test = [sys.executable, "scripts/mutation.py", "test", module, "--sizes", ",".join(map(str, sizes))]  # in the copy
     lines = [
         "[cosmic-ray]",
         f'module-path = "mpitrain/{module}"',
@@ -120,11 +124,11 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
     sessions.mkdir(parents=True, exist_ok=True)
     name = session_name(module)
     config, db, stamp = sessions / f"{name}.toml", sessions / f"{name}.sqlite", sessions / f"{name}.stamp"
-    text = cosmic_config(module, target, sizes, operators)
-    digest = hashlib.sha256((tree / "mpitrain" / module).read_bytes() + text.encode()).hexdigest()
+    config.write_text(cosmic_config(module, target, sizes, operators))
+    what = [sizes, sorted(operators), target["timeout"]]
+    digest = hashlib.sha256((tree / "mpitrain" / module).read_bytes() + json.dumps(what).encode()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
         return config
-    config.write_text(text)
     db.unlink(missing_ok=True)
     subprocess.run([bin_path("cosmic-ray"), "init", str(config), str(db)], cwd=tree, check=True)
     subprocess.run([bin_path("cr-filter-operators"), str(db), str(config)], cwd=tree, check=True)
@@ -184,7 +188,7 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
     if os.sep in launcher and not os.path.isabs(launcher):  # the Makefile's .venv/bin/mpiexec, from the copy
         os.environ["MPIEXEC"] = str(ROOT / launcher)
     for module in modules:
-        tree = copy_tree()  # afresh for each module: tests added meanwhile take part
+        tree = copy_tree(module)  # afresh for each module: tests added meanwhile take part
         cr_config = prepare_session(module, config["targets"][module], sizes, config["operators"]["keep"], tree)
         db = cr_config.with_suffix(".sqlite")
         if retest:
@@ -218,8 +222,9 @@ def collect(config: dict) -> dict:
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     entries = config.get("equivalent", [])
-    tree, out = WORK / "tree", {}
+    out = {}
     for module in config["targets"]:
+        tree = tree_of(module)
         db = WORK / "sessions" / f"{session_name(module)}.sqlite"
         if not db.exists():
             continue
