@@ -86,7 +86,7 @@ def worker(case: str, solver: str, tiny: bool, target: float | None) -> None:
         theta = fit_normal(model, data, comm, l2).theta
         steps = evaluations = 1
     elif solver == "gd-step":
-        theta = mt.fit(model, data, comm, "gd", mt.Settings(steps=GD_STEPS, lr=0.1, l2=l2)).theta
+        theta = mt.fit(model, data, comm, mt.GD(), steps=GD_STEPS, lr=0.1, l2=l2).theta
         steps = evaluations = GD_STEPS
     else:
         objective = Objective(model, data, comm, l2)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..data import Dataset
-from ..models import LinearRegression, Model
+from ..models import LinearModel, Model
 from ..timeline import COMPUTE, REDUCE, UPDATE, Timeline
 from .base import Logger, Result
 
@@ -89,7 +89,7 @@ def fit_normal(
 ) -> Result:
     """Collective: the exact minimiser of mean((x.w + b - y)^2)/2 + (l2/2)||w||^2 over all ranks' rows.
 
-    ``model`` must be a LinearRegression (TypeError otherwise); ``memory_limit`` is the bytes a
+    ``model`` must be a LinearModel (TypeError otherwise); ``memory_limit`` is the bytes a
     rank may spend on the d x d system (ValueError, with the bytes needed, when d is too large).
     ``result.theta`` (n_features + 1,) has the data's dtype and the same bits on every rank; ``log``
     gets one record with the objective (loss), the rmse (metric), the largest gradient entry and the
@@ -97,7 +97,7 @@ def fit_normal(
 
     >>> result = fit_normal(mt.create_model("linear", data.n_features), data, comm, l2=1e-3)  # doctest: +SKIP
     """
-    if not isinstance(model, LinearRegression):
+    if not isinstance(model, LinearModel):
         raise TypeError(f"the normal equations solve linear regression only, not the {model.name} model; "
                         "use lbfgs or newton-cg for it")
     if l2 < 0:
