@@ -43,11 +43,10 @@ __all__ = [
 ]
 
 # Full-batch solvers for convex models (issue 17): L-BFGS, Newton-CG and exact least squares.
-from .algorithms.lbfgs import fit_lbfgs  # noqa: E402
-from .algorithms.newton_cg import fit_newton_cg  # noqa: E402
-from .algorithms.normal import fit_normal  # noqa: E402
+from .algorithms import LBFGS, NewtonCG, Normal  # noqa: E402
+from .algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal  # noqa: E402
 
-__all__ += ["fit_lbfgs", "fit_newton_cg", "fit_normal"]
+__all__ += ["LBFGS", "NewtonCG", "Normal", "fit_lbfgs", "fit_newton_cg", "fit_normal"]
 
 
 def __getattr__(name: str) -> Any:

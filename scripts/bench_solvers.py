@@ -68,9 +68,9 @@ def worker(case: str, solver: str, tiny: bool, target: float | None) -> None:
     time to scikit-learn's objective), or when they stop moving.
     """
     import mpitrain as mt
-    from mpitrain.algorithms.lbfgs import LBFGS
-    from mpitrain.algorithms.newton_cg import NewtonCG
-    from mpitrain.algorithms.normal import fit_normal
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+    from mpitrain.algorithms.newton_cg import NewtonCGSolver
+    from mpitrain.algorithms.solve import fit_normal
     from mpitrain.algorithms.objective import Objective
 
     spec, tiny_spec, kind, l2, _, _, raw = CASES[case]
@@ -90,7 +90,7 @@ def worker(case: str, solver: str, tiny: bool, target: float | None) -> None:
         steps = evaluations = GD_STEPS
     else:
         objective = Objective(model, data, comm, l2)
-        it = LBFGS(objective, tol=0.0) if solver == "lbfgs" else NewtonCG(objective, tol=0.0)
+        it = LBFGSSolver(objective, tol=0.0) if solver == "lbfgs" else NewtonCGSolver(objective, tol=0.0)
         it.start(model.init(0))
         steps = 0
         while not it.done and steps < MAX_ITER:

@@ -14,23 +14,14 @@ ones start at 1.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
-
 import numpy as np
 
-from ..data import Dataset
-from ..models import Model
-from ..timeline import Timeline
-from .base import Logger
 from .linesearch import Point, strong_wolfe
 from .objective import Objective
-from .solver import Solver, SolverResult, run
-
-if TYPE_CHECKING:
-    from ..comm import Comm
+from .solver import Solver
 
 
-class LBFGS(Solver):
+class LBFGSSolver(Solver):
     """L-BFGS state and iteration; every rank holds the same.
 
     S, Y : (history, n_params), the newest curvature pair last, ``pairs`` of them in use.
@@ -82,10 +73,19 @@ class LBFGS(Solver):
         if outcome.point is None:
             self.done, self.message = True, "the line search found no step that decreases the objective"
             return self.record(step_size=0.0, evaluations=evaluations)
-        theta, gradient, metric = outcome.point.payload
+        theta, gradient = outcome.point.payload[:2]
         self.remember(theta - self.theta, gradient - self.gradient)
-        self.move(theta, outcome.point.value, gradient, metric)
+        self.move(outcome.point.value, outcome.point.payload)
         return self.record(step_size=outcome.point.step, evaluations=evaluations)
+
+    @property
+    def memory(self) -> tuple:
+        """(S, Y, pairs): the curvature pairs, kept by checkpoints so that a resumed run is bitwise the same."""
+        return self.S, self.Y, self.pairs
+
+    @memory.setter
+    def memory(self, value: tuple) -> None:
+        self.S[...], self.Y[...], self.pairs = value[0], value[1], int(value[2])
 
     def remember(self, s: np.ndarray, y: np.ndarray) -> None:
         """Keep the pair (s, y) unless its curvature s.y is not clearly positive (as L-BFGS-B)."""
@@ -94,32 +94,3 @@ class LBFGS(Solver):
         self.S[:-1], self.Y[:-1] = self.S[1:], self.Y[1:]
         self.S[-1], self.Y[-1] = s, y
         self.pairs = min(self.pairs + 1, self.history)
-
-
-def fit_lbfgs(
-    model: Model,
-    data: Dataset,
-    comm: "Comm",
-    l2: float = 0.0,
-    *,
-    history: int = 10,
-    tol: float = 1e-4,
-    max_iter: int = 100,
-    theta: Optional[np.ndarray] = None,
-    seed: int = 0,
-    log: Optional[Logger] = None,
-    timeline: Optional[Timeline] = None,
-) -> SolverResult:
-    """Collective: minimise mean loss + (l2/2)||w||^2 over all ranks' rows by L-BFGS.
-
-    Any model works (the MLP too, in full batch). ``history`` curvature pairs; stops when the
-    largest gradient entry is at most ``tol`` (scikit-learn's meaning), when the objective stops
-    moving, or after ``max_iter`` iterations. ``theta`` (n_params,) is the start (by default
-    ``model.init(seed)`` from rank 0). ``log`` gets one record per iteration: step, loss (the
-    objective), metric, gradient_max, gradient_norm, step_size, evaluations and seconds.
-    ``result.theta`` holds the same bits on every rank.
-
-    >>> result = fit_lbfgs(mt.create_model("logistic", data.n_features), data, comm, l2=1e-4)  # doctest: +SKIP
-    """
-    solver = LBFGS(Objective(model, data, comm, l2, timeline), history, tol)
-    return run(solver, comm.Bcast(model.init(seed)) if theta is None else theta, max_iter, log)

@@ -11,20 +11,13 @@ is at most ``tol``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from ..data import Dataset
-from ..models import Model
-from ..timeline import Timeline
-from .base import Logger
 from .linesearch import Point, strong_wolfe
 from .objective import Objective
-from .solver import Solver, SolverResult, run
-
-if TYPE_CHECKING:
-    from ..comm import Comm
+from .solver import Solver
 
 
 def conjugate_gradient(product: Callable[[np.ndarray], np.ndarray], g: np.ndarray, tolerance: float,
@@ -56,7 +49,7 @@ def conjugate_gradient(product: Callable[[np.ndarray], np.ndarray], g: np.ndarra
     return p, used
 
 
-class NewtonCG(Solver):
+class NewtonCGSolver(Solver):
     """Truncated Newton state and iteration; every rank holds the same."""
 
     def __init__(self, objective: Objective, tol: float = 1e-4, max_inner: int = 200) -> None:
@@ -80,32 +73,5 @@ class NewtonCG(Solver):
         if outcome.point is None:
             self.done, self.message = True, "the line search found no step that decreases the objective"
             return self.record(step_size=0.0, evaluations=outcome.evaluations, products=products)
-        theta, gradient, metric = outcome.point.payload
-        self.move(theta, outcome.point.value, gradient, metric)
+        self.move(outcome.point.value, outcome.point.payload)
         return self.record(step_size=outcome.point.step, evaluations=outcome.evaluations, products=products)
-
-
-def fit_newton_cg(
-    model: Model,
-    data: Dataset,
-    comm: "Comm",
-    l2: float = 0.0,
-    *,
-    tol: float = 1e-4,
-    max_iter: int = 100,
-    max_inner: int = 200,
-    theta: Optional[np.ndarray] = None,
-    log: Optional[Logger] = None,
-    timeline: Optional[Timeline] = None,
-) -> SolverResult:
-    """Collective: minimise mean loss + (l2/2)||w||^2 over all ranks' rows by truncated Newton.
-
-    For models with ``hessian_product`` (linear, logistic, softmax); TypeError for others.
-    Stops when the largest gradient entry is at most ``tol``, when the objective stops moving, or
-    after ``max_iter`` outer iterations; each runs at most ``max_inner`` conjugate-gradient
-    products. ``theta`` (n_params,) is the start (zeros by default). ``log`` gets one record per
-    iteration: step, loss, metric, gradient_max, gradient_norm, step_size, evaluations, products
-    and seconds. ``result.theta`` holds the same bits on every rank.
-    """
-    solver = NewtonCG(Objective(model, data, comm, l2, timeline), tol, max_inner)
-    return run(solver, model.init(0) if theta is None else theta, max_iter, log)

@@ -15,14 +15,13 @@ identical without a broadcast.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data import Dataset
 from ..models import LinearModel, Model
 from ..timeline import COMPUTE, REDUCE, UPDATE, Timeline
-from .base import Logger, Result
 
 if TYPE_CHECKING:
     from ..comm import Comm
@@ -77,26 +76,10 @@ def solve_spd(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, str]:
     return np.linalg.lstsq(A, b, rcond=None)[0], "lstsq"
 
 
-def fit_normal(
-    model: Model,
-    data: Dataset,
-    comm: "Comm",
-    l2: float = 0.0,
-    *,
-    memory_limit: int = MEMORY_LIMIT,
-    log: Optional[Logger] = None,
-    timeline: Optional[Timeline] = None,
-) -> Result:
-    """Collective: the exact minimiser of mean((x.w + b - y)^2)/2 + (l2/2)||w||^2 over all ranks' rows.
-
-    ``model`` must be a LinearModel (TypeError otherwise); ``memory_limit`` is the bytes a
-    rank may spend on the d x d system (ValueError, with the bytes needed, when d is too large).
-    ``result.theta`` (n_features + 1,) has the data's dtype and the same bits on every rank; ``log``
-    gets one record with the objective (loss), the rmse (metric), the largest gradient entry and the
-    solve used.
-
-    >>> result = fit_normal(mt.create_model("linear", data.n_features), data, comm, l2=1e-3)  # doctest: +SKIP
-    """
+def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_limit: int,
+                 timeline: Timeline) -> tuple[np.ndarray, dict]:
+    """Collective: (theta (n_params,) float64, what to log) for ``fit_normal``; the log's ``sums``
+    are the reduced (loss sum, squared-error sum, rows) at theta and ``penalty`` the L2 term."""
     if not isinstance(model, LinearModel):
         raise TypeError(f"the normal equations solve linear regression only, not the {model.name} model; "
                         "use lbfgs or newton-cg for it")
@@ -111,8 +94,6 @@ def fit_normal(
         raise ValueError(f"the data has {data.n_features} features, but the model expects {d}")
     if data.y is None:
         raise ValueError("the normal equations need labels y, and this data set has none")
-    timeline = Timeline() if timeline is None else timeline
-    timeline.start()
     X, y = data.X, data.y
     totals = np.empty(d + 2)
     totals[0] = data.n_local
@@ -151,12 +132,8 @@ def fit_normal(
     p = model.layout.views(theta)
     p["coef"][...] = w
     p["intercept"][...] = ybar - mean @ w
+    gradient = G @ w / n - xty / n + l2 * w  # the intercept's gradient is zero: y - Xw - b has mean 0
+    squares = max(yy - 2 * xty @ w + w @ G @ w, 0.0)  # the sum of squared residuals
     timeline.mark(UPDATE)
-    if log is not None:
-        gradient = G @ w / n - xty / n + l2 * w  # the intercept's gradient is zero: y - Xw - b has mean 0
-        squares = max(yy - 2 * xty @ w + w @ G @ w, 0.0)  # the sum of squared residuals
-        log({"step": 1, "loss": float(squares / (2 * n) + 0.5 * l2 * w @ w), "metric": model.metric(squares, int(n)),
-             "gradient_max": float(np.abs(gradient).max(initial=0.0)), "solve": method, "seconds": timeline.elapsed()})
-        timeline.skip()
-    result = Result(theta=theta.astype(data.X.dtype, copy=False), steps=1, samples=int(n), timeline=timeline)
-    return result.finish()
+    return theta, {"sums": np.array([squares / 2, squares, n]), "penalty": float(0.5 * l2 * w @ w),
+                   "gradient_max": float(np.abs(gradient).max(initial=0.0)), "solve": method}

@@ -3,7 +3,7 @@
 objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized].
 
 Every rank sums its rows' loss, metric and gradient into one buffer
-[gradient sums (n_params,) | loss sum | metric sum]; one Allreduce adds the buffers, and every
+[gradient sums (n_params,) | loss sum | metric sum | stop vote]; one Allreduce adds the buffers, and every
 rank then holds the same bits, so the solvers' arithmetic on them (line searches, curvature
 pairs, conjugate gradients) runs identically on every rank with no further communication.
 The solvers keep theta in float64; the model computes in the data's dtype.
@@ -26,7 +26,8 @@ class Objective:
     """Collective evaluations of the objective, its gradient and Hessian-vector products.
 
     ``evaluations`` counts gradient evaluations and ``products`` Hessian-vector products (each
-    one Allreduce).
+    one Allreduce). ``vote`` gives this rank's stop vote (1.0 to stop) for each evaluation;
+    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes).
     """
 
     def __init__(self, model: Model, data: Dataset, comm: "Comm", l2: float = 0.0,
@@ -38,7 +39,9 @@ class Objective:
         self.model, self.data, self.comm, self.l2 = model, data, comm, l2
         self.timeline = Timeline() if timeline is None else timeline
         self.dtype = data.X.dtype
-        self.buf = np.empty(model.n_params + 2, dtype=self.dtype)
+        self.buf = np.empty(model.n_params + 3, dtype=self.dtype)
+        self.vote: Callable[[], float] = lambda: 0.0
+        self.sums = np.zeros(3)
         self.evaluations = 0
         self.products = 0
 
@@ -52,10 +55,11 @@ class Objective:
         n, k = self.model.n_params, self.model.n_penalized
         grad = self.buf[:n]
         loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad)
-        self.buf[n], self.buf[n + 1] = loss, metric
+        self.buf[n], self.buf[n + 1], self.buf[n + 2] = loss, metric, self.vote()
         self.timeline.mark(COMPUTE)
         self.comm.Allreduce(self.buf)
         self.timeline.mark(REDUCE)
+        self.sums[:] = self.buf[n:]
         self.evaluations += 1
         total = self.data.n_total
         gradient = self.buf[:n].astype(np.float64) / total

@@ -1,17 +1,15 @@
-"""What the full-batch solvers (L-BFGS, Newton-CG) share: their state, the stopping tests, the run.
+"""What the full-batch solvers (L-BFGS, Newton-CG) share: their state, the stopping tests, the result.
 
 A solver holds theta, the objective and gradient there (float64, the same bits on every rank)
-and does one iteration per ``step()``; ``run`` steps it until it stops and logs each iteration.
+and does one iteration per ``step()``; ``solve.fit_solver`` drives it with the training loop.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
-from ..timeline import UPDATE
-from .base import Logger, Result
+from .base import Result
 from .objective import Objective
 
 FTOL = 64 * np.finfo(float).eps  # scikit-learn's ftol for L-BFGS-B: stop when the objective no longer moves
@@ -48,6 +46,7 @@ class Solver:
         """Collective: evaluate the starting point theta (n_params,)."""
         self.theta = np.array(theta, dtype=np.float64)
         self.value, self.gradient, self.metric = self.objective(self.theta)
+        self.sums = self.objective.sums.copy()
         if not np.isfinite(self.value + np.add.reduce(self.gradient)):
             raise ValueError(f"the objective or its gradient is not finite at the starting point (objective {self.value})")
         self.check_gradient()
@@ -59,10 +58,11 @@ class Solver:
             self.done, self.converged = True, True
             self.message = f"the largest gradient entry {self.gradient_max:.3g} is at most tol = {self.tol:g}"
 
-    def move(self, theta: np.ndarray, value: float, gradient: np.ndarray, metric: float) -> None:
-        """Accept a new point; stop if the gradient is small or the objective stopped moving."""
+    def move(self, value: float, payload: tuple) -> None:
+        """Accept the point a probe returned; stop if the gradient is small or the objective stopped moving."""
         previous = self.value
-        self.theta, self.value, self.gradient, self.metric = theta, value, gradient, metric
+        self.theta, self.gradient, self.metric, self.sums = payload
+        self.value = value
         self.check_gradient()
         if not self.done and (previous - value) <= FTOL * max(abs(previous), abs(value), 1.0):
             self.done, self.message = True, "the relative decrease of the objective fell below 64 machine epsilons"
@@ -71,7 +71,7 @@ class Solver:
         """Collective: the objective and its slope along d at theta + a d, and what to keep."""
         theta = self.theta + a * d
         value, gradient, metric = self.objective(theta)
-        return value, float(gradient @ d), (theta, gradient, metric)
+        return value, float(gradient @ d), (theta, gradient, metric, self.objective.sums.copy())
 
     def record(self, **extra: float) -> dict:
         """What one iteration logs: the objective (as loss), metric, gradient size and ``extra``."""
@@ -82,29 +82,11 @@ class Solver:
         """Collective: one iteration; returns its record."""
         raise NotImplementedError
 
+    @property
+    def memory(self) -> tuple:
+        """What the solver carries from one iteration to the next besides theta (checkpointed)."""
+        return ()
 
-def run(solver: Solver, theta: np.ndarray, max_iter: int, log: Optional[Logger]) -> SolverResult:
-    """Collective: start ``solver`` at theta and step it until it stops or ``max_iter`` iterations."""
-    if max_iter < 0:
-        raise ValueError(f"max_iter must be >= 0, not {max_iter}")
-    objective = solver.objective
-    timeline = objective.timeline
-    timeline.start()
-    solver.start(theta)
-    iterations = 0
-    while not solver.done and iterations < max_iter:
-        record = solver.step()
-        timeline.mark(UPDATE)
-        iterations += 1
-        if log is not None:
-            log({"step": iterations, **record, "seconds": timeline.elapsed()})
-            timeline.skip()
-    if not solver.done:
-        solver.message = f"max_iter = {max_iter} iterations reached before the gradient test (tol = {solver.tol:g})"
-    result = SolverResult(
-        theta=solver.theta.astype(objective.dtype, copy=False), steps=iterations,
-        samples=objective.evaluations * objective.data.n_total, timeline=timeline,
-        converged=solver.converged, message=solver.message, objective=solver.value,
-        gradient_max=solver.gradient_max, evaluations=objective.evaluations, products=objective.products,
-    )
-    return result.finish()
+    @memory.setter
+    def memory(self, value: tuple) -> None:
+        """Restore ``memory`` (from a checkpoint)."""

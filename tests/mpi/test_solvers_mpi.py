@@ -8,9 +8,7 @@ import pytest
 from mpi4py import MPI
 
 import mpitrain as mt
-from mpitrain.algorithms.lbfgs import fit_lbfgs
-from mpitrain.algorithms.newton_cg import fit_newton_cg
-from mpitrain.algorithms.normal import fit_normal
+from mpitrain.algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal
 from helpers import ridge, with_intercept
 
 pytestmark = pytest.mark.mpi
@@ -187,3 +185,41 @@ def test_newton_cg_refuses_a_model_without_hessian_products(comm):
     X, y = classification(30, 3, 3)
     with pytest.raises(TypeError, match="newton-cg needs Hessian-vector products, which the mlp model"):
         fit_newton_cg(mt.create_model("mlp", 3, hidden=(4,), n_classes=3), blocks(X, y, comm), comm)
+
+
+@pytest.fixture
+def shared_dir():
+    """A temporary directory made by rank 0 and known to every rank."""
+    import tempfile
+
+    path = tempfile.mkdtemp() if MPI.COMM_WORLD.rank == 0 else None
+    yield MPI.COMM_WORLD.bcast(path, root=0)
+    MPI.COMM_WORLD.Barrier()
+
+
+@pytest.mark.parametrize("options", [mt.LBFGS(history=3, tol=0.0), mt.NewtonCG(tol=0.0)])
+def test_resuming_a_solver_from_a_checkpoint_takes_the_same_steps_bit_for_bit(comm, shared_dir, options):
+    X, y = classification(400, 5, 3, scales=(0.1, 10.0), seed=7)
+    model = mt.create_model("softmax", 5, n_classes=3)
+    data = blocks(X, y, comm)
+    whole = mt.fit(model, data, comm, options, steps=9, l2=1e-3)
+    out = f"{shared_dir}/run"
+    mt.train(model, data, comm, options, steps=4, l2=1e-3, out=out, checkpoint_every=4)
+    resumed = mt.train(model, data, comm, options, steps=9, l2=1e-3, out=out, resume="auto")
+    assert resumed.resumed_from == 4 and resumed.result.steps == 9
+    assert np.array_equal(resumed.result.theta, whole.theta)
+    assert same_bits_everywhere(resumed.result.theta)
+
+
+def test_the_solvers_run_through_fit_and_train_with_typed_options(comm, shared_dir):
+    X, y = regression(300, 4, seed=8)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    model = mt.create_model("linear", 4)
+    data = blocks(X, y, comm)
+    exact = mt.fit(model, data, comm, "normal", l2=0.1)
+    np.testing.assert_allclose(exact.theta, ridge(X, y, 0.1), rtol=0, atol=1e-10 * np.abs(exact.theta).max())
+    run = mt.train(model, data, comm, mt.LBFGS(tol=1e-8), l2=0.1, out=f"{shared_dir}/lbfgs")
+    assert run.result.converged and run.summary["algorithm"] == "lbfgs"
+    np.testing.assert_allclose(run.result.theta, exact.theta, rtol=0, atol=1e-7 * np.abs(exact.theta).max())
+    with pytest.raises(mt.OptionError, match="history must be an integer >= 1, not 0"):
+        mt.LBFGS(history=0)
