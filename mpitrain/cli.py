@@ -231,7 +231,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_predict(args, comm)
     if args.command == "bench":
         return bench_allreduce.run(args)
-    say(comm, json.dumps({"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}, indent=2))
+    info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
+    say(comm, json.dumps({k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()},
+                         indent=2))  # Open MPI's version string ends in a NUL
     return 0
 
 
