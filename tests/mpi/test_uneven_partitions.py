@@ -117,12 +117,17 @@ def test_local_momentum_state_is_kept_averaged_or_reset(comm, local_state):
 
 
 @pytest.mark.parametrize("empty_rank", [False, True])
-def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank):
-    """Dividing the summed gradient by N (not averaging per-rank means) gives the serial step."""
+@pytest.mark.parametrize("algorithm", ["gd", "sgd"])
+def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank, algorithm):
+    """Dividing the summed gradient by N (not averaging per-rank means) gives the serial step.
+
+    SGD with a global batch of all N rows takes every rank's whole block each step: the same step.
+    """
     counts = uneven_counts(comm.size, empty_rank)
     data, X, y = my_dataset(comm, counts)
     model = mt.create_model("linear", D)
-    result = mt.fit(model, data, comm, "gd", mt.Settings(steps=15, lr=0.2, l2=0.1), theta=THETA0)
+    settings = mt.Settings(steps=15, lr=0.2, l2=0.1, batch_size=int(counts.sum()) if algorithm == "sgd" else None)
+    result = mt.fit(model, data, comm, algorithm, settings, theta=THETA0)
     expected = THETA0.copy()
     for _ in range(15):
         expected = expected - 0.2 * linear_gradient(expected, X, y, 0.1)
