@@ -124,7 +124,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
         algorithm = Iterations(solver, state)
     result = _loop.run(algorithm, model, comm, state, steps, 1, data.n_total, log, hooks or Hooks(), timeline)
     out = SolverResult(theta=algorithm.theta, opt_state=result.opt_state, steps=result.steps, samples=result.samples,
-                       stopped=result.stopped, timeline=timeline)
+                       stopped=result.stopped, ended_early=result.ended_early, timeline=timeline)
     if isinstance(algorithm, Iterations):
         solver, objective = algorithm.solver, algorithm.solver.objective
         if not solver.done:
