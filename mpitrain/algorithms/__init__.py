@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings",
+           "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 

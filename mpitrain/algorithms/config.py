@@ -144,7 +144,7 @@ LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
-    """``loop`` itself, or its default options for "gd", "lbfgs", "newton-cg" and "normal"; OptionError for anything else."""
+    """``loop`` itself, or the default options of "gd", "lbfgs", "newton-cg" or "normal"; else OptionError."""
     if isinstance(loop, tuple(LOOPS.values())):
         return loop
     if loop in ("gd", "lbfgs", "newton-cg", "normal"):

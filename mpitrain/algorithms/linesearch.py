@@ -62,7 +62,8 @@ def strong_wolfe(probe: Probe, start: Point, step: float = 1.0, c1: float = 1e-4
         if not (point.value < float("inf") and abs(point.slope) < float("inf")):
             step = 0.5 * (previous.step + step)  # overshot into overflow: halve towards the last good step
             continue
-        if point.value > start.value + c1 * step * start.slope or (previous is not start and point.value >= previous.value):
+        rising = previous is not start and point.value >= previous.value
+        if point.value > start.value + c1 * step * start.slope or rising:
             return _zoom(probe, start, previous, point, c1, c2, evaluations, max_evaluations)
         if abs(point.slope) <= -c2 * start.slope:
             return Outcome(point, evaluations)

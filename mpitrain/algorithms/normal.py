@@ -26,7 +26,6 @@ from ..timeline import COMPUTE, REDUCE, UPDATE, Timeline
 if TYPE_CHECKING:
     from ..comm import Comm
 
-MEMORY_LIMIT = 2 << 30  # bytes a rank may use for the d x d system by default
 CHUNK_ROWS = 4096  # rows centred at a time
 CONDITION_LIMIT = 1e12  # Cholesky is trusted below this estimate of the condition number
 

@@ -171,8 +171,9 @@ def fit_newton_cg(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
     return fit_solver(model, data, comm, NewtonCG(tol, max_inner), max_iter, l2, 0, theta, log, timeline=timeline)
 
 
-def fit_normal(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *, memory_limit: int = 2 << 30,
-               log: Optional[Logger] = None, timeline: Optional[Timeline] = None) -> SolverResult:
+def fit_normal(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
+               memory_limit: int = Normal.memory_limit, log: Optional[Logger] = None,
+               timeline: Optional[Timeline] = None) -> SolverResult:
     """Collective: the exact minimiser of mean((x.w + b - y)^2)/2 + (l2/2)||w||^2 over all ranks' rows.
 
     ``model`` must be a LinearModel (TypeError otherwise); ``memory_limit`` is the bytes a rank

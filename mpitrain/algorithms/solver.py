@@ -48,7 +48,7 @@ class Solver:
         self.value, self.gradient, self.metric = self.objective(self.theta)
         self.sums = self.objective.sums.copy()
         if not np.isfinite(self.value + np.add.reduce(self.gradient)):
-            raise ValueError(f"the objective or its gradient is not finite at the starting point (objective {self.value})")
+            raise ValueError(f"the objective or its gradient is not finite at the start (objective {self.value})")
         self.check_gradient()
 
     def check_gradient(self) -> None:
