@@ -19,7 +19,7 @@ from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
 from .data import BUILTIN, Dataset, as_dtype, load, n_classes, split, standardize
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
+from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, refuse_mismatched_launch, startup_warnings
 from .inference import predict
 from .plot import plot
 from .outputs import MetricsLog, write_json, write_npy, write_npz
@@ -311,7 +311,7 @@ def progress_bar(args: argparse.Namespace, comm: Comm, steps: int, batch: int): 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
     """The train subcommand."""
     t0 = time.perf_counter()
-    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+    for warning in startup_warnings(comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     with comm.together():
         if comm.rank == 0:
@@ -457,6 +457,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     comm = world()
     if args.command in ("train", "predict"):
+        refuse_mismatched_launch(comm.size)  # before reading or writing anything
         limit_blas_threads(comm.ranks_on_node())
     if args.command == "train":
         check_train_flags(args.train_parser, args)
