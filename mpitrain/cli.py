@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, collectives, explain, models, optim
+from . import __version__, collectives, doctor, explain, models, optim
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
@@ -133,6 +133,7 @@ def build_parser() -> Parser:
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     add_model_flags(train)
     explain.add_parser(sub, Parser)
+    doctor.add_parser(sub)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
     drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
     bench = sub.add_parser("bench", help="benchmarks: `bench allreduce` (run under mpiexec) and `bench train` "
@@ -467,6 +468,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_predict(args, comm)
     if args.command == "bench":
         return bench_allreduce.run(args) if args.bench == "allreduce" else bench_train.run(args)
+    if args.command == "doctor":
+        return doctor.run(args, comm)
     if args.command == "explain":
         say(comm, explain.run(args))
         return 0
