@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
@@ -206,6 +206,21 @@ def refuse_mismatched_launch(world_size: int) -> None:
         if first:
             print(f"mpitrain: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USAGE)
+
+
+# What a launcher or an MPI singleton tells its processes about their job: a launch started from
+# such a process must not inherit it (a nested Open MPI mpirun joins the outer job and exits 1).
+OUTER_JOB_PREFIXES = ("PMIX_", "PMI_", "OMPI_COMM_WORLD_", "OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix",
+                      "OMPI_MCA_initial_wdir", "OMPI_MCA_shmem_RUNTIME_QUERY_hint", "OMPI_APP_CTX_", "OMPI_FIRST_RANKS",
+                      "OMPI_FILE_LOCATION", "OMPI_NUM_APP_CTX", "OMPI_UNIVERSE_SIZE", "OMPI_COMMAND", "ORTE_SCHIZO_")
+
+
+def launch_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for starting another MPI job from inside one: without the outer job's launch variables.
+
+    The user's own settings (``OMPI_ALLOW_RUN_AS_ROOT``, other ``OMPI_MCA_*``, ``HYDRA_*``) stay.
+    """
+    return {k: v for k, v in env.items() if not k.startswith(OUTER_JOB_PREFIXES)}
 
 
 def startup_warnings(ranks_on_node: int, threads: int, cores: Optional[int]) -> list[str]:

@@ -87,6 +87,17 @@ def test_train_under_a_mismatched_launcher_exits_2_before_touching_anything(tmp_
     assert done.returncode == 0, done.stderr  # one process in a batch shell of a 4-task job trains
 
 
+def test_nested_launches_drop_the_outer_jobs_variables():
+    # as Open MPI's mpirun and singletons, and MPICH's Hydra, set them for their processes
+    outer = {"OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "0", "OMPI_MCA_ess": "singleton",
+             "OMPI_MCA_orte_hnp_uri": "1.0;tcp://127.0.0.1:1", "OMPI_MCA_pmix": "^s1,s2,cray,isolated",
+             "OMPI_UNIVERSE_SIZE": "1", "PMIX_RANK": "0", "PMIX_NAMESPACE": "x", "PMIX_SERVER_URI41": "x",
+             "PMI_RANK": "0", "PMI_SIZE": "1", "PMI_FD": "9"}
+    own = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_btl": "self,vader",
+           "HYDRA_LAUNCHER": "fork", "PATH": "/bin"}
+    assert guard.launch_env({**outer, **own}) == own
+
+
 def test_startup_warnings(monkeypatch):
     monkeypatch.delenv("MPIR_CVAR_CH4_PROGRESS_THROTTLE", raising=False)
     assert guard.startup_warnings(4, 1, 8) == []
