@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def library() -> str:
     """The first line of the MPI library's version string."""
-    return MPI.Get_library_version().strip().splitlines()[0]
+    return MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]
 
 
 def family(name: str) -> str:
