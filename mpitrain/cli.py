@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, collectives, doctor, explain, models, optim
+from . import __version__, collectives, doctor, explain, models, optim, rundir
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
@@ -22,7 +22,7 @@ from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, refuse_mismatched_launch, startup_warnings
 from .inference import predict
 from .plot import plot
-from .outputs import MetricsLog, write_json, write_npy, write_npz
+from .outputs import MetricsLog, check_distinct, spec_files, write_json, write_npy, write_npz
 from .profile import describe, gather_trace, phase_summary
 from .timeline import Timeline
 from .supervisor import Supervisor
@@ -120,6 +120,9 @@ def build_parser() -> Parser:
     safety.add_argument("--resume", metavar="auto|PATH",
                         help="continue from the newest valid checkpoint in OUT/checkpoints (auto; none: start "
                              "afresh) or from one checkpoint directory")
+    safety.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an OUT that holds another run's outputs, removing them (model.npz, "
+                             "metrics.jsonl, summary.json, run.json, checkpoints)")
     safety.add_argument("--watchdog-seconds", type=non_negative_float, default=900.0, metavar="S",
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
@@ -161,6 +164,8 @@ def check_train_flags(parser: Parser, args: argparse.Namespace) -> None:
     if args.overlap and args.algorithm in ("local-sgd", "one-shot"):
         parser.error(f"--overlap applies to gradients (gd, sgd); {args.algorithm} averages parameters "
                      "after local steps")
+    if args.overwrite and args.resume:
+        parser.error("--overwrite starts a new run and --resume continues one; give one of them")
     if args.overlap and (args.compress or args.allreduce not in ("auto", "ordered")):
         parser.error("--overlap reduces with the exact rank-ordered algorithm; drop --compress and --allreduce "
                      f"{args.allreduce}")
@@ -310,16 +315,30 @@ def progress_bar(args: argparse.Namespace, comm: Comm, steps: int, batch: int): 
 
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
-    """The train subcommand."""
+    """The train subcommand: rank 0 claims --out for this run (see mpitrain.rundir) while it runs."""
+    with comm.together():
+        outputs = {f"--out's {name}": os.path.join(args.out, name) for name in ("model.npz", "metrics.jsonl",
+                                                                              "summary.json", rundir.RUN_FILE)}
+        inputs = {f"--{flag.replace('_', '-')} {spec}": path for flag in ("data", "test_data")
+                  for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
+        check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
+        run_dir = rundir.claim(args.out, args.resume, args.overwrite) if comm.rank == 0 else None
+    try:
+        for note in run_dir.notes if run_dir is not None else []:
+            say(comm, f"mpitrain: {note}", sys.stderr)
+        return train_in(args, comm, run_dir.run_id if run_dir is not None else None)
+    finally:
+        if run_dir is not None:
+            run_dir.release()
+
+
+def train_in(args: argparse.Namespace, comm: Comm, run_id: Optional[str]) -> int:
+    """Train into the claimed --out (``run_id`` on rank 0, None elsewhere)."""
     t0 = time.perf_counter()
     for warning in startup_warnings(comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
-    with comm.together():
-        if comm.rank == 0:
-            os.makedirs(args.out, exist_ok=True)
-            if not os.access(args.out, os.W_OK):
-                raise UsageError(f"output directory {args.out!r} is not writable")
     data = load(args.data, comm, label_column=args.label_column)
+    fingerprint = rundir.data_fingerprint(data.X, data.y, data.start, comm)
     test = None
     if args.test_data:
         test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
@@ -341,7 +360,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     bar = progress_bar(args, comm, steps, settings.batch_size or data.n_total)
     meta = {"model": args.model, "n_params": model.n_params, "algorithm": args.algorithm,
             "n_features": data.n_features, "n_samples": data.n_total, "steps_per_epoch": per_epoch,
-            "data": args.data, "settings": asdict(settings)}
+            "data": args.data, "settings": asdict(settings), "run_id": run_id, "model_options": model.options(),
+            "shapes": model.layout.shapes, "data_fingerprint": fingerprint,
+            "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
+                            "standardize": args.standardize, "dtype": args.dtype}}
     supervisor = Supervisor(comm, os.path.join(args.out, "checkpoints"), args.checkpoint_every,
                             args.keep_checkpoints, meta, data.n_local / data.n_total, metrics,
                             args.watchdog_seconds, bar)
@@ -427,6 +449,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
 def run_predict(args: argparse.Namespace, comm: Comm) -> int:
     """The predict subcommand."""
     with comm.together():
+        check_distinct({"--out": args.out}, {"--model": args.model, **{f"--data {args.data}": path
+                                                                       for path in spec_files(args.data)}})
         model, theta = models.load(args.model)
         scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from . import checkpoint, optim
+from . import checkpoint, optim, rundir
 from .algorithms import Hooks, State
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
@@ -96,7 +96,7 @@ class Supervisor(Hooks):
             if self.comm.rank == 0:
                 found, notes = self._read(how)
                 if found is not None:
-                    self._check_compatible(found, n_params)
+                    rundir.check_resume(found.path, found.manifest, self.meta)
                     rows = np.ascontiguousarray(found.arrays["rows"], dtype=np.float64)
                     header[:] = (1, found.manifest["step"], found.manifest["world_size"], *rows.shape,
                                  found.manifest.get("residual", False))
@@ -129,20 +129,7 @@ class Supervisor(Hooks):
     def _read(self, how: str) -> tuple[Optional[checkpoint.Checkpoint], list[str]]:
         if how != "auto":
             return checkpoint.load(how), []
-        found, warnings = checkpoint.load_latest(self.folder)
+        found, warnings = checkpoint.load_latest(self.folder, self.meta.get("run_id"))
         if found is None:
             warnings.append(f"no checkpoint in {self.folder}: starting from the beginning")
         return found, warnings
-
-    def _check_compatible(self, found: checkpoint.Checkpoint, n_params: int) -> None:
-        """CheckpointError (a UsageError, so it is raised inside together()) on a mismatch."""
-        saved = found.manifest
-        for key in ("model", "algorithm", "optimizer"):
-            was, now = saved.get(key, saved["settings"].get(key)), self.meta.get(key, self.meta["settings"].get(key))
-            if was != now:
-                raise checkpoint.CheckpointError(
-                    f"{found.path} was written by a run with --{key} {was}; this run uses {now}: resume with the same "
-                    f"--{key}")
-        if saved.get("n_params") != n_params:
-            raise checkpoint.CheckpointError(f"{found.path} holds {saved.get('n_params')} parameters; this model has "
-                                             f"{n_params}: resume with the same model options")
