@@ -28,10 +28,10 @@ export MPIEXEC
 
 # Open MPI: a second environment whose mpi4py is compiled against it (--no-cache-dir: pip would
 # otherwise reuse a wheel built earlier against another MPI). As root it runs only when told to,
-# and more ranks than cores only with oversubscription.
+# more ranks than cores only with oversubscription, and it should yield instead of busy-polling.
 OMPI_VENV ?= .venv-openmpi
 OMPI_MPIEXEC ?= $(firstword $(shell command -v mpirun.openmpi) mpirun) --oversubscribe
-OMPI_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+OMPI_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 
 .PHONY: install demo test test-serial test-mpi test-mpi-fakenodes test-openmpi test-slurm clean
 

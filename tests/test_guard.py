@@ -98,6 +98,19 @@ def test_nested_launches_drop_the_outer_jobs_variables():
     assert guard.launch_env({**outer, **own}) == own
 
 
+def test_a_job_launched_from_an_mpi_process_is_a_job_of_its_own(tmp_path):
+    """An Open MPI singleton puts its job in the C environment; `bench train` must not pass it on."""
+    code = ("import subprocess, sys\n"
+            "from mpi4py import MPI\n"
+            "MPI.COMM_WORLD.Barrier()\n"
+            "done = subprocess.run([sys.executable, '-m', 'mpitrain', 'bench', 'train', '--tiny', '--repeats', '1', "
+            "'--workloads', 'linear-gd', '--impls', 'baseline', '--ranks', '1,2', '--out', sys.argv[1]], "
+            "capture_output=True, text=True, timeout=250)\n"
+            "print(done.returncode, done.stderr[-2000:])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=280)
+    assert done.stdout.startswith("0 "), done.stdout + done.stderr
+
+
 def test_startup_warnings(monkeypatch):
     monkeypatch.delenv("MPIR_CVAR_CH4_PROGRESS_THROTTLE", raising=False)
     assert guard.startup_warnings(4, 1, 8) == []

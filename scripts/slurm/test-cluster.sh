@@ -129,12 +129,10 @@ cat "$D/killed.out"
 say "a killed rank: srun exited $status after ${took}s (10 s before the kill; KillWait=10)"
 
 # 3. The doctor, under the launcher the job uses.
-if "$PY" -m mpitrain doctor --help >/dev/null 2>&1; then
-    srun -n 4 --mpi=pmi2 "$PY" -m mpitrain doctor --out "$D/doctor" > "$D/doctor.out" 2>&1 \
-        || { cat "$D/doctor.out"; fail "mpitrain doctor under srun --mpi=pmi2 failed"; }
-    cat "$D/doctor.out"
-    grep -q "FAIL" "$D/doctor.out" && fail "mpitrain doctor reported a FAIL"
-fi
+srun -n 4 --mpi=pmi2 "$PY" -m mpitrain doctor --out "$D/doctor" --params 10000 --seconds 0.5 > "$D/doctor.out" 2>&1 \
+    || { cat "$D/doctor.out"; fail "mpitrain doctor under srun --mpi=pmi2 failed"; }
+cat "$D/doctor.out"
+grep -q "^PASS launch .* 4 rank(s) in one world" "$D/doctor.out" || fail "mpitrain doctor: no PASS for the launch"
 
 # 4. The batch script: 4 tasks, USR1 to the batch shell mid-run, requeue, resume, finish.
 RUN=$D/run
