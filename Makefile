@@ -11,7 +11,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= mpich,test
+EXTRAS ?= mpich,test,progress
 MPIEXEC ?= $(BIN)/mpiexec
 MPI_SIZES ?= 1 2 3 4 5
 TIMEOUT ?= 900
@@ -33,7 +33,7 @@ OMPI_VENV ?= .venv-openmpi
 OMPI_MPIEXEC ?= $(firstword $(shell command -v mpirun.openmpi) mpirun) --oversubscribe
 OMPI_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 
-.PHONY: install demo test test-serial test-mpi test-mpi-fakenodes test-openmpi test-slurm clean
+.PHONY: install demo test test-serial test-mpi test-mpi-fakenodes test-openmpi test-slurm mutation mutation-report clean
 
 install: $(VENV)/.installed
 
@@ -81,6 +81,24 @@ test-openmpi: $(OMPI_VENV)/.installed
 
 test-slurm: install
 	timeout 900 scripts/slurm/test-cluster.sh
+
+# Mutation testing of the core (slow: hours on 2 cores; not part of `make test`). Mutants go
+# into a copy under build/mutation, sessions resume where they stopped; MODULES picks targets of
+# mutation.toml (default: all), MUTATION_FLAGS=--retest-survivors tests survivors again.
+# The report: build/mutation/report.md; the last recorded score: docs/mutation.md.
+MODULES ?=
+MUTATION_SIZES ?= 2 3
+MUTATION_FLAGS ?=
+
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet 'cosmic-ray>=8.3,<9'
+	@touch $@
+
+mutation: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py run $(MODULES) --sizes "$(MUTATION_SIZES)" $(MUTATION_FLAGS)
+
+mutation-report: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py report
 
 clean:
 	rm -rf $(VENV) $(OMPI_VENV) build runs *.egg-info
