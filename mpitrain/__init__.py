@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 from .algorithms import ALGORITHMS, Result, Settings, evaluate, fit  # noqa: E402
 from .comm import Comm, world  # noqa: E402
 from . import optim  # noqa: E402
-from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
+from .data import Dataset, Schema, as_dtype, encode_labels, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
 from .models import MLP, LinearRegression, LogisticRegression, SoftmaxRegression  # noqa: E402
@@ -33,5 +33,5 @@ from .models import load as load_model  # noqa: E402
 __all__ = [
     "ALGORITHMS", "as_dtype", "Comm", "Dataset", "JobError", "LinearRegression", "LogisticRegression", "Result",
     "Settings", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "predict", "world",
-    "MLP", "SoftmaxRegression", "n_classes", "optim", "split", "standardize",
+    "MLP", "SoftmaxRegression", "n_classes", "optim", "split", "standardize", "Schema", "encode_labels",
 ]

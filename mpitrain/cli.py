@@ -17,7 +17,8 @@ from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
-from .data import BUILTIN, Dataset, as_dtype, load, n_classes, split, standardize
+from .data import BUILTIN, Dataset, Schema, as_dtype, encode_labels, load, split, standardize
+from .data.labels import describe_classes
 from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
 from .inference import predict
@@ -80,7 +81,7 @@ def build_parser() -> Parser:
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
                             "one-shot: average once at the end")
     train.add_argument("--data", required=True, metavar="SPEC",
-                       help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
+                       help="DIR with X.npy/y.npy, FILE.csv (.tsv, .csv.gz), synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
@@ -129,6 +130,7 @@ def build_parser() -> Parser:
     pred.add_argument("--data", required=True, metavar="SPEC")
     pred.add_argument("--label-column", metavar="NAME|INDEX")
     pred.add_argument("--out", required=True, metavar="FILE.npy")
+    add_data_flags(train, pred)
 
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     add_model_flags(train)
@@ -232,6 +234,34 @@ def add_model_flags(train: Parser) -> None:
                       help="scale features by the training rows' global mean and standard deviation")
 
 
+# -- reading real data (issue 13) -----------------------------------------------------------------
+
+
+def add_data_flags(train: Parser, pred: Parser) -> None:
+    """Flags that say how to read the user's files, and what predict writes."""
+    for sub in (train, pred):
+        group = sub.add_argument_group("reading files")
+        group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                           help="CSV: the first line names the columns (--header) or is data (--no-header); "
+                                "default: data when all its fields are numbers, and the run says so")
+        group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    pred.add_argument("--proba", action="store_true",
+                      help="write class probabilities instead of class labels (classifiers)")
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    """The keywords of ``load`` given by the data flags."""
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter}
+
+
+def describe_data(data: Dataset, schema: Schema) -> str:
+    """One line: what was read, which column is the label, the classes, and what the reader decided."""
+    label = f"label column {schema.label_name!r}" if schema.label_name is not None else "labels from the source"
+    classes = "" if schema.classes is None else f", classes {describe_classes(schema.classes)}"
+    notes = "".join(f"; {note}" for note in data.notes)
+    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{notes}"
+
+
 def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
     """Reject model, optimizer and preparation flags that do not apply to the chosen ones."""
     only = [
@@ -259,21 +289,30 @@ def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
 
 
 def prepare(args: argparse.Namespace, comm: Comm, data: Dataset, test: Optional[Dataset]) -> tuple:
-    """Collective: split off --test-fraction, --standardize, convert to --dtype; return (train, test, scaling)."""
+    """Collective: classes, --test-fraction, --standardize, --dtype; return (train, test, schema).
+
+    A classifier's labels become class indices 0..K-1 of the sorted distinct training labels.
+    """
+    classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+    classes = encode_labels(data, comm, *([test] if test is not None else [])) if classifier else None
+    if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
+        need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
+        raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "
+                       f"{describe_classes(classes)}")
     if args.test_fraction is not None:
-        classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
-    scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else None
+    scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else (None, None)
     if args.dtype != "float64":
         data, test = as_dtype(data, args.dtype), (None if test is None else as_dtype(test, args.dtype))
-    return data, test, scaling
+    schema = Schema(data.feature_names, data.label_name, classes, mean=scaling[0], scale=scaling[1])
+    return data, test, schema
 
 
-def model_options(args: argparse.Namespace, comm: Comm, data: Dataset) -> dict:
-    """Collective: the keyword options of the chosen model (the class count comes from the labels)."""
+def model_options(args: argparse.Namespace, schema: Schema) -> dict:
+    """The keyword options of the chosen model (the class count is that of the schema's classes)."""
     options = {k: getattr(args, k) for k in ("hidden", "activation", "loss") if getattr(args, k) is not None}
     if args.model == "softmax" or (args.model == "mlp" and args.loss != "squared-error"):
-        options["n_classes"] = n_classes(data, comm)
+        options["n_classes"] = int(schema.classes.size)
     return options
 
 
@@ -318,13 +357,18 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
             os.makedirs(args.out, exist_ok=True)
             if not os.access(args.out, os.W_OK):
                 raise UsageError(f"output directory {args.out!r} is not writable")
-    data = load(args.data, comm, label_column=args.label_column)
+    data = load(args.data, comm, **data_options(args))
     test = None
     if args.test_data:
-        test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
-    data, test, scaling = prepare(args, comm, data, test)
+        test = load(args.test_data, comm, n_features=data.n_features, **data_options(args))
+    data, test, schema = prepare(args, comm, data, test)
+    if args.quiet:
+        for note in data.notes:
+            say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    else:
+        say(comm, describe_data(data, schema))
     with comm.together():
-        model = models.create(args.model, data.n_features, **model_options(args, comm, data))
+        model = models.create(args.model, data.n_features, **model_options(args, schema))
     if test is not None and test.y is not None:
         bad = model.check_labels(test.y, test.start)
         comm.raise_if_any(f"test data: {bad}" if bad else "")
@@ -391,6 +435,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                         "standardize": args.standardize},
         "data": args.data,
+        "data_schema": {**schema.describe(), "notes": list(data.notes)},
         "metric_name": model.metric_name,
         "final_train_loss": train_loss,
         "final_train_metric": train_metric,
@@ -406,7 +451,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     summary["wall_seconds"] = time.perf_counter() - t0
     with comm.together():
         if metrics is not None:
-            write_npz(os.path.join(args.out, "model.npz"), models.save_arrays(model, result.theta, scaling))
+            write_npz(os.path.join(args.out, "model.npz"), models.save_arrays(model, result.theta, schema))
             metrics.close()
             write_json(os.path.join(args.out, "summary.json"), summary)
             if trace is not None:
@@ -427,15 +472,12 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
     """The predict subcommand."""
     with comm.together():
         model, theta = models.load(args.model)
-        scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
             raise UsageError(f"the directory of --out {args.out!r} does not exist")
-    data = load(args.data, comm, label_column=args.label_column, n_features=model.n_features,
-                require_labels=False)
-    if scaling is not None:  # the model was trained on standardised features
-        data.X -= scaling[0]
-        data.X /= scaling[1]
-    predictions, metric = predict(model, theta, data, comm)
+    data = load(args.data, comm, n_features=model.n_features, require_labels=False, **data_options(args))
+    for note in data.notes:
+        say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    predictions, metric = predict(model, theta, data, comm, labels=not args.proba)
     with comm.together():
         if predictions is not None:
             write_npy(args.out, predictions)

@@ -1,9 +1,9 @@
 """Loading this rank's contiguous block of a data set, named by a SPEC string.
 
-SPEC is one of: a directory holding X.npy and y.npy; a ``.csv`` file with a header;
-``synthetic:regression`` or ``synthetic:classification`` with ``,key=value`` options; or one of
-the data sets scikit-learn ships (``digits``, ``breast_cancer``, ``wine``, ``iris``; these names
-always mean the built-in sets: write ``./iris`` for a directory of that name).
+SPEC is one of: a directory holding X.npy and y.npy; a ``.csv`` (or ``.tsv``, ``.csv.gz``)
+file; ``synthetic:regression`` or ``synthetic:classification`` with ``,key=value`` options; or
+one of the data sets scikit-learn ships (``digits``, ``breast_cancer``, ``wine``, ``iris``;
+these names always mean the built-in sets: write ``./iris`` for a directory of that name).
 """
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import numpy as np
 
 from ..errors import JobError, UsageError
 from .builtin import FILES as BUILTIN, BuiltinSource
-from .csv import CsvSource
+from .csv import CsvSource, GzipCsvSource
+from .labels import encode_labels, find_classes, is_text, numbers_if_all_ranks_can
 from .npy import NpySource
 from .partition import batch_shares, block_bounds, block_sizes
 from .prepare import as_dtype, n_classes, split, standardize
+from .schema import Schema
 from .sampler import BatchSampler
 from .synthetic import SyntheticSource
 
@@ -26,9 +28,9 @@ if TYPE_CHECKING:
     from ..comm import Comm
 
 __all__ = ["Dataset", "load", "open_source", "as_dtype", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
-           "batch_shares", "BatchSampler", "BUILTIN"]
+           "batch_shares", "BatchSampler", "BUILTIN", "Schema", "encode_labels", "find_classes"]
 
-Source = Union[CsvSource, NpySource, SyntheticSource, BuiltinSource]
+Source = Union[CsvSource, GzipCsvSource, NpySource, SyntheticSource, BuiltinSource]
 
 
 @dataclass
@@ -36,9 +38,13 @@ class Dataset:
     """One rank's rows of a data set.
 
     X : ndarray of shape (n_local, n_features), float64
-    y : ndarray of shape (n_local,), float64, or None when the data has no labels
+    y : ndarray of shape (n_local,), float64 (or str for text labels, until ``encode_labels``),
+        or None when the data has no labels
     start : global index of this rank's first row; n_total : rows over all ranks
     counts : rows on every rank, shape (size,): contiguous blocks in rank order
+    feature_names : the d column names, or None; label_name : the label column's name, or None
+    notes : what the reader decided that the user should hear (a header taken as data, a
+        column left out)
     """
 
     X: np.ndarray
@@ -47,6 +53,9 @@ class Dataset:
     n_total: int
     spec: str
     counts: np.ndarray
+    feature_names: Optional[tuple[str, ...]] = None
+    label_name: Optional[str] = None
+    notes: tuple[str, ...] = ()
 
     @property
     def n_local(self) -> int:
@@ -59,8 +68,13 @@ class Dataset:
         return self.X.shape[1]
 
 
-def open_source(spec: str, label_column: Optional[str] = None, n_features: Optional[int] = None) -> Source:
-    """Parse SPEC and open the source (reads headers only, never the rows)."""
+def open_source(spec: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None, *,
+                header: Optional[bool] = None, delimiter: Optional[str] = None) -> Source:
+    """Parse SPEC and open the source (reads headers only, never the rows).
+
+    ``header`` (CSV): True, False, or None to decide from the first line; ``delimiter`` (CSV):
+    by default a tab for ``.tsv`` files and a comma otherwise.
+    """
     if spec in BUILTIN:
         return BuiltinSource(spec)
     if spec.startswith("synthetic:"):
@@ -74,15 +88,19 @@ def open_source(spec: str, label_column: Optional[str] = None, n_features: Optio
         return SyntheticSource(kind, options)
     if os.path.isdir(spec):
         return NpySource(spec)
-    if spec.lower().endswith(".csv"):
-        if not os.path.exists(spec):
-            raise UsageError(f"data file {spec!r} does not exist")
-        return CsvSource(spec, label_column, n_features)
+    lower = spec.lower()
+    csv_kind = next((ext for ext in (".csv", ".tsv", ".csv.gz", ".tsv.gz") if lower.endswith(ext)), None)
     if not os.path.exists(spec):
         raise UsageError(
             f"data {spec!r} does not exist; give a directory with X.npy and y.npy, a .csv file, "
             f"synthetic:regression / synthetic:classification, or one of {', '.join(BUILTIN)}"
         )
+    if csv_kind is not None:
+        sep = delimiter if delimiter is not None else ("\t" if csv_kind.startswith(".tsv") else ",")
+        if len(sep) != 1:
+            raise UsageError(f"the delimiter must be one character, not {sep!r}")
+        cls = GzipCsvSource if csv_kind.endswith(".gz") else CsvSource
+        return cls(spec, label_column, n_features, header, sep)
     raise UsageError(f"cannot read {spec!r}: expected a directory with X.npy and y.npy, or a .csv file")
 
 
@@ -90,18 +108,23 @@ def load(
     spec: str,
     comm: "Comm",
     *,
-    label_column: Optional[str] = None,
+    label_column: Union[str, int, None] = None,
     n_features: Optional[int] = None,
     require_labels: bool = True,
+    header: Optional[bool] = None,
+    delimiter: Optional[str] = None,
+    allow_missing: bool = False,
 ) -> Dataset:
     """Collective: every rank opens SPEC and reads only its own block of rows.
 
     Ranks agree that they see the same number of rows and features before reading, and every
-    rank checks its rows for NaN and infinity. Any failure on any rank raises the same
-    JobError everywhere, naming the ranks.
+    rank checks its rows for missing (NaN) and infinite values; with ``allow_missing`` NaN
+    stays for ``impute`` to fill. Text labels become numbers when every label on every rank is
+    one. Any failure on any rank raises the same JobError everywhere, naming the ranks.
+    ``label_column``, ``header`` and ``delimiter``: see ``open_source``.
     """
     with comm.together():
-        source = open_source(spec, label_column, n_features)
+        source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
         local_count = source.scan(comm.rank, comm.size) if isinstance(source, CsvSource) else 0
     byte_range = None
     if isinstance(source, CsvSource):
@@ -116,21 +139,30 @@ def load(
     if n_features is not None and source.n_features != n_features:
         raise JobError(f"{spec} has {source.n_features} features, but the model expects {n_features}")
     start, stop = block_bounds(source.n_total, comm.size, comm.rank)
+    names = getattr(source, "feature_names", None)
     with comm.together():
         if byte_range is not None:
-            X, y = source.read_block(*byte_range, stop - start)
+            X, y = source.read_block(*byte_range, start, stop - start)
         else:
             X, y = source.read(start, stop)
-        check_finite(X, y, start, spec)
-    return Dataset(X, y, start, source.n_total, spec, block_sizes(source.n_total, comm.size))
+    y = numbers_if_all_ranks_can(y, comm)
+    with comm.together():
+        check_finite(X, y, start, spec, names, allow_missing)
+    return Dataset(X, y, start, source.n_total, spec, block_sizes(source.n_total, comm.size), names,
+                   getattr(source, "label_name", None), tuple(getattr(source, "notes", ())))
 
 
-def check_finite(X: np.ndarray, y: Optional[np.ndarray], start: int, spec: str) -> None:
-    """Raise UsageError naming the first global row and column that holds NaN or infinity."""
-    bad = ~np.isfinite(X)
+def check_finite(X: np.ndarray, y: Optional[np.ndarray], start: int, spec: str,
+                 names: Optional[tuple[str, ...]] = None, allow_missing: bool = False) -> None:
+    """UsageError naming the first global row and column that holds NaN (unless allowed) or infinity."""
+    bad = np.isinf(X) if allow_missing else ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise UsageError(f"{spec}: row {start + row}, feature {col} is {X[row, col]}; remove or impute it")
-    if y is not None and not np.isfinite(y).all():
+        column = f"column {names[col]!r}" if names is not None else f"feature {col}"
+        if np.isnan(X[row, col]):
+            raise UsageError(f"{spec}: row {start + row}, {column} is missing (NaN); remove the row, fill it in, "
+                             f"or impute it (--impute mean|median|zero)")
+        raise UsageError(f"{spec}: row {start + row}, {column} is {X[row, col]}; remove or replace it")
+    if y is not None and not is_text(y) and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise UsageError(f"{spec}: the label of row {start + row} is {y[row]}; remove or impute it")
+        raise UsageError(f"{spec}: the label of row {start + row} is {y[row]}; remove the row or fill in its label")

@@ -17,9 +17,18 @@ if TYPE_CHECKING:
 
 
 def n_classes(data: "Dataset", comm: "Comm") -> int:
-    """Collective: 1 + the largest label over all ranks (labels are classes 0, 1, ..., K-1)."""
-    top = np.array([data.y.max() if data.y is not None and data.n_local else -1.0])
-    return int(comm.Allreduce(top, "max")[0]) + 1
+    """Collective: the number K of classes, when the labels over all ranks are exactly 0, 1, ..., K-1.
+
+    JobError otherwise (labels with gaps such as {0, 1, 100}, -1/+1 or text): map them to
+    0..K-1 with ``encode_labels`` first.
+    """
+    from .labels import describe_classes, find_classes
+
+    classes = find_classes(data.y, comm)
+    if classes.dtype.kind in "US" or not np.array_equal(classes, np.arange(classes.size)):
+        raise JobError(f"the labels of {data.spec} are {describe_classes(classes)}, not 0..K-1; map them to class "
+                       f"indices with encode_labels(train, comm, ...) first")
+    return int(classes.size)
 
 
 def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
@@ -30,8 +39,6 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
     number of ranks. Each rank keeps its own rows, so both parts stay contiguous in rank order.
     Without ``stratify`` (regression) all rows form one class.
     """
-    from . import Dataset
-
     if not 0 < fraction < 1:
         raise JobError(f"--test-fraction {fraction} must be between 0 and 1 (exclusive)")
     y = data.y if data.y is not None else np.zeros(data.n_local)
@@ -53,14 +60,17 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
         rows = np.flatnonzero(classes == c)
         order = np.random.default_rng([seed, c]).permutation(per_class[c])
         is_test[rows] = order[before[c] + np.arange(rows.size)] < n_test[c]
-    return _subset(data, ~is_test, comm, Dataset), _subset(data, is_test, comm, Dataset)
+    return _subset(data, ~is_test, comm), _subset(data, is_test, comm)
 
 
-def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm", cls: type) -> "Dataset":
+def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm") -> "Dataset":
     """The rows of ``data`` where ``keep``, as a Dataset whose blocks follow the ranks' new counts."""
+    import dataclasses
+
     counts = comm.allgather_int(int(keep.sum()))
     y = None if data.y is None else data.y[keep]
-    return cls(data.X[keep], y, int(counts[: comm.rank].sum()), int(counts.sum()), data.spec, counts)
+    return dataclasses.replace(data, X=data.X[keep], y=y, start=int(counts[: comm.rank].sum()),
+                               n_total=int(counts.sum()), counts=counts)
 
 
 def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -13,13 +13,17 @@ from .logistic import LogisticRegression
 from .mlp import MLP
 from .softmax import SoftmaxRegression
 
+if TYPE_CHECKING:
+    from ..data.schema import Schema
+
 MODELS: dict[str, type[Model]] = {
     "linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression, "mlp": MLP,
 }
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READS = (2, 3)  # version 3 added the schema: feature and label names, classes, imputation
 
 __all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLP", "Model", "MODELS",
-           "create", "save_arrays", "load", "feature_scaling"]
+           "create", "save_arrays", "load"]
 
 
 def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-untyped-def]
@@ -41,23 +45,30 @@ def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-u
         raise UsageError(f"model {name!r}: {exc}") from None
 
 
-def save_arrays(model: Model, theta: np.ndarray, scaling: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict[str, np.ndarray]:
+def save_arrays(model: Model, theta: np.ndarray, schema: Optional["Schema"] = None) -> dict[str, np.ndarray]:
     """The plain arrays a model file holds: format, name, options and each named parameter.
 
-    With ``scaling`` = (mean, scale), each of shape (n_features,), the file also keeps the feature
-    standardisation the model was trained with. No object arrays: it loads with ``allow_pickle=False``.
+    With ``schema`` (``mpitrain.data.Schema``) the file also keeps the feature and label names,
+    the classes, the imputation and the standardisation the model was trained with. No object
+    arrays: it loads with ``allow_pickle=False``.
     """
     options = {k: np.array(v) for k, v in model.options().items()}
     if "hidden" in options:
         options["hidden"] = np.array(model.options()["hidden"], dtype=np.int64)
     params = {k: v.copy() for k, v in model.layout.views(theta).items()}
-    extra = {} if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
+    extra = {} if schema is None else schema.arrays()
     return {"format_version": np.array(FORMAT_VERSION), "model": np.array(model.name),
             "n_features": np.array(model.n_features), **options, **params, **extra}
 
 
 def load(path: str) -> tuple[Model, np.ndarray]:
-    """Read a model file written by ``train``: (model, theta of shape (n_params,))."""
+    """Read a model file written by ``train``: (model, theta of shape (n_params,)).
+
+    ``model.schema`` holds what the file records about the inputs (``mpitrain.data.Schema``),
+    which ``mpitrain.predict`` applies to new rows.
+    """
+    from ..data.schema import Schema
+
     if not os.path.isfile(path):
         raise UsageError(f"model file {path!r} does not exist (train writes OUT/model.npz)")
     try:
@@ -68,21 +79,18 @@ def load(path: str) -> tuple[Model, np.ndarray]:
     missing = {"format_version", "model", "n_features"} - set(arrays)
     if missing:
         raise UsageError(f"{path} lacks {', '.join(sorted(missing))}; was it written by mpitrain train?")
-    if int(arrays["format_version"]) != FORMAT_VERSION:
-        raise UsageError(f"{path} has format version {int(arrays['format_version'])}; this mpitrain reads {FORMAT_VERSION}")
+    if int(arrays["format_version"]) not in READS:
+        raise UsageError(f"{path} has format version {int(arrays['format_version'])}; this mpitrain reads "
+                         f"{' and '.join(map(str, READS))}")
     name = str(arrays["model"])
     options = {k: _plain(arrays[k]) for k in MODELS[name].OPTIONS if k in arrays} if name in MODELS else {}
     model = create(name, int(arrays["n_features"]), **options)
     try:
-        return model, model.layout.pack(arrays)
+        theta = model.layout.pack(arrays)
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
-
-
-def feature_scaling(path: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(mean, scale) of the standardisation a model file was trained with, or None."""
-    with np.load(path, allow_pickle=False) as f:
-        return (f["feature_mean"], f["feature_scale"]) if "feature_mean" in f.files else None
+    model.schema = Schema.from_arrays(arrays)
+    return model, theta
 
 
 def _plain(value: np.ndarray):  # type: ignore[no-untyped-def]
