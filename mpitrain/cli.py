@@ -17,7 +17,7 @@ from .bench import train as bench_train
 from .algorithms import ALGORITHMS, Settings, evaluate, fit, steps_per_epoch
 from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
-from .data import BUILTIN, Dataset, Schema, as_dtype, encode_labels, load, split, standardize
+from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, impute, load, split, standardize
 from .data.labels import describe_classes
 from .errors import JobError, UsageError
 from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
@@ -247,19 +247,24 @@ def add_data_flags(train: Parser, pred: Parser) -> None:
         group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
     pred.add_argument("--proba", action="store_true",
                       help="write class probabilities instead of class labels (classifiers)")
+    train.add_argument("--impute", choices=IMPUTE,
+                       help="fill missing cells with the training rows' global mean or median of the feature, or 0; "
+                            "kept in the model, which predict applies (default: a missing cell is an error)")
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    """The keywords of ``load`` given by the data flags."""
-    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter}
+def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
+    """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
+            "allow_missing": missing or getattr(args, "impute", None) is not None}
 
 
 def describe_data(data: Dataset, schema: Schema) -> str:
     """One line: what was read, which column is the label, the classes, and what the reader decided."""
     label = f"label column {schema.label_name!r}" if schema.label_name is not None else "labels from the source"
     classes = "" if schema.classes is None else f", classes {describe_classes(schema.classes)}"
+    filled = "" if schema.impute is None else f", missing cells filled with the training {schema.impute}"
     notes = "".join(f"; {note}" for note in data.notes)
-    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{notes}"
+    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{filled}{notes}"
 
 
 def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
@@ -289,7 +294,7 @@ def check_model_flags(parser: Parser, args: argparse.Namespace) -> None:
 
 
 def prepare(args: argparse.Namespace, comm: Comm, data: Dataset, test: Optional[Dataset]) -> tuple:
-    """Collective: classes, --test-fraction, --standardize, --dtype; return (train, test, schema).
+    """Collective: classes, --test-fraction, --impute, --standardize, --dtype; return (train, test, schema).
 
     A classifier's labels become class indices 0..K-1 of the sorted distinct training labels.
     """
@@ -301,10 +306,11 @@ def prepare(args: argparse.Namespace, comm: Comm, data: Dataset, test: Optional[
                        f"{describe_classes(classes)}")
     if args.test_fraction is not None:
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
+    fill = impute(data, comm, args.impute, *([test] if test is not None else [])) if args.impute else None
     scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else (None, None)
     if args.dtype != "float64":
         data, test = as_dtype(data, args.dtype), (None if test is None else as_dtype(test, args.dtype))
-    schema = Schema(data.feature_names, data.label_name, classes, mean=scaling[0], scale=scaling[1])
+    schema = Schema(data.feature_names, data.label_name, classes, args.impute, fill, scaling[0], scaling[1])
     return data, test, schema
 
 
@@ -433,7 +439,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
         "model_options": model.options(),
         "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
-                        "standardize": args.standardize},
+                        "standardize": args.standardize, "impute": args.impute},
         "data": args.data,
         "data_schema": {**schema.describe(), "notes": list(data.notes)},
         "metric_name": model.metric_name,
@@ -474,7 +480,8 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
         model, theta = models.load(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
             raise UsageError(f"the directory of --out {args.out!r} does not exist")
-    data = load(args.data, comm, n_features=model.n_features, require_labels=False, **data_options(args))
+    data = load(args.data, comm, n_features=model.n_features, require_labels=False,
+                **data_options(args, missing=model.schema is not None and model.schema.fill is not None))
     for note in data.notes:
         say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
     predictions, metric = predict(model, theta, data, comm, labels=not args.proba)

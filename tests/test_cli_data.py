@@ -114,3 +114,31 @@ def test_python_load_model_and_predict_give_the_numbers_of_the_command_line(tmp_
     np.testing.assert_array_equal(np.load(tmp_path / "py.npy"), np.load(tmp_path / "cli.npy"))
     accuracy = float(python.stdout.split("metric ")[1])
     assert f"accuracy {accuracy:.4f}" in pred.stdout and accuracy > 0.95
+
+
+def test_missing_cells_stop_the_run_by_name_unless_imputed_and_predict_fills_them_alike(tmp_path):
+    rng = np.random.default_rng(5)
+    X = np.round(rng.standard_normal((120, 3)), 3)
+    y = X @ [1.0, 2.0, -1.0] + 0.5
+    holes = X.copy()
+    holes[rng.random(X.shape) < 0.1] = np.nan
+    holes[:, 0][:3] = [1.0, 2.0, 3.0]
+    text = "u,v,w,target\n" + "".join(",".join("" if np.isnan(v) else repr(v) for v in row) + f",{t!r}\n"
+                                       for row, t in zip(holes.tolist(), y.tolist()))
+    (tmp_path / "d.csv").write_text(text)
+    first = np.argwhere(np.isnan(holes))[0]
+    done = run("train", "--model", "linear", *GD, "--data", str(tmp_path / "d.csv"), "--out", str(tmp_path / "r"),
+               ranks=3, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count(f"row {first[0]}, column {'uvw'[first[1]]!r} is missing (NaN)") == 1
+    done = run("train", "--model", "linear", *GD, "--impute", "median", "--data", str(tmp_path / "d.csv"),
+               "--out", str(tmp_path / "r"), ranks=3)
+    assert done.returncode == 0, done.stderr
+    assert "missing cells filled with the training median" in done.stdout
+    saved = model_file(tmp_path / "r" / "model.npz")
+    np.testing.assert_array_equal(saved["impute_values"], np.nanmedian(holes, axis=0))
+    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
+               "--out", str(tmp_path / "p.npy"), ranks=2)
+    assert pred.returncode == 0, pred.stderr
+    filled = np.where(np.isnan(holes), np.nanmedian(holes, axis=0), holes)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), filled @ saved["coef"] + saved["intercept"], rtol=1e-12)

@@ -235,16 +235,21 @@ def choose_columns(names: list[str], label_column: Union[str, int, None], n_feat
     ``label_column`` is a name or a 0-based index (negative counts from the end); the default
     is the last column. With ``n_features`` given (prediction) and as many feature columns as
     that without a label, the table has no label column. A first column named "" (or
-    "Unnamed: 0") in a header is a pandas index and is left out.
+    "Unnamed: 0") in a header, or a Parquet column "__index_level_0__", is a pandas index and
+    is left out.
     """
     notes = []
-    skip: tuple[int, ...] = ()
-    if header and names and names[0] in ("", "Unnamed: 0") and len(names) > 1:
+    skip: tuple[int, ...] = tuple(i for i, name in enumerate(names) if name.startswith("__index_level_"))
+    if skip:
+        notes.append(f"column {', '.join(repr(names[i]) for i in skip)} is the index that pandas wrote, so it is left out")
+    elif header and names and names[0] in ("", "Unnamed: 0") and len(names) > 1:
         skip = (0,)
         notes.append("the first column has no name (the index that pandas' to_csv writes), so it is left out")
     n_usable = len(names) - len(skip)
     if label_column is None and n_features is not None and n_usable == n_features:
         return Columns(tuple(names), None, skip, delimiter), notes
+    if label_column is None:
+        label_column = max(i for i in range(len(names)) if i not in skip)  # the last column that is not an index
     return Columns(tuple(names), label_index(names, label_column, where), skip, delimiter), notes
 
 
@@ -265,27 +270,14 @@ def label_index(names: list[str], label_column: Union[str, int, None], where: st
     return index % n
 
 
-class CsvSource:
-    """A CSV file read in byte ranges: ``scan``, then ``locate``, then ``read_block`` (see the module).
+class ByteRanges:
+    """A text file of one row per line, read in byte ranges: ``scan``, ``locate``, then ``read_block``.
 
-    ``label_column`` is a column name or a 0-based index (default: the last column); with
-    ``n_features`` given and as many columns (besides a pandas index), the file has no label
-    column (for prediction). ``header`` and ``delimiter`` as in ``header_columns``.
+    ``data_start`` is the first byte of the first row (past a header), ``file_end`` the size.
     """
 
-    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
-                 header: Optional[bool] = None, delimiter: str = ",") -> None:
-        with open(path, "rb") as f:
-            first = f.readline()
-        names, has_header, self.notes = header_columns(first, header, delimiter, path)
-        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
-        self.notes += notes
-        bom = len(_BOM) if first.startswith(_BOM) else 0
-        self.path, self.data_start, self.file_end = path, (len(first) if has_header else bom), os.path.getsize(path)
-        self.has_labels = self.columns.label is not None
-        self.n_features = len(self.columns.features)
-        self.feature_names = self.columns.feature_names if has_header else None
-        self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
+    def __init__(self, path: str, data_start: int, file_end: int) -> None:
+        self.path, self.data_start, self.file_end = path, data_start, file_end
         self.n_total = -1  # known after locate()
         self._starts = np.empty(0, dtype=np.int64)
 
@@ -302,6 +294,29 @@ class CsvSource:
         self.n_total = int(np.sum(counts))
         return block_offsets(self._starts, counts, rank, self.file_end)
 
+
+class CsvSource(ByteRanges):
+    """A CSV file read in byte ranges (see ``ByteRanges`` and the module).
+
+    ``label_column`` is a column name or a 0-based index (default: the last column); with
+    ``n_features`` given and as many columns (besides a pandas index), the file has no label
+    column (for prediction). ``header`` and ``delimiter`` as in ``header_columns``.
+    """
+
+    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
+                 header: Optional[bool] = None, delimiter: str = ",") -> None:
+        with open(path, "rb") as f:
+            first = f.readline()
+        names, has_header, self.notes = header_columns(first, header, delimiter, path)
+        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
+        self.notes += notes
+        bom = len(_BOM) if first.startswith(_BOM) else 0
+        super().__init__(path, len(first) if has_header else bom, os.path.getsize(path))
+        self.has_labels = self.columns.label is not None
+        self.n_features = len(self.columns.features)
+        self.feature_names = self.columns.feature_names if has_header else None
+        self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
+
     def read_block(self, start_byte: int, stop_byte: int, first_row: int, n_rows: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Parse one row block: X of shape (n_rows, d) and the labels as text, shape (n_rows,), or None."""
         with open(self.path, "rb") as f:
@@ -310,16 +325,20 @@ class CsvSource:
         return parse_block(raw, self.columns, n_rows, first_row, self.path)
 
 
-class GzipCsvSource:
-    """A gzip-compressed CSV file: every rank decompresses it whole and parses only its rows."""
+class WholeCsvSource:
+    """A CSV file whose line starts one rank finds alone: a ``.gz`` file (every rank decompresses
+    it whole) or one part of a folder of parts (memory-mapped). Each rank parses only its rows."""
 
     def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
                  header: Optional[bool] = None, delimiter: str = ",") -> None:
         try:
-            with gzip.open(path, "rb") as f:
-                self._data = np.frombuffer(f.read(), dtype=np.uint8)
+            if path.lower().endswith(".gz"):
+                with gzip.open(path, "rb") as f:
+                    self._data = np.frombuffer(f.read(), dtype=np.uint8)
+            else:
+                self._data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
         except (OSError, EOFError) as exc:
-            raise UsageError(f"{path} is not a readable gzip file: {exc}") from None
+            raise UsageError(f"{path} is not readable: {exc}") from None
         first_end = int(np.argmax(self._data == _NEWLINE)) + 1 if (self._data == _NEWLINE).any() else self._data.size
         first = self._data[:first_end].tobytes()
         names, has_header, self.notes = header_columns(first, header, delimiter, path)
@@ -338,4 +357,4 @@ class GzipCsvSource:
         """Rows [start, stop): X of shape (stop-start, d) and the labels as text, or None."""
         lo = int(self._starts[start]) if start < self.n_total else self._data.size
         hi = int(self._starts[stop]) if stop < self.n_total else self._data.size
-        return parse_block(self._data[lo:hi].tobytes(), self.columns, stop - start, start, self.path)
+        return parse_block(np.asarray(self._data[lo:hi]).tobytes(), self.columns, stop - start, start, self.path)
