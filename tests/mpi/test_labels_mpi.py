@@ -106,7 +106,7 @@ def test_python_predict_applies_the_model_files_schema(comm, shared_dir):
     model = mt.create_model("logistic", 3)
     path = os.path.join(shared_dir, "m.npz")
     schema = mt.Schema(("a", "b", "c"), "label", np.array(["no", "yes"]), mean=mean, scale=scale)
-    on_rank0(lambda: write_npz(path, mt.models.save_arrays(model, theta, schema)))
+    on_rank0(lambda: write_npz(path, mt.models.save_arrays(model, theta, schema.arrays())))
     loaded, loaded_theta = mt.load_model(path)
     a, b = block_bounds(60, comm.size, comm.rank)
     data = mt.Dataset(X[a:b].copy(), words[a:b], a, 60, "raw rows", np.zeros(comm.size), ("a", "b", "c"))
