@@ -8,18 +8,18 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import Model
-from .linear import LinearRegression
-from .logistic import LogisticRegression
+from .linear import LinearModel
+from .logistic import LogisticModel
 from .mlp import MLP
-from .softmax import SoftmaxRegression
+from .softmax import SoftmaxModel
 
 MODELS: dict[str, type[Model]] = {
-    "linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression, "mlp": MLP,
+    "linear": LinearModel, "logistic": LogisticModel, "softmax": SoftmaxModel, "mlp": MLP,
 }
 FORMAT_VERSION = 3
 READS = (2, 3)  # version 3 added the schema: feature and label names, classes, imputation
 
-__all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLP", "Model", "MODELS",
+__all__ = ["LinearModel", "LogisticModel", "SoftmaxModel", "MLP", "Model", "MODELS",
            "create", "register", "save_arrays", "load"]
 
 
