@@ -446,7 +446,7 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
 
 def run_info(comm: Comm) -> int:
     """The info subcommand."""
-    info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
+    info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info(), **collectives.auto.describe(comm)}
     say(comm, json.dumps(info, indent=2))
     return 0
 

@@ -20,6 +20,9 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm") -> tup
     computed when the data has labels, which must suit the model (JobError otherwise), and is
     returned on every rank.
     """
+    from .comm import as_comm
+
+    comm = as_comm(comm)
     local = model.predict(theta, data.X)
     metric = None
     if data.y is not None:

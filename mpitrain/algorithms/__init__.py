@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from ..comm import as_comm
 from ..data import Dataset
 from ..models import Model
 from ..timeline import Timeline
@@ -36,6 +37,8 @@ def fit(
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
+    ``comm`` is a ``Comm`` (``mt.world()``), an mpi4py intracommunicator or None (the world).
+
     The arithmetic follows ``data.X.dtype`` (see ``mpitrain.data.as_dtype``). ``theta``
     (n_params,) is the starting point (by default ``model.init(settings.seed)``,
     broadcast from rank 0); ``state`` resumes a run
@@ -44,6 +47,7 @@ def fit(
 
     >>> result = fit(model, data, comm, "gd", Settings(steps=100, lr=0.1))  # doctest: +SKIP
     """
+    comm = as_comm(comm)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     if settings.overlap and algorithm not in ("gd", "sgd"):

@@ -98,8 +98,11 @@ def load(
 
     Ranks agree that they see the same number of rows and features before reading, and every
     rank checks its rows for NaN and infinity. Any failure on any rank raises the same
-    JobError everywhere, naming the ranks.
+    JobError everywhere, naming the ranks. ``comm``: see ``mpitrain.comm.as_comm``.
     """
+    from ..comm import as_comm
+
+    comm = as_comm(comm)
     with comm.together():
         source = open_source(spec, label_column, n_features)
         local_count = source.scan(comm.rank, comm.size) if isinstance(source, CsvSource) else 0

@@ -5,7 +5,7 @@ ever holds another rank's rows and the result does not depend on the number of r
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def n_classes(data: "Dataset", comm: "Comm") -> int:
     """Collective: 1 + the largest label over all ranks (labels are classes 0, 1, ..., K-1)."""
     top = np.array([data.y.max() if data.y is not None and data.n_local else -1.0])
-    return int(comm.Allreduce(top, "max")[0]) + 1
+    return int(_comm(comm).Allreduce(top, "max")[0]) + 1
 
 
 def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
@@ -32,6 +32,7 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
     """
     from . import Dataset
 
+    comm = _comm(comm)
     if not 0 < fraction < 1:
         raise JobError(f"--test-fraction {fraction} must be between 0 and 1 (exclusive)")
     y = data.y if data.y is not None else np.zeros(data.n_local)
@@ -69,6 +70,7 @@ def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.
 
     Two Allreduces of per-rank sums: of x, then of (x - mean)^2.
     """
+    comm = _comm(comm)
     if train.n_total == 0:
         raise JobError("cannot standardise: the training data has no rows")
     mean = comm.Allreduce(train.X.sum(axis=0)) / train.n_total
@@ -89,3 +91,10 @@ def as_dtype(data: "Dataset", dtype: str) -> "Dataset":
         raise JobError(f"--dtype must be float64 or float32, not {dtype!r}")
     y = None if data.y is None else data.y.astype(dtype, copy=False)
     return dataclasses.replace(data, X=np.ascontiguousarray(data.X, dtype=dtype), y=y)
+
+
+def _comm(comm: Any) -> "Comm":
+    """``comm`` as a Comm (see ``mpitrain.comm.as_comm``); imported here so that loading data needs no MPI."""
+    from ..comm import as_comm
+
+    return as_comm(comm)
