@@ -1,13 +1,56 @@
-"""Files rank 0 writes: always to a temporary name first, then renamed, so none is ever half-written."""
+"""Files rank 0 writes: always to a temporary name first, then renamed, so none is ever half-written.
+
+Every file follows the process umask (as ``open`` would create it), and a failed write raises
+OutputError naming the file the user asked for, never a temporary name.
+"""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import tempfile
-import time
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
+
+from .errors import UsageError
+
+
+class OutputError(UsageError):
+    """A file that cannot be written (full disk, no permission): the message names the file."""
+
+
+def describe_os_error(path: str, exc: OSError) -> str:
+    """'cannot write PATH: REASON', with what to do for the usual reasons."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (the disk or your quota is full: free space, or write to another --out)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason += " (choose a directory you can write to)"
+    return f"cannot write {path}: {reason}"
+
+
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into an OutputError that names it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(describe_os_error(path, exc)) from None
+
+
+_UMASK: Optional[int] = None
+
+
+def umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
 
 
 def fsync_path(path: str) -> None:
@@ -28,18 +71,24 @@ def write_synced(path: str, data: bytes) -> None:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync and rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync and rename.
+
+    The file gets mode 0666 less the umask, as a plain ``open`` would give it (mkstemp alone
+    gives 0600). OutputError names ``path`` if it cannot be written.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write_synced(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_path(folder)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            os.chmod(tmp, 0o666 & ~umask())
+            write_synced(tmp, data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        fsync_path(folder)
 
 
 def write_json(path: str, obj: object) -> None:
@@ -62,19 +111,76 @@ def write_npy(path: str, array: np.ndarray) -> None:
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per line, rewritten atomically at most every ``every`` seconds."""
+    """metrics.jsonl: one JSON object per line, appended and flushed as each record comes.
 
-    def __init__(self, path: str, every: float = 5.0) -> None:
-        self.path, self.every, self.lines = path, every, []
-        self._written = time.monotonic()
+    ``tail -f`` follows it. ``lines`` holds every line so far (a checkpoint stores them);
+    assigning it (on resume) rewrites the file to exactly those lines, so the file always
+    matches the step the run continues from. The file starts empty.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: Optional[io.TextIOWrapper] = None
+        self.lines = []
+
+    @property
+    def lines(self) -> list[str]:
+        """The JSON lines written so far, in order."""
+        return self._lines
+
+    @lines.setter
+    def lines(self, lines: list[str]) -> None:
+        self.close()
+        self._lines = list(lines)
+        write_atomic(self.path, "".join(line + "\n" for line in self._lines).encode())
 
     def append(self, record: dict) -> None:
-        """Add one record; the file catches up when ``every`` seconds have passed or on close()."""
-        self.lines.append(json.dumps(record, sort_keys=True))
-        if time.monotonic() - self._written >= self.every:
-            self.close()
+        """Add one record to the file and flush it (OutputError names the file if it cannot)."""
+        line = json.dumps(record, sort_keys=True)
+        self._lines.append(line)
+        with writing(self.path):
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open between records
+            self._file.write(line + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        """Write every record so far."""
-        write_atomic(self.path, ("\n".join(self.lines) + "\n").encode() if self.lines else b"")
-        self._written = time.monotonic()
+        """Flush the file to disk and close it (the next append reopens it)."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        with writing(self.path):
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            finally:
+                file.close()
+
+
+def resolved(path: str) -> str:
+    """``path`` with symbolic links and relative parts resolved (the file it would name)."""
+    return os.path.realpath(os.path.abspath(path))
+
+
+def check_distinct(outputs: Mapping[str, str], inputs: Mapping[str, str]) -> None:
+    """OutputError unless every output names a file of its own: no input and no other output.
+
+    ``outputs`` and ``inputs`` map a description (a flag, "the model file") to a path; paths
+    are compared after resolving symbolic links, so a link to an input counts as that input.
+    """
+    seen: dict[str, str] = {}
+    for what, path in inputs.items():
+        seen.setdefault(resolved(path), what)
+    for what, path in outputs.items():
+        real = resolved(path)
+        if real in seen:
+            raise OutputError(f"{what} {path} is the same file as {seen[real]}: writing it would destroy that "
+                              f"file; give {what} another path")
+        seen[real] = what
+
+
+def spec_files(spec: str) -> list[str]:
+    """The files a data SPEC reads from disk: X.npy and y.npy of a directory, or the file itself."""
+    if os.path.isdir(spec):
+        return [os.path.join(spec, name) for name in ("X.npy", "y.npy")]
+    return [spec] if os.path.exists(spec) else []

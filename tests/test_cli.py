@@ -22,7 +22,7 @@ def test_train_writes_model_metrics_and_summary_then_predict_reads_them(tmp_path
     out = tmp_path / "run"
     done = run(*TRAIN, "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == ["metrics.jsonl", "model.npz", "summary.json"]
+    assert sorted(os.listdir(out)) == ["metrics.jsonl", "model.npz", "run.json", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     for key in ["algorithm", "world_size", "n_samples", "final_train_loss", "test_metric", "wall_seconds",
                 "comm_seconds", "samples_per_second"]:
