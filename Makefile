@@ -22,7 +22,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MPIEXEC
 
-.PHONY: install demo test test-serial test-mpi test-mpi-fakenodes clean
+.PHONY: install demo test test-serial test-mpi test-mpi-fakenodes mutation mutation-report clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,24 @@ test-mpi: install
 # so the node-aware (hierarchical) allreduce and auto's choice of it run without a cluster.
 test-mpi-fakenodes: install
 	MPIR_CVAR_NUM_CLIQUES=2 $(MAKE) --no-print-directory test-mpi MPI_SIZES=4
+
+# Mutation testing of the core (slow: hours on 2 cores; not part of `make test`). Mutants go
+# into a copy under build/mutation, sessions resume where they stopped; MODULES picks targets of
+# mutation.toml (default: all), MUTATION_FLAGS=--retest-survivors tests survivors again.
+# The report: build/mutation/report.md; the last recorded score: docs/mutation.md.
+MODULES ?=
+MUTATION_SIZES ?= 2 3
+MUTATION_FLAGS ?=
+
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet 'cosmic-ray>=8.3,<9'
+	@touch $@
+
+mutation: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py run $(MODULES) --sizes "$(MUTATION_SIZES)" $(MUTATION_FLAGS)
+
+mutation-report: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py report
 
 clean:
 	rm -rf $(VENV) build runs *.egg-info

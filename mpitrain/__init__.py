@@ -18,7 +18,7 @@ Importing mpitrain does not start MPI; ``world()`` (or the first collective) doe
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from typing import Any
 

@@ -11,7 +11,8 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from . import __version__, collectives, explain, flags, models, rundir
+from . import collectives, explain, flags, models, rundir
+from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from . import __version__, models, optim, rundir
+from . import models, optim, rundir
+from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
 from .algorithms.config import LR, Loop, OptionError, as_loop, check_training
 from .comm import as_comm

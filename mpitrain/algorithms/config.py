@@ -202,17 +202,18 @@ class Settings:
         self.reduce()
 
     def loop(self, algorithm: str) -> Loop:
-        """The loop options of ``algorithm`` (a name in ``LOOPS``) from these settings."""
+        """The loop options of ``algorithm`` (a name in ``LOOPS``) from these settings.
+
+        One Settings may serve several algorithms: each takes the fields it uses (gd ignores
+        batch_size; only local-sgd reads sync_every and local_state). OptionError if a field it
+        needs is missing.
+        """
         if algorithm not in LOOPS:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
-            if self.batch_size is not None:
-                raise OptionError(f"batch_size={self.batch_size} has no effect with gd (full batch); use sgd")
             return GD()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
-        if algorithm != "local-sgd" and self.sync_every is not None:
-            raise OptionError(f"sync_every applies to local-sgd, not {algorithm}")
         if algorithm == "sgd":
             return SGD(self.batch_size)
         if algorithm == "one-shot":

@@ -54,6 +54,8 @@ class LocalAveraging:
         self.buf = self.layout.empty(self.theta.dtype)
         self.views = self.layout.views(self.buf)
         self.vote = np.empty(1)
+        # Kept per rank, optimizer state differs between ranks even right after an averaging.
+        self.per_rank_state = self.local_state == "keep" and optim.flatten(self.opt_state, counts=False).size > 0
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
         """A local step; at a sync point, one reduction averages the models (n_k/N weights)."""
