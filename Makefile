@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= mpich,test
+EXTRAS ?= mpich,test,progress
 MPIEXEC ?= $(BIN)/mpiexec
 MPI_SIZES ?= 1 2 3 4 5
 TIMEOUT ?= 900

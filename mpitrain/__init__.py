@@ -28,7 +28,7 @@ from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, Re
 from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
-from .models import MLP, LinearRegression, LogisticRegression, Model, SoftmaxRegression  # noqa: E402
+from .models import MLP, LinearModel, LogisticModel, Model, SoftmaxModel  # noqa: E402
 from .models import create as create_model  # noqa: E402
 from .models import load as load_model  # noqa: E402
 from .models import register as register_model  # noqa: E402
@@ -36,9 +36,9 @@ from .params import Layout  # noqa: E402
 from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "JobError", "Layout", "LinearRegression", "LocalSGD",
-    "LogisticRegression", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
-    "SoftmaxRegression", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "JobError", "Layout", "LinearModel", "LocalSGD",
+    "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
+    "SoftmaxModel", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
     "predict", "register_model", "split", "standardize", "train", "world",
 ]
 

@@ -2,7 +2,7 @@
 
 Each module named in ``mutation.toml`` gets its own cosmic-ray session whose test command runs
 that module's serial tests, then its MPI tests at every size of ``--sizes``, stopping at the
-first failure. Mutants are applied to a copy of the work tree (``build/mutation/tree``), never
+first failure. Mutants are applied to a copy of the work tree (``build/mutation/trees/MODULE``), never
 to the sources you edit, and sessions persist, so an interrupted run resumes where it stopped.
 
     python scripts/mutation.py run [MODULE ...] [--sizes "2 3"] [--retest-survivors]
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
@@ -78,9 +79,14 @@ def run_tests(module: str, sizes: list[int]) -> int:
 # -- run: copy the tree, make or resume one session per module, execute --------------------------
 
 
-def copy_tree() -> Path:
-    """A fresh copy of the tracked and untracked, not ignored, files of the work tree."""
-    tree = WORK / "tree"
+def tree_of(module: str) -> Path:
+    """Where ``module``'s mutants are applied: a copy of the work tree of its own."""
+    return WORK / "trees" / session_name(module)
+
+
+def copy_tree(module: str) -> Path:
+    """A fresh copy, for ``module``, of the tracked and untracked, not ignored, files of the work tree."""
+    tree = tree_of(module)
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                             capture_output=True).stdout.decode().split("\0")
     if tree.exists():
@@ -98,8 +104,7 @@ def cosmic_config(module: str, target: dict, sizes: list[int], operators: list[s
     from cosmic_ray.plugins import operator_names
 
     excluded = sorted(name for name in operator_names() if name not in set(operators))
-    test = [sys.executable, str(WORK / "tree" / "scripts" / "mutation.py"), "test", module,
-            "--sizes", ",".join(map(str, sizes))]
+    test = [sys.executable, "scripts/mutation.py", "test", module, "--sizes", ",".join(map(str, sizes))]  # in the copy
     lines = [
         "[cosmic-ray]",
         f'module-path = "mpitrain/{module}"',
@@ -120,11 +125,11 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
     sessions.mkdir(parents=True, exist_ok=True)
     name = session_name(module)
     config, db, stamp = sessions / f"{name}.toml", sessions / f"{name}.sqlite", sessions / f"{name}.stamp"
-    text = cosmic_config(module, target, sizes, operators)
-    digest = hashlib.sha256((tree / "mpitrain" / module).read_bytes() + text.encode()).hexdigest()
+    config.write_text(cosmic_config(module, target, sizes, operators))
+    what = [sizes, sorted(operators), target["timeout"]]
+    digest = hashlib.sha256((tree / "mpitrain" / module).read_bytes() + json.dumps(what).encode()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
         return config
-    config.write_text(text)
     db.unlink(missing_ok=True)
     subprocess.run([bin_path("cosmic-ray"), "init", str(config), str(db)], cwd=tree, check=True)
     subprocess.run([bin_path("cr-filter-operators"), str(db), str(config)], cwd=tree, check=True)
@@ -132,9 +137,18 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
     return config
 
 
-def matches(entry: dict, module: str, operator: str, line: str) -> bool:
-    """Whether an [[equivalent]] entry of mutation.toml covers this mutant."""
-    return entry["module"] == module and entry["line"] == line and entry.get("operator", "*") in ("*", operator)
+def matches(entry: dict, module: str, operator: str, line: str, diff: Optional[str] = None) -> bool:
+    """Whether an [[equivalent]] entry of mutation.toml covers this mutant.
+
+    An entry names the module, the source line and the operator ("*": any); with ``mutated`` it
+    covers only the mutant whose changed line reads so (known once the mutant has run).
+    """
+    if entry["module"] != module or entry["line"] != line or entry.get("operator", "*") not in ("*", operator):
+        return False
+    if "mutated" not in entry:
+        return True
+    changed = [row[1:].strip() for row in (diff or "").splitlines() if row.startswith("+") and not row.startswith("+++")]
+    return entry["mutated"] in changed
 
 
 def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> int:
@@ -184,7 +198,7 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
     if os.sep in launcher and not os.path.isabs(launcher):  # the Makefile's .venv/bin/mpiexec, from the copy
         os.environ["MPIEXEC"] = str(ROOT / launcher)
     for module in modules:
-        tree = copy_tree()  # afresh for each module: tests added meanwhile take part
+        tree = copy_tree(module)  # afresh for each module: tests added meanwhile take part
         cr_config = prepare_session(module, config["targets"][module], sizes, config["operators"]["keep"], tree)
         db = cr_config.with_suffix(".sqlite")
         if retest:
@@ -206,9 +220,13 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def mutant_line(tree: Path, module_path: str, start: tuple[int, int]) -> str:
-    """The stripped source line where a mutant starts."""
-    lines = (tree / module_path).read_text().splitlines()
+def mutant_line(tree: Path, module_path: str, start: tuple[int, int], diff: Optional[str] = None) -> str:
+    """The stripped source line where a mutant starts: from its diff once it has run, else from the source."""
+    removed = [row[1:].strip() for row in (diff or "").splitlines() if row.startswith("-") and not row.startswith("---")]
+    if removed:
+        return removed[0]
+    source = tree / module_path if (tree / module_path).exists() else ROOT / module_path
+    lines = source.read_text().splitlines()
     return lines[start[0] - 1].strip() if 0 < start[0] <= len(lines) else ""
 
 
@@ -218,8 +236,9 @@ def collect(config: dict) -> dict:
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     entries = config.get("equivalent", [])
-    tree, out = WORK / "tree", {}
+    out = {}
     for module in config["targets"]:
+        tree = tree_of(module)
         db = WORK / "sessions" / f"{session_name(module)}.sqlite"
         if not db.exists():
             continue
@@ -232,10 +251,12 @@ def collect(config: dict) -> dict:
                 if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED and result.output != "equivalent":
                     continue  # an operator mutation.toml leaves out
                 mutation = item.mutations[0]
-                line = mutant_line(tree, str(mutation.module_path), mutation.start_pos)
+                diff = result.diff if result is not None else None
+                line = mutant_line(tree, str(mutation.module_path), mutation.start_pos, diff)
                 where = {"line_no": mutation.start_pos[0], "operator": mutation.operator_name,
                          "occurrence": mutation.occurrence, "line": line}
-                reason = next((e["reason"] for e in entries if matches(e, module, mutation.operator_name, line)), None)
+                reason = next((e["reason"] for e in entries if matches(e, module, mutation.operator_name, line, diff)),
+                              None)
                 if result is not None and result.test_outcome != TestOutcome.KILLED and reason is not None:
                     counts["equivalent"] += 1
                     equivalents.append({**where, "reason": reason})
@@ -278,7 +299,7 @@ def write_report(config: dict) -> Path:
     text += ["", "## Equivalent", ""]
     for module, d in data.items():
         for s in d["equivalents"]:
-            text.append(f"- `{module}:{s['line_no']}` {s['operator']}: {s['reason']}")
+            text.append(f"- `{module}:{s['line_no']}` {s['operator']} on `{s['line']}`: {s['reason']}")
     path = WORK / "report.md"
     path.write_text("\n".join(text) + "\n")
     print("\n".join(rows))
