@@ -19,8 +19,8 @@ import numpy as np
 from . import _mpi, costmodel, models, optim
 from .collectives import auto
 
-COLUMNS = ("ranks", "rows per rank", "compute ms", "allreduce ms", "step ms", "samples/s", "speed-up", "efficiency",
-           "auto picks")
+COLUMNS = ("ranks", "rows per rank", "compute ms", "allreduce ms", "auto picks", "step ms", "samples/s", "speed-up",
+           "efficiency")
 
 
 def add_parser(subparsers: Any, parser_class: Any) -> argparse.ArgumentParser:
@@ -122,10 +122,10 @@ def run(args: argparse.Namespace) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
     for r in rows:
         cells = [f"{r['ranks']}", f"{r['rows per rank']}", f"{r['compute ms']:.3f}", f"{r['allreduce ms']:.3f}",
+                 r["auto picks"],
                  f"{r['step ms']:.3f}", f"{r['samples/s']:,.0f}",
                  "-" if r["speed-up"] is None else f"{r['speed-up']:.2f}",
-                 "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}" + ("*" if r["efficiency"] > 1 else ""),
-                 r["auto picks"]]
+                 "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}" + ("*" if r["efficiency"] > 1 else "")]
         lines.append("| " + " | ".join(cells) + " |")
     above = [r for r in rows if r["efficiency"] is not None and r["efficiency"] > 1]
     if above:
