@@ -70,3 +70,20 @@ def test_explain_times_with_one_blas_thread_until_stable(monkeypatch):
     times = iter([1.0, 2.0, 1.5, 1.52, 9.0])
     monkeypatch.setattr(explain, "_compute_once", lambda model, rows, seed: next(times))
     assert explain.compute_seconds(None, 10) == 1.5  # 1.0 -> 2.0 -> 1.5 -> 1.52: the first pair within 5%
+
+
+def test_the_allreduce_chart_gives_every_method_its_own_colour(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from mpitrain.bench import allreduce
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    names = ["mpi", "auto", "native", "ring", "recursive_doubling", "rabenseifner", "tree", "ordered", "deterministic",
+             "fp16", "bf16", "pickle"]
+    report = {"bytes": [8, 64], "ranks": 2, "dtype": "float64", "environment": {"thread_level": "serialized"},
+              "methods": {n: {"latency_us": [1.0 + i, 2.0 + i]} for i, n in enumerate(names)}}
+    allreduce._plot(report, str(tmp_path / "a.png"))
+    colours = [line.get_color() for line in kept[0].axes[0].get_lines()]
+    assert len(colours) == len(names) and len(set(map(str, colours))) == len(names)
