@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import NoReturn, Optional, Sequence
 
-from . import explain, flags, models, rundir
+from . import configfile, explain, flags, models, rundir
 from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
@@ -106,7 +106,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     defaults = flags.resolve(args, comm, data)
     flags.check(args.train_parser, args)
     if args.print_config:
-        say(comm, flags.to_toml(flags.effective_config(args, args.train_parser)).rstrip())
+        say(comm, configfile.to_toml(configfile.effective_config(args, args.train_parser)).rstrip())
         return 0
     if defaults:
         say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
@@ -166,7 +166,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
                     "data_schema": {**schema.describe(), "notes": list(data.notes)},
-                    "config": flags.effective_config(args, args.train_parser),
+                    "config": configfile.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                                     "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
@@ -228,7 +228,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                      for i, w in enumerate(words) if w == "--config" or w.startswith("--config=")), None)
         if path is not None:
             try:
-                words = ["train", *flags.read_config(path, parser.get_default("train_parser"),
+                words = ["train", *configfile.read_config(path, parser.get_default("train_parser"),
                                                      words[1:]), *words[1:]]
             except UsageError as exc:
                 if launcher_rank() == 0:
