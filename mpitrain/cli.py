@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import NoReturn, Optional, Sequence
 
-from . import doctor, explain, flags, models, rundir
+from . import collectives, configfile, doctor, explain, flags, models, rundir
 from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
@@ -107,7 +107,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     defaults = flags.resolve(args, comm, data)
     flags.check(args.train_parser, args)
     if args.print_config:
-        say(comm, flags.to_toml(flags.effective_config(args, args.train_parser)).rstrip())
+        say(comm, configfile.to_toml(configfile.effective_config(args, args.train_parser)).rstrip())
         return 0
     if defaults:
         say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
@@ -169,7 +169,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
                     "data_schema": {**schema.describe(), "notes": list(data.notes)},
-                    "config": flags.effective_config(args, args.train_parser),
+                    "config": configfile.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                                     "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
@@ -233,7 +233,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                      for i, w in enumerate(words) if w == "--config" or w.startswith("--config=")), None)
         if path is not None:
             try:
-                words = ["train", *flags.read_config(path, parser.get_default("train_parser"),
+                words = ["train", *configfile.read_config(path, parser.get_default("train_parser"),
                                                      words[1:]), *words[1:]]
             except UsageError as exc:
                 if launcher_rank() == 0:
@@ -264,8 +264,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "bench":
         return bench_allreduce.run(args)
     info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
-    say(comm, json.dumps({k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()},
-                         indent=2))  # Open MPI's version string ends in a NUL
+    info = {k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()}  # Open MPI's NUL
+    say(comm, json.dumps({**info, **collectives.auto.describe(comm)}, indent=2))
     return 0
 
 

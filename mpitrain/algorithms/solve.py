@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 import numpy as np
 
 from .. import optim
+from ..comm import as_comm
 from ..data import Dataset
 from ..models import Model
 from ..timeline import Timeline
@@ -102,6 +103,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
 
     The start is ``theta``, or ``model.init(seed)`` from rank 0, or ``state`` when resuming.
     """
+    comm = as_comm(comm)
     steps = (1 if isinstance(options, Normal) else DEFAULT_STEPS) if steps is None else steps
     _positive_int("steps", steps)
     _non_negative("l2", l2)
