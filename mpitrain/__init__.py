@@ -18,6 +18,9 @@ Classifiers on real data, with an optimizer (see the README, section Python)::
 """
 from __future__ import annotations
 
+from .guard import guard_signals  # first: the command line catches stop signals before MPI starts
+
+guard_signals()
 __version__ = "0.1.0"
 
 from .algorithms import ALGORITHMS, Result, Settings, evaluate, fit  # noqa: E402

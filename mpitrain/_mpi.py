@@ -11,4 +11,9 @@ mpi4py.rc.thread_level = "serialized"
 
 from mpi4py import MPI  # noqa: E402
 
+from .guard import guard_signals  # noqa: E402
+
+if guard_signals() is not None:  # the command line: MPI's initialisation installed a SIGUSR1 handler
+    guard_signals().catch()
+
 __all__ = ["MPI"]

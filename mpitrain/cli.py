@@ -19,7 +19,7 @@ from .algorithms.base import LOCAL_STATES
 from .comm import Comm, world
 from .data import BUILTIN, Dataset, as_dtype, load, n_classes, split, standardize
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
+from .guard import EXIT_RESUMABLE, Watchdog, blas_threads, guard_signals, limit_blas_threads, startup_warnings
 from .inference import predict
 from .plot import plot
 from .outputs import MetricsLog, check_distinct, spec_files, write_json, write_npy, write_npz
@@ -314,7 +314,13 @@ def progress_bar(args: argparse.Namespace, comm: Comm, steps: int, batch: int): 
 
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
-    """The train subcommand: rank 0 claims --out for this run (see mpitrain.rundir) while it runs."""
+    """The train subcommand: rank 0 claims --out for this run (see mpitrain.rundir) while it runs.
+
+    The watchdog guards start-up (claiming --out, loading, preparing, resuming) as it guards a step.
+    """
+    startup = Watchdog(args.watchdog_seconds, comm.rank, lambda: comm.busy) if args.watchdog_seconds > 0 else None
+    if startup is not None:
+        startup.arm("start-up (claiming --out, loading and preparing the data, resuming)")
     with comm.together():
         outputs = {f"--out's {name}": os.path.join(args.out, name) for name in ("model.npz", "metrics.jsonl",
                                                                               "summary.json", rundir.RUN_FILE)}
@@ -322,17 +328,21 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                   for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
         check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
         run_dir = rundir.claim(args.out, args.resume, args.overwrite) if comm.rank == 0 else None
+    if run_dir is not None and guard_signals() is not None:
+        guard_signals().cleanups.append(run_dir.release)  # a stop during start-up leaves no lock behind
     try:
         for note in run_dir.notes if run_dir is not None else []:
             say(comm, f"mpitrain: {note}", sys.stderr)
-        return train_in(args, comm, run_dir.run_id if run_dir is not None else None)
+        return train_in(args, comm, run_dir.run_id if run_dir is not None else None, startup)
     finally:
+        if startup is not None:
+            startup.stop()
         if run_dir is not None:
             run_dir.release()
 
 
-def train_in(args: argparse.Namespace, comm: Comm, run_id: Optional[str]) -> int:
-    """Train into the claimed --out (``run_id`` on rank 0, None elsewhere)."""
+def train_in(args: argparse.Namespace, comm: Comm, run_id: Optional[str], startup: Optional[Watchdog]) -> int:
+    """Train into the claimed --out (``run_id`` on rank 0, None elsewhere); ``startup`` stops when training starts."""
     t0 = time.perf_counter()
     for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
@@ -384,6 +394,8 @@ def train_in(args: argparse.Namespace, comm: Comm, run_id: Optional[str]) -> int
             for note in notes:
                 say(comm, f"mpitrain: {note}", sys.stderr)
         timeline = Timeline(record=bool(args.trace))
+        if startup is not None:
+            startup.stop()  # the supervisor's watchdog guards each step from here
         result = fit(model, data, comm, args.algorithm, settings, log=log, state=state, hooks=supervisor,
                      timeline=timeline)
     finally:
@@ -480,6 +492,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     comm = world()
+    guard = guard_signals()
+    if guard is not None:
+        guard.rank = comm.rank
+        if args.command != "train":  # only training stops gracefully; the rest end as usual
+            guard.restore()
     if args.command in ("train", "predict"):
         limit_blas_threads(comm.ranks_on_node())
     if args.command == "train":

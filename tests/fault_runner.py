@@ -1,22 +1,24 @@
 """Runs `python -m mpitrain` with one fault injected, for the fault-handling tests.
 
-usage: fault_runner.py KIND RANK STEP -- ARGS...   (KIND: raise, hang, signal, pidfile, missing-data, full-disk)
+usage: fault_runner.py KIND RANK STEP -- ARGS...
+(KIND: raise, hang, signal, pidfile, missing-data, full-disk, stop-loading)
 
 The fault happens on rank RANK when it begins step STEP (counted from 0): raise an exception,
 hang (sleep), send itself SIGUSR1, or write its pid to $FAULT_PIDFILE and then slow down so the
 test can kill it. missing-data gives rank RANK a --data path that does not exist. full-disk
 points every open file descriptor of metrics.jsonl at /dev/full, so the next write fails with
-ENOSPC as on a full disk.
+ENOSPC as on a full disk. stop-loading makes rank RANK stop itself with SIGSTOP as it starts
+loading --data.
 """
 import os
 import signal
 import sys
 import time
 
-from mpi4py import MPI
-
-import mpitrain.cli
-from mpitrain.supervisor import Supervisor
+sys.argv[0] = "mpitrain"  # run as the `mpitrain` script does: stop signals are caught before MPI starts
+import mpitrain.cli  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+from mpitrain.supervisor import Supervisor  # noqa: E402
 
 kind, rank, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 argv = sys.argv[sys.argv.index("--") + 1 :]
@@ -31,8 +33,10 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
             raise RuntimeError(f"injected fault at step {current}")
         if kind == "hang":
             time.sleep(3600)
-        if kind == "signal":
-            os.kill(os.getpid(), signal.SIGUSR1)
+        if kind == "signal":  # $FAULT_SIGNALS: the signals to send, e.g. TERM,INT (default USR1)
+            for name in os.environ.get("FAULT_SIGNALS", "USR1").split(","):
+                os.kill(os.getpid(), getattr(signal, "SIG" + name))
+                time.sleep(0.02)
         if kind == "pidfile":
             with open(os.environ["FAULT_PIDFILE"], "w") as f:
                 f.write(str(os.getpid()))
@@ -50,6 +54,14 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
 
 
 Supervisor.begin_step = faulty_begin_step
+if kind == "stop-loading" and me == rank:  # this rank stops itself (SIGSTOP) as it starts loading --data
+    real_load = mpitrain.cli.load
+
+    def stopped_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return real_load(*args, **kwargs)
+
+    mpitrain.cli.load = stopped_load
 if kind == "missing-data" and me == rank:
     argv[argv.index("--data") + 1] = "/nonexistent/rank-data.csv"
 sys.exit(mpitrain.cli.main(argv))

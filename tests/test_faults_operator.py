@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -124,3 +125,88 @@ def test_outputs_never_overwrite_inputs_or_the_model(tmp_path):
     assert "is the same file as --data" in data.stderr and "is the same file as --model" in predict.stderr
     assert bits(out / "model.npz") == model and csv.read_text().startswith("a,b,y\n")
     assert not (tmp_path / "S").exists()  # refused before anything was written
+
+
+def wait_for(path, job, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not path.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_stop_signal_before_mpi_starts_exits_resumably(tmp_path):
+    # The signal arrives while the command imports mpi4py.MPI, the import that initialises MPI.
+    code = ("import os, runpy, signal, sys\n"
+            "class SignalAtMPIInit:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'mpi4py.MPI':\n"
+            "            os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "sys.meta_path.insert(0, SignalAtMPIInit())\n"
+            "sys.argv = ['mpitrain', *sys.argv[1:]]\n"
+            "runpy.run_module('mpitrain', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code, *SGD, "--steps", "10", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **ENV})
+    assert done.returncode == 75, done.stderr
+    assert done.stderr.count("stopped by SIGUSR1 during start-up: nothing was trained yet; the same command "
+                             "with --resume auto starts it") == 1
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGUSR1], [signal.SIGTERM, signal.SIGINT]])
+def test_stop_signals_while_loading_exit_75_saying_nothing_was_trained(tmp_path, signals):
+    fifo = tmp_path / "blocked.csv"
+    os.mkfifo(fifo)  # opening it blocks until a writer comes: loading never ends by itself
+    out = tmp_path / "R"
+    job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2)
+    try:
+        wait_for(out / "run.json", job)
+        time.sleep(0.5)  # the ranks are opening --data
+        for sig in signals:
+            job.send_signal(sig)
+            time.sleep(0.02)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    err = job.stderr.read()
+    assert job.returncode == 75, err
+    assert err.count(f"stopped by {signals[0].name} during start-up: nothing was trained yet") == 1
+    assert "Traceback" not in err and not (out / "mpitrain.lock").exists() and not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("fault", [None, ["stop-loading", "1", "0"]])
+def test_the_watchdog_guards_start_up(tmp_path, fault):
+    data = "synthetic:regression,n=300,d=4"
+    if fault is None:  # every rank blocks opening a FIFO
+        data = str(tmp_path / "blocked.csv")
+        os.mkfifo(data)
+    done = run(*SGD[:7], "--data", data, *SGD[9:], "--steps", "10", "--watchdog-seconds", "2",
+               "--out", str(tmp_path / "R"), ranks=2, fault=fault, timeout=60)
+    assert done.returncode == 4, done.stderr
+    assert "start-up (claiming --out, loading and preparing the data, resuming) has taken more than 2s" in done.stderr
+    assert not (tmp_path / "R" / "mpitrain.lock").exists()
+
+
+@pytest.mark.parametrize("signals, status", [("INT", 75), ("TERM,INT", 75), ("INT,INT", 130)])
+def test_ctrl_c_once_stops_gracefully_and_twice_aborts(tmp_path, signals, status):
+    done = run(*SGD, "--steps", "300", "--checkpoint-every", "100", "--out", str(tmp_path), ranks=2,
+               fault=["signal", "0", "150"], env={"FAULT_SIGNALS": signals}, timeout=60)
+    assert done.returncode == status, done.stderr
+    assert checkpoints(tmp_path) == ([100, 151] if status == 75 else [100])
+    if status == 130:
+        assert done.stderr.count("interrupted twice (SIGINT): aborting at once, without a checkpoint") == 1
+
+
+def test_ctrl_c_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
+    job = start(*SGD, "--steps", "1000000", "--out", str(tmp_path), ranks=2)
+    try:
+        metrics, deadline = tmp_path / "metrics.jsonl", time.monotonic() + 60
+        while not (metrics.exists() and metrics.stat().st_size) and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # an epoch has been logged: training is under way
+        job.send_signal(signal.SIGINT)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 75, job.stderr.read()
+    assert (tmp_path / "checkpoints" / "latest").exists()
