@@ -6,35 +6,51 @@ Five lines from Python, under ``mpiexec -n N python script.py``::
     comm = mt.world()                                        # private duplicate of COMM_WORLD
     data = mt.load("synthetic:regression", comm)             # this rank's block of rows
     model = mt.create_model("linear", data.n_features)
-    result = mt.fit(model, data, comm, "gd", mt.Settings(steps=200, lr=0.5))
+    result = mt.fit(model, data, comm, mt.GD(), steps=200, lr=0.5)
     loss, rmse = mt.evaluate(model, result.theta, data, comm)
 
-Classifiers on real data, with an optimizer (see the README, section Python)::
+A whole run with outputs, checkpoints and resume (see the README, section Python)::
 
-    train, test = mt.split(mt.load("digits", comm), comm, 0.25)   # stratified, deterministic
-    mt.standardize(train, comm, test)                             # global mean and variance
-    model = mt.create_model("mlp", train.n_features, hidden=(64,), n_classes=mt.n_classes(train, comm))
-    result = mt.fit(model, train, comm, "sgd", mt.Settings(steps=1200, lr=0.003, batch_size=32, optimizer="adam"))
+    run = mt.train(model, data, comm, mt.SGD(batch_size=64), steps=2000, lr=0.1, optimizer="adam",
+                   out="runs/a", checkpoint_every=200, resume="auto")
+
+Importing mpitrain does not start MPI; ``world()`` (or the first collective) does.
 """
 from __future__ import annotations
 
-from .guard import guard_signals  # first: the command line catches stop signals before MPI starts
+from .guard import guard_signals  # first: the command line catches stop signals before any thread starts
 
 guard_signals()
-__version__ = "0.1.0"
 
-from .algorithms import ALGORITHMS, Result, Settings, evaluate, fit  # noqa: E402
-from .comm import Comm, world  # noqa: E402
+from ._version import __version__  # noqa: E402
+
+from typing import Any
+
 from . import optim  # noqa: E402
+from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, Reduce, Result,  # noqa: E402
+                         Settings, evaluate, fit)
 from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
-from .models import MLP, LinearRegression, LogisticRegression, SoftmaxRegression  # noqa: E402
+from .models import MLP, LinearModel, LogisticModel, Model, SoftmaxModel  # noqa: E402
 from .models import create as create_model  # noqa: E402
 from .models import load as load_model  # noqa: E402
+from .models import register as register_model  # noqa: E402
+from .params import Layout  # noqa: E402
+from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "JobError", "LinearRegression", "LogisticRegression", "Result",
-    "Settings", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "predict", "world",
-    "MLP", "SoftmaxRegression", "n_classes", "optim", "split", "standardize",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "JobError", "Layout", "LinearModel", "LocalSGD",
+    "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
+    "SoftmaxModel", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
+    "predict", "register_model", "split", "standardize", "train", "world",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Comm`` and ``world`` import mpi4py, which starts MPI: only when first asked for."""
+    if name in ("Comm", "world"):
+        from . import comm
+
+        return getattr(comm, name)
+    raise AttributeError(f"module 'mpitrain' has no attribute {name!r}")

@@ -186,7 +186,11 @@ class Watchdog:
         self._thread.start()
 
     def arm(self, step: int | str) -> None:
-        """Start the clock for ``step`` (a step number, or a phase such as "start-up: loading --data")."""
+        """Start the clock for ``step`` (a step number, or a phase such as "start-up"); the start-up watchdog stops."""
+        global _start_up
+        if _start_up is not None and _start_up is not self:
+            _start_up.stop()
+            _start_up = None
         now = time.monotonic()
         with self._lock:
             self.step, self._deadline = step, now + self.seconds
@@ -233,6 +237,21 @@ class Watchdog:
         if _guard is not None:
             _guard.run_cleanups()
         os._exit(EXIT_WATCHDOG)
+
+
+_start_up: Optional[Watchdog] = None
+START_UP = "start-up (loading and preparing the data, claiming --out, reading a checkpoint)"
+
+
+def start_up_watchdog(seconds: float, rank: int, in_collective: Callable[[], bool]) -> None:
+    """Guard start-up with a watchdog of ``seconds`` (0: stop it) until another watchdog arms a step."""
+    global _start_up
+    if _start_up is not None:
+        _start_up.stop()
+        _start_up = None
+    if seconds > 0:
+        _start_up = Watchdog(seconds, rank, in_collective)
+        _start_up.arm(START_UP)
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")

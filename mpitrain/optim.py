@@ -55,9 +55,17 @@ class AdamState(NamedTuple):
     nu: np.ndarray
 
 
+_IDENTITY = GradientTransformation(lambda params: EmptyState(), lambda grad, state, params: (grad, state))
+
+
 def identity() -> GradientTransformation:
     """The gradient itself is the direction (plain SGD)."""
-    return GradientTransformation(lambda params: EmptyState(), lambda grad, state, params: (grad, state))
+    return _IDENTITY
+
+
+def is_identity(rule: GradientTransformation) -> bool:
+    """True for plain SGD, whose step a training loop may fuse with the gradient scaling."""
+    return rule is _IDENTITY
 
 
 def clip_by_global_norm(max_norm: float) -> GradientTransformation:
@@ -175,73 +183,56 @@ def apply(params: np.ndarray, direction: np.ndarray, lr: float, scratch: Optiona
         params -= scratch
 
 
-def state_arrays(state: State) -> list[np.ndarray]:
-    """The float arrays in ``state``, in a fixed order (counts are left out)."""
-    if isinstance(state, np.ndarray):
-        return [state]
-    if isinstance(state, tuple):
-        return [a for s in state for a in state_arrays(s)]
-    return []
+def flatten(state: State, counts: bool = True) -> np.ndarray:
+    """Every leaf of ``state`` in one vector, in a fixed order.
 
-
-def map_arrays(fn: Callable[[np.ndarray], np.ndarray], state: State) -> State:
-    """A new state with ``fn`` applied to each float array, in the order of ``state_arrays``."""
-    if isinstance(state, np.ndarray):
-        return fn(state)
-    if isinstance(state, tuple):
-        parts = [map_arrays(fn, s) for s in state]
-        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
-    return state
-
-
-def unflatten_arrays(state: State, flat: np.ndarray) -> State:
-    """A new state whose float arrays are copied, in order, from consecutive slices of ``flat``."""
-    position = 0
-
-    def take(a: np.ndarray) -> np.ndarray:
-        nonlocal position
-        out = flat[position : position + a.size].reshape(a.shape).copy()
-        position += a.size
-        return out
-
-    return map_arrays(take, state)
-
-
-def state_vector(state: State) -> np.ndarray:
-    """Every leaf of ``state`` (arrays and step counts) in one float64 vector, for checkpoints."""
+    counts=True: arrays and step counts, as float64 (for checkpoints); counts=False: the arrays
+    alone, in their own dtype (what local SGD averages; a step count is the same on every rank).
+    """
     leaves: list[np.ndarray] = []
-    map_leaves(lambda leaf: leaves.append(np.ravel(np.asarray(leaf, dtype=np.float64))) or leaf, state)
+
+    def take(leaf: Any) -> Any:
+        if counts:
+            leaves.append(np.ravel(np.asarray(leaf, dtype=np.float64)))
+        elif isinstance(leaf, np.ndarray):
+            leaves.append(np.ravel(leaf))
+        return leaf
+
+    _map_leaves(take, state)
     return np.concatenate(leaves) if leaves else np.empty(0)
 
 
-def restore(template: State, saved: Any) -> State:
-    """``saved`` as a state shaped like ``template``: None gives the template, a vector from
-    ``state_vector`` is unpacked into its leaves, a state is returned as it is."""
-    if saved is None:
+def unflatten(template: State, flat: Optional[np.ndarray], counts: bool = True) -> State:
+    """The inverse of ``flatten``: a new state shaped like ``template`` with its leaves from ``flat``.
+
+    ``flat`` None gives ``template`` itself; ValueError if its length does not fit the template.
+    """
+    if flat is None:
         return template
-    if not isinstance(saved, np.ndarray):
-        return saved
-    if saved.size != state_vector(template).size:
-        raise ValueError(f"the saved optimizer state has {saved.size} numbers; this optimizer needs "
-                         f"{state_vector(template).size}: resume with the same --optimizer")
+    need = flatten(template, counts).size
+    if flat.size != need:
+        raise ValueError(f"the saved optimizer state has {flat.size} numbers; this optimizer needs {need}: "
+                         "resume with the same optimizer")
     position = 0
 
     def take(leaf: Any) -> Any:
         nonlocal position
         if isinstance(leaf, np.ndarray):
-            out = saved[position : position + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+            out = flat[position : position + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
             position += leaf.size
             return out
+        if not counts:
+            return leaf
         position += 1
-        return type(leaf)(saved[position - 1])
+        return type(leaf)(flat[position - 1])
 
-    return map_leaves(take, template)
+    return _map_leaves(take, template)
 
 
-def map_leaves(fn: Callable[[Any], Any], state: State) -> State:
+def _map_leaves(fn: Callable[[Any], Any], state: State) -> State:
     """A new state with ``fn`` applied to every leaf: arrays and numbers such as step counts."""
     if isinstance(state, tuple):
-        parts = [map_leaves(fn, s) for s in state]
+        parts = [_map_leaves(fn, s) for s in state]
         return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
     return fn(state)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import numpy.typing  # noqa: F401 - np.typing in annotations
 
 Shape = tuple[int, ...]
 
@@ -41,9 +42,22 @@ class Layout:
         self.n_penalized = sum(self.offsets[k][1] - self.offsets[k][0] for k in weights)
         self._recent: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
-    def zeros(self) -> np.ndarray:
+    @classmethod
+    def record(cls, fields: Mapping[str, Shape]) -> "Layout":
+        """A layout of named fields with no weights: a step buffer or a checkpoint row.
+
+        >>> Layout.record({"grad": (4,), "loss": (), "vote": ()}).offsets["vote"]
+        (5, 6)
+        """
+        return cls({}, fields)
+
+    def zeros(self, dtype: np.typing.DTypeLike = np.float64) -> np.ndarray:
         """A new buffer of zeros, shape (size,)."""
-        return np.zeros(self.size)
+        return np.zeros(self.size, dtype=dtype)
+
+    def empty(self, dtype: np.typing.DTypeLike = np.float64) -> np.ndarray:
+        """A new uninitialised buffer, shape (size,)."""
+        return np.empty(self.size, dtype=dtype)
 
     def views(self, buf: np.ndarray) -> dict[str, np.ndarray]:
         """Named arrays that share memory with ``buf`` (shape (size,)); writing them writes ``buf``.

@@ -14,30 +14,29 @@ from . import checkpoint, optim, rundir
 from .algorithms import Hooks, State
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
+from .params import Layout
 
 if TYPE_CHECKING:
     from .comm import Comm
 
-_PERIOD = 3  # State.period entries stored after theta in each checkpoint row
-
-
 class Supervisor(Hooks):
     """Hooks for one run: checkpoints into ``folder`` every ``every`` steps (0: only on a stop).
 
-    ``meta`` describes the run (model, n_params, algorithm, settings) and is stored in each
-    manifest; a resumed run must match its model, parameter count, algorithm and optimizer.
+    ``meta`` describes the run (its run id, model, shapes, data fingerprint, algorithm and settings;
+    see ``rundir.check_resume``) and is stored in each manifest; a resumed run must match it.
     ``weight`` is this rank's share n_k/N of the data, used to average local models when a run
     saved between averagings resumes on another number of ranks. ``progress`` (a tqdm bar or
-    None) advances by one step's samples at every step.
+    None) advances by ``samples_per_step`` at every step.
     """
 
     listens = True
 
-    def __init__(self, comm: "Comm", folder: str, every: int, keep: int, meta: dict, weight: float,
-                 metrics: Optional[MetricsLog], watchdog_seconds: float = 0.0, progress: Any = None) -> None:
+    def __init__(self, comm: "Comm", folder: str, meta: dict, *, every: int = 0, keep: int = 3, weight: float = 1.0,
+                 metrics: Optional[MetricsLog] = None, watchdog_seconds: float = 0.0, progress: Any = None,
+                 samples_per_step: int = 0) -> None:
         self.comm, self.folder, self.every, self.keep, self.meta = comm, folder, every, keep, meta
         self.metrics, self.progress, self.weight = metrics, progress, weight
-        self.samples_per_step = int(meta["settings"].get("batch_size") or meta["n_samples"])
+        self.samples_per_step = samples_per_step
         self.stop = StopRequest().install()
         self.watchdog = Watchdog(watchdog_seconds, comm.rank, lambda: comm.busy) if watchdog_seconds > 0 else None
         self.last_saved = 0
@@ -63,20 +62,26 @@ class Supervisor(Hooks):
         return self.every > 0 and steps_done - self.last_saved >= self.every
 
     def save(self, state: State, synced: bool) -> None:
-        """Collective: rank 0 writes the state (every rank's row if the ranks are not in sync).
+        """Collective: rank 0 writes the state (every rank's record if the ranks are not in sync).
 
-        A row is [theta | period (3) | optimizer state vector | compression residual (n_params, if
-        any) | this rank's weight n_k/N].
+        The record's fields (``record_layout``) are saved as named arrays with one row per rank
+        (one row in all when the ranks are in sync).
         """
-        residual = [] if state.residual is None else [state.residual]
-        row = np.concatenate([state.theta, state.period, optim.state_vector(state.opt_state), *residual,
-                              [self.weight]])[None]
+        opt = optim.flatten(state.opt_state)
+        layout = record_layout(state.theta.size, opt.size, state.residual is not None)
+        row = layout.empty()[None]
+        fields = layout.views(row[0])
+        fields["theta"][...], fields["period"][...], fields["opt_state"][...] = state.theta, state.period, opt
+        fields["weight"][...] = self.weight
+        if state.residual is not None:
+            fields["residual"][...] = state.residual
         rows = row if synced else self.comm.gather_rows(row)
         with self.comm.together():
             if self.comm.rank == 0:
                 lines = self.metrics.lines if self.metrics is not None else []
-                arrays = {"rows": rows, "metrics": np.array(lines, dtype=str)}
-                meta = {**self.meta, "world_size": self.comm.size, "synced": synced, "residual": bool(residual)}
+                arrays = {name: rows[:, a:b] for name, (a, b) in layout.offsets.items()}
+                arrays["metrics"] = np.array(lines, dtype=str)
+                meta = {**self.meta, "world_size": self.comm.size, "synced": synced}
                 self.saved_path = checkpoint.save(self.folder, state.step, arrays, meta, self.keep)
                 if self.metrics is not None:
                     self.metrics.close()
@@ -90,41 +95,55 @@ class Supervisor(Hooks):
         path of one checkpoint directory. Rank 0 reads and verifies it, then broadcasts it.
         """
         notes: list[str] = []
-        header = np.zeros(6, dtype=np.int64)  # found, step, world size when saved, rows, row length, residual
+        header = np.zeros(5, dtype=np.int64)  # found, step, world size when saved, rows, optimizer state length
         rows = np.empty((0, 0))
         with self.comm.together():
             if self.comm.rank == 0:
                 found, notes = self._read(how)
                 if found is not None:
                     rundir.check_resume(found.path, found.manifest, self.meta)
-                    rows = np.ascontiguousarray(found.arrays["rows"], dtype=np.float64)
-                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], *rows.shape,
-                                 found.manifest.get("residual", False))
+                    rows = self._rows(found, n_params)
+                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], rows.shape[0],
+                                 found.arrays["opt_state"].shape[1])
                     if self.metrics is not None:
                         self.metrics.lines = [str(line) for line in found.arrays["metrics"]]
                     notes.append(f"resuming from {found.path} (step {found.manifest['step']})")
         self.comm.Bcast(header)
         if not header[0]:
             return None, notes
-        _, step, saved_size, n_rows, row_length, has_residual = map(int, header)
-        rows = self.comm.Bcast(rows if self.comm.rank == 0 else np.empty((n_rows, row_length)))
+        _, step, saved_size, n_rows, n_opt = map(int, header)
+        layout = record_layout(n_params, n_opt, True)
+        rows = self.comm.Bcast(rows if self.comm.rank == 0 else layout.empty()[None].repeat(n_rows, 0))
         self.last_saved = step
+        has_residual = bool(np.isfinite(rows[:, layout.offsets["residual"][0]]).all())
         residual = None
         if n_rows == 1 and not has_residual:
             row = rows[0]
         elif saved_size == self.comm.size:
             row = rows[self.comm.rank]
-            residual = row[-1 - n_params : -1].copy() if has_residual else None
+            residual = layout.views(row)["residual"].copy() if has_residual else None
         elif has_residual:  # synchronous rows differ only in their residuals, which belong to the old ranks
             row = rows[0]
             notes.append(f"the checkpoint was written by {saved_size} ranks: compression residuals start at zero")
         else:  # saved between averagings on another number of ranks: start from the average
-            row = rows[:, -1] @ rows
-            row[n_params : n_params + _PERIOD] = 0
+            row = rows[:, layout.offsets["weight"][0]] @ rows
+            layout.views(row)["period"][...] = 0
             notes.append(f"the checkpoint holds {saved_size} local models; starting from their weighted average")
-        theta, period = row[:n_params].copy(), row[n_params : n_params + _PERIOD].copy()
-        opt = row[n_params + _PERIOD : -1 - (n_params if has_residual else 0)].copy()
-        return State(step, theta, period, opt, residual), notes
+        fields = layout.views(row)
+        return State(step, fields["theta"].copy(), fields["period"].copy(), fields["opt_state"].copy(), residual), notes
+
+    def _rows(self, found: checkpoint.Checkpoint, n_params: int) -> np.ndarray:
+        """The checkpoint's records as rows of ``record_layout(n_params, ., True)`` (NaN residual if none)."""
+        arrays = found.arrays
+        missing = [name for name in RECORD if name != "residual" and name not in arrays]
+        if missing:
+            raise checkpoint.CheckpointError(
+                f"{found.path} lacks {', '.join(missing)}: it was written by another version of mpitrain")
+        n = arrays["theta"].shape[0]
+        saved = arrays.get("residual")
+        residual = saved if saved is not None and saved.shape[1] else np.full((n, n_params), np.nan)
+        return np.ascontiguousarray(np.hstack([arrays["theta"], arrays["period"], arrays["opt_state"], residual,
+                                               arrays["weight"]]), dtype=np.float64)
 
     def _read(self, how: str) -> tuple[Optional[checkpoint.Checkpoint], list[str]]:
         if how != "auto":
@@ -133,3 +152,13 @@ class Supervisor(Hooks):
         if found is None:
             warnings.append(f"no checkpoint in {self.folder}: starting from the beginning")
         return found, warnings
+
+
+RECORD = ("theta", "period", "opt_state", "residual", "weight")
+
+
+def record_layout(n_params: int, n_opt: int, residual: bool) -> Layout:
+    """A checkpoint record: theta (n_params,), period (3,), the flat optimizer state (n_opt,), this
+    rank's compression residual (n_params,) if any, and its data share n_k/N."""
+    return Layout.record({"theta": (n_params,), "period": (3,), "opt_state": (n_opt,),
+                          "residual": (n_params if residual else 0,), "weight": ()})

@@ -182,7 +182,8 @@ def test_the_watchdog_guards_start_up(tmp_path, fault):
     done = run(*SGD[:7], "--data", data, *SGD[9:], "--steps", "10", "--watchdog-seconds", "2",
                "--out", str(tmp_path / "R"), ranks=2, fault=fault, timeout=60)
     assert done.returncode == 4, done.stderr
-    assert "start-up (claiming --out, loading and preparing the data, resuming) has taken more than 2s" in done.stderr
+    assert "start-up (loading and preparing the data, claiming --out, reading a checkpoint) has taken more than 2s" \
+        in done.stderr
     assert not (tmp_path / "R" / "mpitrain.lock").exists()
 
 

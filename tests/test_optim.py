@@ -80,21 +80,29 @@ def test_update_is_pure():
     opt = optim.create("adam", clip_norm=0.5)
     params, grad = np.array([1.0, 2.0]), np.array([3.0, -4.0])
     state = opt.init(params)
-    before = [a.copy() for a in optim.state_arrays(state)]
+    before = optim.flatten(state).copy()
     opt.update(grad, state, params)
-    assert all(np.array_equal(a, b) for a, b in zip(optim.state_arrays(state), before))
+    assert np.array_equal(optim.flatten(state), before)
     np.testing.assert_array_equal(grad, [3.0, -4.0])
     np.testing.assert_array_equal(params, [1.0, 2.0])
 
 
-def test_state_arrays_round_trip_through_one_flat_buffer():
+def test_state_round_trips_through_one_flat_buffer():
     opt = optim.create("adamw", weight_decay=0.1, clip_norm=1.0)
     _, state = two_steps(opt)
-    flat = np.concatenate(optim.state_arrays(state))
-    assert flat.shape == (4,)  # mu and nu
-    back = optim.unflatten_arrays(state, 2 * flat)
-    np.testing.assert_array_equal(np.concatenate(optim.state_arrays(back)), 2 * flat)
+    arrays = optim.flatten(state, counts=False)
+    assert arrays.shape == (4,)  # mu and nu
+    np.testing.assert_array_equal(arrays, np.concatenate([state[1][0].mu, state[1][0].nu]))
+    back = optim.unflatten(state, 2 * arrays, counts=False)
+    np.testing.assert_array_equal(optim.flatten(back, counts=False), 2 * arrays)
     assert back[1][0].count == state[1][0].count == 2
+    everything = optim.flatten(state)  # with the step count, for checkpoints
+    assert everything.shape == (5,) and everything[0] == 2
+    restored = optim.unflatten(opt.init(np.zeros(2)), everything)
+    assert restored[1][0].count == 2 and isinstance(restored[1][0].count, int)
+    np.testing.assert_array_equal(restored[1][0].nu, state[1][0].nu)
+    with pytest.raises(ValueError, match="needs 5"):
+        optim.unflatten(state, everything[:4])
 
 
 def test_schedules():

@@ -1,72 +1,119 @@
-"""Distributed training loops: synchronous GD/SGD and model averaging (local SGD, one-shot)."""
+"""Distributed training: synchronous GD/SGD and model averaging (local SGD, one-shot), driven by
+one loop (``loop.py``) from typed options (``config.py``)."""
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Optional
+import os
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
+from .. import optim
 from ..data import Dataset
 from ..models import Model
 from ..timeline import Timeline
-from .base import Hooks, Logger, Result, Settings, State, evaluate, steps_per_epoch
-from .local_sgd import fit_local_sgd
-from .sync import fit_sync
+from . import loop as _loop
+from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
+from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, LocalSGD, Loop, OneShot, OptionError, Reduce, Settings, as_loop,
+                     check_training)
+from .local_sgd import LocalAveraging
+from .sync import Synchronous
 
 if TYPE_CHECKING:
     from ..comm import Comm
 
-ALGORITHMS = ("gd", "sgd", "local-sgd", "one-shot")
+ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "Hooks", "Settings", "State", "Result", "fit", "evaluate", "steps_per_epoch"]
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "Reduce", "Settings", "OptionError", "Hooks", "State",
+           "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
 def fit(
     model: Model,
     data: Dataset,
     comm: "Comm",
-    algorithm: str,
-    settings: Settings,
+    loop: Union[Loop, str],
+    settings: Optional[Settings] = None,
     theta: Optional[np.ndarray] = None,
     log: Optional[Logger] = None,
     *,
+    steps: Optional[int] = None,
+    lr: Optional[LR] = None,
+    optimizer: Union[str, optim.GradientTransformation] = "sgd",
+    l2: float = 0.0,
+    seed: int = 0,
+    reduce: Reduce = Reduce(),
     state: Optional[State] = None,
     hooks: Optional[Hooks] = None,
     timeline: Optional[Timeline] = None,
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
-    The arithmetic follows ``data.X.dtype`` (see ``mpitrain.data.as_dtype``). ``theta``
-    (n_params,) is the starting point (by default ``model.init(settings.seed)``,
-    broadcast from rank 0); ``state`` resumes a run
-    instead (see ``mpitrain.supervisor``); ``timeline`` records where the time goes.
-    Afterwards ``result.theta`` holds the same bits on every rank; RuntimeError if it does not.
+    Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``LocalSGD(64, 4)``, ``OneShot(64)``),
+    ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
+    ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
+    or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
+    ``theta`` (n_params,) is the starting point (by default ``model.init(seed)`` broadcast from
+    rank 0); ``state`` resumes a run instead; ``hooks`` receive stop votes and checkpoints
+    (``mpitrain.run`` uses them); ``timeline`` records where the time goes. Afterwards
+    ``result.theta`` holds the same bits on every rank; RuntimeError if it does not.
 
+    >>> result = fit(model, data, comm, SGD(batch_size=64), steps=500, lr=0.1, optimizer="adam")  # doctest: +SKIP
     >>> result = fit(model, data, comm, "gd", Settings(steps=100, lr=0.1))  # doctest: +SKIP
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
-    if settings.overlap and algorithm not in ("gd", "sgd"):
-        raise ValueError(f"overlap applies to the gradient reduction of gd and sgd, not to {algorithm}")
+    if settings is not None:
+        if not isinstance(loop, str):
+            raise OptionError("with Settings, name the algorithm (e.g. 'sgd'); or pass a loop option without Settings")
+        return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
+                   **settings.options(loop, model.n_penalized))
+    loop = as_loop(loop)
+    if steps is None or lr is None:
+        raise OptionError("fit needs steps and lr (or a Settings)")
+    check_training(steps, lr, l2, seed)
+    schedule = lr if callable(lr) else optim.constant(float(lr))
+    rule = optim.create(optimizer, n_decayed=model.n_penalized) if isinstance(optimizer, str) else optimizer
+    if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
+        raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")
+    reduce.check(loop)
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
+    comm.raise_if_any(_memory_error(model, data, loop.batch_size, comm.ranks_on_node()))
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
     if state is None:
-        state = State(0, comm.Bcast(model.init(settings.seed)) if theta is None else theta)
+        state = State(0, comm.Bcast(model.init(seed)) if theta is None else theta)
     # Parameters, gradients and optimizer state take the data's precision (float64 or float32).
     state.theta = np.array(state.theta, dtype=data.X.dtype)
     if state.theta.shape != (model.n_params,):
         raise ValueError(f"theta has shape {state.theta.shape}; this model needs ({model.n_params},)")
-    hooks = Hooks() if hooks is None else hooks
-    if algorithm == "gd":
-        result = fit_sync(model, data, comm, replace(settings, batch_size=None), state, log, hooks, timeline)
-    elif algorithm == "sgd":
-        result = fit_sync(model, data, comm, settings, state, log, hooks, timeline)
+    timeline = timeline or Timeline()
+    if isinstance(loop, (GD, SGD)):
+        algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:
-        if algorithm == "one-shot":
-            settings = replace(settings, sync_every=settings.steps)
-        result = fit_local_sgd(model, data, comm, settings, state, log, hooks, timeline)
+        algorithm = LocalAveraging(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
+    result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
+                       algorithm.batches.global_size, log, hooks or Hooks(), timeline)
     if not result.stopped and not comm.identical(result.theta):
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")
     return result
+
+
+def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_on_node: int) -> str:
+    """A message if training ``model`` cannot fit this node's memory (estimated before allocating), else "".
+
+    The estimate is a lower bound: about eight parameter-sized vectors (parameters, gradient,
+    scratch, optimizer state, checkpoint rows) and three activation arrays of this rank's batch.
+    """
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return ""
+    itemsize = data.X.dtype.itemsize
+    rows = data.n_local if batch_size is None else -(-batch_size * max(data.n_local, 1) // max(data.n_total, 1))
+    widths = getattr(model, "sizes", (model.n_features,))
+    need = itemsize * (8 * model.n_params + 3 * rows * sum(widths))
+    share = physical / max(ranks_on_node, 1)
+    if need <= share:
+        return ""
+    return (f"training this {model.name} model needs at least {need / 2**30:.1f} GiB per rank ({model.n_params:,} "
+            f"parameters), but this node has {physical / 2**30:.1f} GiB for {ranks_on_node} rank(s): use a smaller "
+            "model (fewer or narrower hidden layers, fewer classes), a smaller batch or fewer ranks per node")

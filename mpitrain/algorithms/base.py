@@ -1,4 +1,4 @@
-"""What every training loop shares: settings, the result, the objective and its evaluation."""
+"""What every training loop shares: its state, hooks and result, the objective and its evaluation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,58 +16,6 @@ if TYPE_CHECKING:
 
 Record = dict
 Logger = Callable[[Record], None]
-LOCAL_STATES = ("keep", "average", "reset")
-
-
-@dataclass
-class Settings:
-    """Hyperparameters of a training run, as the user gave them.
-
-    steps : number of (local) steps; lr : peak step size; l2 : weight of (l2/2)||w||^2 (bias free);
-    batch_size : global mini-batch (None for full batch); sync_every : local steps between
-    averages (local SGD); seed : sampling seed (and the MLP's initialisation).
-
-    optimizer : sgd, momentum, nesterov, adam or adamw, with ``momentum``, ``betas``, ``eps`` and
-    ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
-    one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor``
-    every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
-    local_state : what local SGD does with optimizer state at a sync point: keep it per rank,
-    average it (n_k/N weights) or reset it.
-
-    allreduce : the reduction algorithm ("auto", "native" or one of ``collectives.ALGORITHMS``);
-    compress : "fp16" or "bf16" gradients on the wire with error feedback (gd and sgd only);
-    overlap : reduce each layer's gradient while the backward pass goes on (gd and sgd, with the
-    rank-ordered reduction: the same bits as ``allreduce="ordered"`` without overlap).
-    """
-
-    steps: int
-    lr: float
-    l2: float = 0.0
-    batch_size: Optional[int] = None
-    sync_every: Optional[int] = None
-    seed: int = 0
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    clip_norm: Optional[float] = None
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    decay_every: Optional[int] = None
-    decay_factor: float = 0.1
-    local_state: str = "keep"
-    allreduce: str = "auto"
-    compress: Optional[str] = None
-    overlap: bool = False
-
-    def __post_init__(self) -> None:
-        if self.overlap and (self.compress is not None or self.allreduce not in ("auto", "ordered")):
-            raise ValueError(
-                "overlap reduces gradients with the rank-ordered algorithm, exactly; it cannot be combined "
-                f"with allreduce={self.allreduce!r} or compress={self.compress!r} (use allreduce='auto' or "
-                "'ordered' and no compression)"
-            )
 
 
 @dataclass
@@ -76,7 +24,7 @@ class State:
 
     step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
     metric sum and samples since the last metrics record; opt_state : the optimizer's state, or
-    its ``optim.state_vector`` (from a checkpoint), or None to start the optimizer afresh;
+    its ``optim.flatten`` (from a checkpoint), or None to start the optimizer afresh;
     residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros.
     Sampling is a pure function of (seed, step), so no random-generator state is needed.
     """
@@ -131,16 +79,6 @@ class Result:
         return self
 
 
-def make_optimizer(settings: Settings, model: Model) -> tuple[optim.GradientTransformation, optim.Schedule]:
-    """The optimizer and learning-rate schedule that ``settings`` name (ValueError if they are bad)."""
-    rule = optim.create(settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps,
-                        weight_decay=settings.weight_decay, n_decayed=model.n_penalized,
-                        clip_norm=settings.clip_norm)
-    schedule = optim.schedule(settings.schedule, settings.lr, settings.steps, settings.warmup_steps,
-                              settings.decay_every, settings.decay_factor)
-    return rule, schedule
-
-
 def penalty(theta: np.ndarray, l2: float, n_penalized: int) -> float:
     """(l2 / 2) ||w||^2 with w = theta[:n_penalized]: biases are not penalised."""
     if not l2:
@@ -174,8 +112,15 @@ def check_finite(values: np.ndarray, step: int) -> None:
     if not np.isfinite(np.add.reduce(values)):
         from ..errors import JobError
 
+        kind = "nan" if np.isnan(values).any() else "infinite"
+        if step == 0:  # before any update: the step size cannot be the cause
+            raise JobError(
+                f"the loss or gradient is {kind} at the first step, before any update: the data hold values too "
+                "large for the model to compute with (or labels it cannot take); check the data for huge values "
+                "(standardize the features: --standardize); --lr is not the cause"
+            )
         raise JobError(
-            f"the loss or gradient became {'nan' if np.isnan(values).any() else 'infinite'} at step {step + 1}; "
+            f"the loss or gradient became {kind} at step {step + 1}; "
             "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
         )
 

@@ -12,7 +12,7 @@ communication.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 
@@ -20,9 +20,11 @@ from .. import collectives, optim
 from ..data import BatchSampler, Dataset, batch_shares
 from ..errors import JobError
 from ..models import Model
-from ..timeline import CHECKPOINT, COMPUTE, DATA, REDUCE, UPDATE, Timeline
-from .base import (Hooks, Logger, Result, Settings, State, add_penalty_gradient, check_finite, make_optimizer,
-                   penalty, steps_per_epoch)
+from ..params import Layout
+from ..timeline import COMPUTE, DATA, REDUCE, UPDATE, Timeline
+from .base import State, add_penalty_gradient, check_finite, penalty
+from .config import GD, SGD, Reduce
+from .loop import Outcome
 from .overlap import Buckets
 
 if TYPE_CHECKING:
@@ -75,82 +77,69 @@ class Batches:
         return self.X, self.y
 
 
-def fit_sync(
-    model: Model,
-    data: Dataset,
-    comm: "Comm",
-    settings: Settings,
-    state: State,
-    log: Optional[Logger] = None,
-    hooks: Hooks = Hooks(),
-    timeline: Optional[Timeline] = None,
-) -> Result:
-    """Train ``state.theta`` (n_params,) in place with synchronous GD/SGD from ``state.step``."""
-    batches = Batches(data, comm.size, comm.rank, settings.batch_size, settings.seed)
-    n_params, scale, k = model.n_params, 1.0 / batches.global_size, model.n_penalized
-    rule, schedule = make_optimizer(settings, model)
-    opt_state = optim.restore(rule.init(state.theta), state.opt_state)
-    per_epoch = steps_per_epoch(data.n_total, settings.batch_size)
-    buf = np.empty(n_params + 3, dtype=state.theta.dtype)  # [gradient sum | loss sum | metric sum | stop votes]
-    grad = buf[:n_params]
-    feedback = None
-    if settings.compress is not None:
-        feedback = collectives.feedback_init(grad)
-        if state.residual is not None:
-            feedback.residual[:] = state.residual
-    buckets = Buckets(comm, buf) if settings.overlap else None
-    scratch = np.empty_like(grad)
-    plain = settings.optimizer == "sgd" and settings.clip_norm is None and not settings.l2
-    theta, period = state.theta, state.period
-    result = Result(theta, timeline=timeline or Timeline())
-    timeline = result.timeline
-    timeline.start()
-    for step in range(state.step, settings.steps):
-        hooks.begin_step(step)
-        X, y = batches.at(step)
+class Synchronous:
+    """GD (``loop`` a ``GD``) or SGD (an ``SGD``): one reduction of [gradient sums | loss sum |
+    metric sum | stop votes] a step, then the same update on every rank."""
+
+    log_every_sync = False
+    per_rank_state = False
+
+    def __init__(self, model: Model, data: Dataset, comm: "Comm", loop: Union[GD, SGD], rule: optim.GradientTransformation,
+                 schedule: optim.Schedule, l2: float, reduce: Reduce, seed: int, state: State,
+                 timeline: Timeline) -> None:
+        self.model, self.comm, self.rule, self.schedule, self.l2 = model, comm, rule, schedule, l2
+        self.reduce, self.timeline = reduce, timeline
+        self.batches = Batches(data, comm.size, comm.rank, loop.batch_size, seed)
+        self.theta = state.theta
+        self.opt_state = optim.unflatten(rule.init(self.theta), state.opt_state)
+        n_params = model.n_params
+        self.layout = Layout.record({"grad": (n_params,), "sums": (2,), "vote": ()})
+        self.buf = self.layout.empty(self.theta.dtype)
+        self.grad = self.buf[:n_params]
+        self.feedback = None
+        if reduce.compress is not None:
+            self.feedback = collectives.feedback_init(self.grad)
+            if state.residual is not None:
+                self.feedback.residual[:] = state.residual
+        self.buckets = Buckets(comm, self.buf) if reduce.overlap else None
+        self.scratch = np.empty_like(self.grad)
+        self.scale = 1.0 / self.batches.global_size
+        # theta -= (lr / B) * sum: one pass over the gradient fewer
+        self.plain = optim.is_identity(rule) and not l2
+
+    def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
+        """Reduce this step's gradient sums and update theta on every rank."""
+        model, theta, grad, buf, timeline = self.model, self.theta, self.grad, self.buf, self.timeline
+        n_params, k = model.n_params, model.n_penalized
+        X, y = self.batches.at(step)
         timeline.mark(DATA)
-        buf[-1] = hooks.stop_vote()
-        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad, None if buckets is None else buckets.ready)
+        buf[-1] = vote()
+        buf[n_params : n_params + 2] = model.sums(theta, X, y, grad, None if self.buckets is None else self.buckets.ready)
         timeline.mark(COMPUTE)
-        if buckets is not None:
-            buckets.finish()
-        elif feedback is None:
-            comm.Allreduce(buf, algorithm=settings.allreduce)
+        if self.buckets is not None:
+            self.buckets.finish()
+        elif self.feedback is None:
+            self.comm.Allreduce(buf, algorithm=self.reduce.algorithm)
         else:  # 16-bit gradients; the loss sums and votes travel exactly, in a small second call
-            grad[:], feedback = collectives.feedback_apply(grad, feedback, settings.compress)
-            comm.Allreduce(grad, algorithm=settings.allreduce, compress=settings.compress)
-            comm.Allreduce(buf[n_params:])
+            grad[:], self.feedback = collectives.feedback_apply(grad, self.feedback, self.reduce.compress)
+            self.comm.Allreduce(grad, algorithm=self.reduce.algorithm, compress=self.reduce.compress)
+            self.comm.Allreduce(buf[n_params:])
         timeline.mark(REDUCE)
         check_finite(buf[n_params:], step)  # the loss: a non-finite gradient shows there one step later
-        period += (buf[n_params], buf[n_params + 1], batches.global_size)
-        objective_term = penalty(theta, settings.l2, k)
-        if plain:  # theta -= (lr / B) * sum: one pass over the gradient fewer
-            optim.apply(theta, grad, schedule(step) * scale, grad)
+        size = self.batches.global_size
+        totals = np.array([buf[n_params], buf[n_params + 1], size])
+        objective_term = penalty(theta, self.l2, k)
+        if self.plain:
+            optim.apply(theta, grad, self.schedule(step) * self.scale, grad)
         else:
-            grad *= scale
-            add_penalty_gradient(theta, grad, settings.l2, k)
-            direction, opt_state = rule.update(grad, opt_state, theta)
-            optim.apply(theta, direction, schedule(step), grad if direction is grad else scratch)
+            grad *= self.scale
+            add_penalty_gradient(theta, grad, self.l2, k)
+            direction, self.opt_state = self.rule.update(grad, self.opt_state, theta)
+            optim.apply(theta, direction, self.schedule(step), grad if direction is grad else self.scratch)
         timeline.mark(UPDATE)
-        result.steps, result.samples = step + 1, result.samples + batches.global_size
-        if log is not None and ((step + 1) % per_epoch == 0 or step + 1 == settings.steps):
-            log({
-                "step": step + 1,
-                "epoch": (step + 1) / per_epoch,
-                "loss": period[0] / period[2] + objective_term,
-                "metric": model.metric(period[1], int(period[2])),
-                "seconds": timeline.elapsed(),
-            })
-            period[:] = 0
-            timeline.skip()
-        result.stopped = bool(buf[-1] > 0) and step + 1 < settings.steps
-        if result.stopped or hooks.checkpoint_due(step + 1):
-            check_finite(theta, step)  # a checkpoint never holds non-finite parameters
-            residual = None if feedback is None else feedback.residual  # each rank's own: saved per rank
-            hooks.save(State(step + 1, theta, period, opt_state, residual), synced=residual is None)
-            timeline.mark(CHECKPOINT)
-        if result.stopped:
-            break
-    check_finite(theta, settings.steps - 1)
-    result.opt_state = opt_state
-    return result.finish()
+        return Outcome(bool(buf[-1] > 0), totals, objective_term)
+
+    def snapshot(self, step: int, period: np.ndarray) -> State:
+        """The state after ``step`` steps; with compression, each rank's own residual too."""
+        residual = None if self.feedback is None else self.feedback.residual
+        return State(step, self.theta, period, self.opt_state, residual)

@@ -8,18 +8,36 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import Model
-from .linear import LinearRegression
-from .logistic import LogisticRegression
+from .linear import LinearModel
+from .logistic import LogisticModel
 from .mlp import MLP
-from .softmax import SoftmaxRegression
+from .softmax import SoftmaxModel
 
 MODELS: dict[str, type[Model]] = {
-    "linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression, "mlp": MLP,
+    "linear": LinearModel, "logistic": LogisticModel, "softmax": SoftmaxModel, "mlp": MLP,
 }
 FORMAT_VERSION = 2
 
-__all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLP", "Model", "MODELS",
-           "create", "save_arrays", "load", "feature_scaling"]
+__all__ = ["LinearModel", "LogisticModel", "SoftmaxModel", "MLP", "Model", "MODELS",
+           "create", "register", "save_arrays", "load", "feature_scaling"]
+
+
+def register(cls: type[Model]) -> type[Model]:
+    """Add a model class to the registry under ``cls.name`` so that it can be created, saved, loaded
+    and used by ``predict`` like the built-in ones; returns ``cls`` (usable as a decorator).
+
+    ValueError if the name is taken by another class or the class lacks the protocol's parts.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a class attribute name = '...' to be registered")
+    missing = [part for part in ("sums", "metric", "predict", "check_labels") if not callable(getattr(cls, part, None))]
+    if missing:
+        raise ValueError(f"{cls.__name__} lacks {', '.join(missing)}: see the Model protocol in mpitrain.models.base")
+    if MODELS.get(name, cls) is not cls:
+        raise ValueError(f"model name {name!r} is already registered for {MODELS[name].__name__}; choose another name")
+    MODELS[name] = cls
+    return cls
 
 
 def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-untyped-def]
@@ -41,19 +59,18 @@ def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-u
         raise UsageError(f"model {name!r}: {exc}") from None
 
 
-def save_arrays(model: Model, theta: np.ndarray, scaling: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict[str, np.ndarray]:
+def save_arrays(model: Model, theta: np.ndarray, extras: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
     """The plain arrays a model file holds: format, name, options and each named parameter.
 
-    With ``scaling`` = (mean, scale), each of shape (n_features,), the file also keeps the feature
-    standardisation the model was trained with. No object arrays: it loads with ``allow_pickle=False``.
+    ``extras`` are kept beside them, such as the feature standardisation the model was trained
+    with (``feature_mean`` and ``feature_scale``, each of shape (n_features,)). No object arrays:
+    the file loads with ``allow_pickle=False``.
     """
-    options = {k: np.array(v) for k, v in model.options().items()}
-    if "hidden" in options:
-        options["hidden"] = np.array(model.options()["hidden"], dtype=np.int64)
+    options = {k: np.array(v, dtype=np.int64) if isinstance(v, tuple) else np.array(v)
+               for k, v in model.options().items()}
     params = {k: v.copy() for k, v in model.layout.views(theta).items()}
-    extra = {} if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
     return {"format_version": np.array(FORMAT_VERSION), "model": np.array(model.name),
-            "n_features": np.array(model.n_features), **options, **params, **extra}
+            "n_features": np.array(model.n_features), **options, **params, **(extras or {})}
 
 
 def load(path: str) -> tuple[Model, np.ndarray]:
@@ -71,7 +88,10 @@ def load(path: str) -> tuple[Model, np.ndarray]:
     if int(arrays["format_version"]) != FORMAT_VERSION:
         raise UsageError(f"{path} has format version {int(arrays['format_version'])}; this mpitrain reads {FORMAT_VERSION}")
     name = str(arrays["model"])
-    options = {k: _plain(arrays[k]) for k in MODELS[name].OPTIONS if k in arrays} if name in MODELS else {}
+    if name not in MODELS:
+        raise UsageError(f"{path} holds a {name!r} model, which is not registered here: import the module that "
+                         "defines it and call mpitrain.register_model(ItsClass) before loading")
+    options = {k: _plain(arrays[k]) for k in MODELS[name].OPTIONS if k in arrays}
     model = create(name, int(arrays["n_features"]), **options)
     try:
         return model, model.layout.pack(arrays)

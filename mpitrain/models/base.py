@@ -9,12 +9,28 @@ from ..params import Layout
 
 
 class Model:
-    """A loss summed over rows, on one flat parameter vector theta of shape (n_params,).
+    """The model protocol: a loss SUMMED over rows, on one flat parameter vector theta (n_params,).
 
-    Subclasses set ``layout`` (weights before biases) and define ``sums``, ``metric``,
-    ``predict`` and ``check_labels``; ``sums(theta, X, y, grad, ready)`` hands each part of
-    ``grad`` to ``ready`` once it is final, so that its reduction can start
-    (``algorithms.overlap``). ``OPTIONS`` names the constructor keywords a model file keeps.
+    A model of your own subclasses this (see the README, "Your own model", and
+    ``mpitrain.testing.check_model``) and provides:
+
+    - ``name`` (a class attribute, the key in the registry and in model files) and ``OPTIONS``,
+      the constructor keywords besides ``n_features`` that a model file keeps (ints, floats,
+      strings or tuples of ints), each stored as an attribute of the same name;
+    - ``layout``: a ``params.Layout`` naming the arrays in theta, weights (penalised by L2 and
+      weight decay) before biases; ``n_features``; ``metric_name``;
+    - ``sums(theta, X, y, grad=None, ready=None) -> (loss_sum, metric_sum)`` over the rows of X
+      (n, n_features). The loss is the SUM over the rows, not the mean: the training loops add
+      every rank's sums and divide by the global count. With ``grad`` (n_params,) given, it must
+      OVERWRITE ``grad`` with the gradient of that loss sum (never ``grad +=``: grad holds the
+      previous step's values). With ``ready`` given, it may hand each part of ``grad`` (a view
+      into it, e.g. ``layout.views(grad)["W2"]``) to ``ready`` as soon as that part is final, so
+      that its reduction starts while the rest is computed (``Reduce(overlap=True)``);
+    - ``metric(metric_sum, n) -> float``: the reported metric over n rows (e.g. accuracy);
+    - ``predict(theta, X) -> ndarray`` of shape (n,) or (n, K);
+    - ``check_labels(y, start) -> None or a message`` naming the first bad label by its global row
+      (``start`` + local index);
+    - optionally ``init(seed) -> theta`` (zeros by default).
     """
 
     name: ClassVar[str]

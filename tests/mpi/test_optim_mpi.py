@@ -91,9 +91,9 @@ def test_sync_sgd_with_an_optimizer_equals_the_serial_run(comm, case):
             lr = settings.lr * (t + 1) / 5 if t < 5 else settings.lr * 0.5 * (1 + math.cos(math.pi * (t - 5) / 15))
         theta = theta - lr * ref.direction(g, theta)
     np.testing.assert_allclose(result.theta, theta, rtol=1e-10, atol=1e-13)
-    assert same_bits_everywhere(result.theta, *optim.state_arrays(result.opt_state))
+    assert same_bits_everywhere(result.theta, optim.flatten(result.opt_state, counts=False))
     if settings.optimizer.startswith("adam"):
-        np.testing.assert_allclose(np.concatenate(optim.state_arrays(result.opt_state)),
+        np.testing.assert_allclose(optim.flatten(result.opt_state, counts=False),
                                    np.concatenate([ref.mu, ref.nu]), rtol=1e-10, atol=1e-14)
 
 
@@ -142,9 +142,9 @@ def test_local_sgd_averaging_adam_state_equals_the_serial_run(comm):
             for r in refs:
                 r.mu, r.nu = mu.copy(), nu.copy()
     np.testing.assert_allclose(result.theta, thetas[0], rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(np.concatenate(optim.state_arrays(result.opt_state)),
+    np.testing.assert_allclose(optim.flatten(result.opt_state, counts=False),
                                np.concatenate([refs[0].mu, refs[0].nu]), rtol=1e-10, atol=1e-14)
-    assert same_bits_everywhere(result.theta, *optim.state_arrays(result.opt_state))
+    assert same_bits_everywhere(result.theta, optim.flatten(result.opt_state, counts=False))
 
 
 def test_mlp_step_is_one_allreduce_of_one_buffer_and_matches_the_serial_run(comm, monkeypatch):
@@ -177,4 +177,4 @@ def test_mlp_step_is_one_allreduce_of_one_buffer_and_matches_the_serial_run(comm
         g[: model.n_penalized] += 0.01 * theta[: model.n_penalized]
         theta = theta - 0.05 * ref.direction(g, theta)
     np.testing.assert_allclose(result.theta, theta, rtol=1e-10, atol=1e-13)
-    assert same_bits_everywhere(result.theta, *optim.state_arrays(result.opt_state))
+    assert same_bits_everywhere(result.theta, optim.flatten(result.opt_state, counts=False))
