@@ -1,14 +1,14 @@
 """Runs `python -m mpitrain` with one fault injected, for the fault-handling tests.
 
 usage: fault_runner.py KIND RANK STEP -- ARGS...
-(KIND: raise, hang, signal, pidfile, missing-data, full-disk, stop-loading)
+(KIND: raise, hang, signal, pidfile, missing-data, full-disk, stop-loading, pidfile-loading)
 
 The fault happens on rank RANK when it begins step STEP (counted from 0): raise an exception,
 hang (sleep), send itself SIGUSR1, or write its pid to $FAULT_PIDFILE and then slow down so the
 test can kill it. missing-data gives rank RANK a --data path that does not exist. full-disk
 points every open file descriptor of metrics.jsonl at /dev/full, so the next write fails with
 ENOSPC as on a full disk. stop-loading makes rank RANK stop itself with SIGSTOP as it starts
-loading --data.
+loading --data; pidfile-loading makes it write its pid to $FAULT_PIDFILE then.
 """
 import os
 import signal
@@ -54,14 +54,18 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
 
 
 Supervisor.begin_step = faulty_begin_step
-if kind == "stop-loading" and me == rank:  # this rank stops itself (SIGSTOP) as it starts loading --data
+if kind in ("stop-loading", "pidfile-loading") and me == rank:
     real_load = mpitrain.cli.load
 
-    def stopped_load(*args, **kwargs):  # type: ignore[no-untyped-def]
-        os.kill(os.getpid(), signal.SIGSTOP)
+    def faulty_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kind == "stop-loading":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        else:
+            with open(os.environ["FAULT_PIDFILE"], "w") as f:
+                f.write(str(os.getpid()))
         return real_load(*args, **kwargs)
 
-    mpitrain.cli.load = stopped_load
+    mpitrain.cli.load = faulty_load
 if kind == "missing-data" and me == rank:
     argv[argv.index("--data") + 1] = "/nonexistent/rank-data.csv"
 sys.exit(mpitrain.cli.main(argv))

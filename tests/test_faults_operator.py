@@ -154,10 +154,11 @@ def test_a_stop_signal_before_mpi_starts_exits_resumably(tmp_path):
 def test_stop_signals_while_loading_exit_75_saying_nothing_was_trained(tmp_path, signals):
     fifo = tmp_path / "blocked.csv"
     os.mkfifo(fifo)  # opening it blocks until a writer comes: loading never ends by itself
-    out = tmp_path / "R"
-    job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2)
+    out, pidfile = tmp_path / "R", tmp_path / "pid"
+    job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2,
+                fault=["pidfile-loading", "0", "0"], env={"FAULT_PIDFILE": str(pidfile)})
     try:
-        wait_for(out / "run.json", job)
+        wait_for(pidfile, job)
         time.sleep(0.5)  # the ranks are opening --data
         for sig in signals:
             job.send_signal(sig)
