@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import NoReturn, Optional, Sequence
 
-from . import explain, flags, models, rundir
+from . import configfile, doctor, explain, flags, models, rundir
 from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
@@ -21,8 +21,8 @@ from .bench import train as bench_train
 from .comm import Comm, world
 from .data import load
 from .errors import JobError, UsageError
-from .guard import (EXIT_RESUMABLE, blas_threads, guard_signals, limit_blas_threads, start_up_watchdog,
-                    startup_warnings)
+from .guard import (EXIT_RESUMABLE, blas_threads, guard_signals, limit_blas_threads, refuse_mismatched_launch,
+                    start_up_watchdog, startup_warnings)
 from .inference import predict
 from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
@@ -77,8 +77,10 @@ def build_parser() -> Parser:
     pred.add_argument("--data", required=True, metavar="SPEC", help="the rows to predict (as train's --data)")
     pred.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column, if the file has one")
     pred.add_argument("--out", required=True, metavar="FILE.npy", help="where rank 0 writes the predictions")
+    flags.add_data_flags(pred, "predict")
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     explain.add_parser(sub, Parser)
+    doctor.add_parser(sub)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
     drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
     bench = sub.add_parser("bench", help="benchmarks: `bench allreduce` (run under mpiexec) and `bench train` "
@@ -98,15 +100,15 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
     """The train subcommand: defaults from the data, then mt.train into --out (claimed for this run)."""
-    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+    for warning in startup_warnings(comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     if args.data is None:
         args.train_parser.error("--data SPEC is required (or data = \"SPEC\" in --config)")
-    data = load(args.data, comm, label_column=args.label_column)
+    data = load(args.data, comm, **flags.data_options(args))
     defaults = flags.resolve(args, comm, data)
     flags.check(args.train_parser, args)
     if args.print_config:
-        say(comm, flags.to_toml(flags.effective_config(args, args.train_parser)).rstrip())
+        say(comm, configfile.to_toml(configfile.effective_config(args, args.train_parser)).rstrip())
         return 0
     if defaults:
         say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
@@ -119,12 +121,17 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
     test = val = None
     if args.test_data:
-        test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
+        test = load(args.test_data, comm, n_features=data.n_features, **flags.data_options(args))
     if args.val_data:
-        val = load(args.val_data, comm, label_column=args.label_column, n_features=data.n_features)
-    data, test, val, scaling = flags.prepare(args, comm, data, test, val)
+        val = load(args.val_data, comm, n_features=data.n_features, **flags.data_options(args))
+    data, test, val, schema = flags.prepare(args, comm, data, test, val)
+    if args.quiet:
+        for note in data.notes:
+            say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    else:
+        say(comm, flags.describe_data(data, schema))
     with comm.together():
-        model = models.create(args.model, data.n_features, **flags.model_options(args, comm, data))
+        model = models.create(args.model, data.n_features, **flags.model_options(args, schema))
     for name, held_out in (("test", test), ("validation", val)):
         if held_out is not None and held_out.y is not None:
             bad = model.check_labels(held_out.y, held_out.start)
@@ -158,12 +165,13 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                  if args.early_stopping else None)
         validation = Validation(model, val, comm, args.eval_every or steps_per_epoch(data.n_total, args.batch_size),
                                 args.l2, early)
-    extras = None if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
+    extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
-                    "config": flags.effective_config(args, args.train_parser),
+                    "data_schema": {**schema.describe(), "notes": list(data.notes)},
+                    "config": configfile.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
-                                    "standardize": args.standardize, "dtype": args.dtype,
+                                    "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
                                     "val_fraction": args.val_fraction, "val_data": args.val_data}}
     done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
@@ -198,15 +206,13 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
         check_distinct({"--out": args.out}, {"--model": args.model, **{f"--data {args.data}": path
                                                                        for path in spec_files(args.data)}})
         model, theta = models.load(args.model)
-        scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
             raise UsageError(f"the directory of --out {args.out!r} does not exist")
-    data = load(args.data, comm, label_column=args.label_column, n_features=model.n_features,
-                require_labels=False)
-    if scaling is not None:  # the model was trained on standardised features
-        data.X -= scaling[0]
-        data.X /= scaling[1]
-    predictions, metric = predict(model, theta, data, comm)
+    data = load(args.data, comm, n_features=model.n_features, require_labels=False,
+                **flags.data_options(args, missing=model.schema is not None and model.schema.fill is not None))
+    for note in data.notes:
+        say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    predictions, metric = predict(model, theta, data, comm, labels=not args.proba)
     with comm.together():
         if predictions is not None:
             write_npy(args.out, predictions)
@@ -224,7 +230,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                      for i, w in enumerate(words) if w == "--config" or w.startswith("--config=")), None)
         if path is not None:
             try:
-                words = ["train", *flags.read_config(path, parser.get_default("train_parser"),
+                words = ["train", *configfile.read_config(path, parser.get_default("train_parser"),
                                                      words[1:]), *words[1:]]
             except UsageError as exc:
                 if launcher_rank() == 0:
@@ -243,7 +249,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     comm = world()
     if args.command in ("train", "predict"):
+        refuse_mismatched_launch(comm.size)  # before reading or writing anything
         limit_blas_threads(comm.ranks_on_node())
+    if args.command == "doctor":
+        return doctor.run(args, comm)
     if args.command == "train":
         start_up_watchdog(args.watchdog_seconds, comm.rank, lambda: comm.busy)  # until the first step
         try:

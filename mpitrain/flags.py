@@ -7,8 +7,6 @@ library error's option names (``batch_size``) as the flags a user typed (``--bat
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
 import os
 import re
 import time
@@ -19,8 +17,10 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
-from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
-from .errors import JobError, UsageError
+from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
+from .data.labels import describe_classes, is_text
+from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
+from .errors import JobError
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -32,68 +32,6 @@ DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 64
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
 MAX_CLASSES = 1000  # integer labels with at most this many classes default to a classifier
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    value = float(text)
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    value = float(text)
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
-    return value
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers >= 1, e.g. 256,256."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 64,64, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1 such as 64,64, not {text!r}")
-    return values
-
-
-def float_pair(text: str) -> tuple[float, float]:
-    """argparse type: two comma-separated numbers in [0, 1), e.g. 0.9,0.999."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"must be two numbers in [0, 1) such as 0.9,0.999, not {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
-    return value
 
 
 def add_train_flags(train: Any) -> None:
@@ -110,7 +48,8 @@ def add_train_flags(train: Any) -> None:
                             f"one-shot: average once at the end (default: gd for linear, logistic and softmax on up "
                             f"to {GD_ROWS:,} rows, else sgd)")
     train.add_argument("--data", metavar="SPEC",
-                       help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
+                       help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
+                            "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
@@ -167,6 +106,7 @@ def add_train_flags(train: Any) -> None:
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
     add_model_flags(train)
+    add_data_flags(train, "train")
 
 
 def add_model_flags(train: Any) -> None:
@@ -271,26 +211,71 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset],
             val: Optional[Dataset] = None) -> tuple:
-    """Collective: split off --test-fraction then --val-fraction, --standardize with the training
-    rows' statistics, convert to --dtype; return (train, test, val, scaling)."""
+    """Collective: classes, --test-fraction then --val-fraction, --impute and --standardize with the
+    training rows' statistics, --dtype; return (train, test, val, schema).
+
+    A classifier's labels become class indices 0..K-1 of the sorted distinct training labels.
+    """
     classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+    given = [d for d in (test, val) if d is not None]
+    classes = encode_labels(data, comm, *given) if classifier else None
+    if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
+        need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
+        raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "
+                       f"{describe_classes(classes)}")
     if args.test_fraction is not None:
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
     if args.val_fraction is not None:
         data, val = split(data, comm, args.val_fraction, args.split_seed + 1, stratify=classifier)
     held_out = [d for d in (test, val) if d is not None]
-    scaling = standardize(data, comm, *held_out) if args.standardize else None
+    fill = impute(data, comm, args.impute, *held_out) if args.impute else None
+    scaling = standardize(data, comm, *held_out) if args.standardize else (None, None)
     if args.dtype != "float64":
         data, test, val = (None if d is None else as_dtype(d, args.dtype) for d in (data, test, val))
-    return data, test, val, scaling
+    schema = Schema(data.feature_names, data.label_name, classes, args.impute, fill, scaling[0], scaling[1])
+    return data, test, val, schema
 
 
-def model_options(args: argparse.Namespace, comm: "Comm", data: Dataset) -> dict:
-    """Collective: the keyword options of the chosen model (the class count comes from the labels)."""
+def model_options(args: argparse.Namespace, schema: Schema) -> dict:
+    """The keyword options of the chosen model (the class count is that of the schema's classes)."""
     options = {k: getattr(args, k) for k in ("hidden", "activation", "loss") if getattr(args, k) is not None}
     if args.model == "softmax" or (args.model == "mlp" and args.loss != "squared-error"):
-        options["n_classes"] = n_classes(data, comm)
+        options["n_classes"] = int(schema.classes.size)
     return options
+
+
+# -- reading the user's files (issue 13) -----------------------------------------------------------
+
+
+def add_data_flags(parser: Any, command: str) -> None:
+    """Flags that say how to read files, and --impute (``command`` train) or --proba (predict)."""
+    group = parser.add_argument_group("reading files")
+    group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help="CSV: the first line names the columns (--header) or is data (--no-header); "
+                            "default: data when all its fields are numbers, and the run says so")
+    group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    if command == "train":
+        group.add_argument("--impute", choices=IMPUTE,
+                           help="fill missing cells with the training rows' global mean or median of the feature, "
+                                "or 0; kept in the model, which predict applies (default: a missing cell is an error)")
+    else:
+        group.add_argument("--proba", action="store_true",
+                           help="write class probabilities instead of class labels (classifiers)")
+
+
+def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
+    """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
+            "allow_missing": missing or getattr(args, "impute", None) is not None}
+
+
+def describe_data(data: Dataset, schema: Schema) -> str:
+    """One line: what was read, which column is the label, the classes, and what the reader decided."""
+    label = f"label column {schema.label_name!r}" if schema.label_name is not None else "labels from the source"
+    classes = "" if schema.classes is None else f", classes {describe_classes(schema.classes)}"
+    filled = "" if schema.impute is None else f", missing cells filled with the training {schema.impute}"
+    notes = "".join(f"; {note}" for note in data.notes)
+    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{filled}{notes}"
 
 
 def settings(args: argparse.Namespace, steps: int, batch: int) -> Settings:
@@ -344,84 +329,11 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
 
 
 def _model_for(data: Dataset, comm: "Comm") -> str:
-    """Collective: logistic for two integer classes, softmax for more, linear otherwise."""
+    """Collective: logistic for two classes (integers or text), softmax for more, linear otherwise."""
     y = data.y
-    integer = 1 if y is not None and bool(np.all(np.isfinite(y)) and np.all(y == np.round(y))) else 0
+    text = is_text(y)
+    integer = 1 if y is not None and (text or bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))) else 0
     if comm.Allreduce(np.array([integer], dtype=np.int64), "min")[0] == 0:
         return "linear"
-    k = n_classes(data, comm)
-    return "linear" if k > MAX_CLASSES else ("logistic" if k == 2 else "softmax")
-
-
-def read_config(path: str, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """The flags a TOML file gives, as command-line words to put before ``argv`` (whose flags win).
-
-    Keys are the flag names (``batch-size`` or ``batch_size``); UsageError names a key that is
-    no flag, with the closest ones.
-    """
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            raise UsageError("--config needs Python 3.11 or the tomli package (pip install tomli)") from None
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path} is not valid TOML: {exc}") from None
-    known = {a.dest: a for a in parser._actions if a.option_strings}  # noqa: SLF001 - argparse has no public list
-    words: list[str] = []
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if dest not in known or dest in ("config", "print_config", "help"):
-            close = difflib.get_close_matches(key.replace("_", "-"), [d.replace("_", "-") for d in known], 3)
-            raise UsageError(f"--config {path}: {key!r} is not a flag of train"
-                             + (f"; did you mean {', '.join(close)}?" if close else ""))
-        flag = known[dest].option_strings[-1] if dest != "progress" else "--progress"
-        if any(word == flag or word.startswith(flag + "=") for word in argv) or _excluded_by(dest, argv):
-            continue  # the command line says otherwise
-        if isinstance(value, bool):
-            if value or dest == "progress":
-                words.append(flag if value else "--no-progress")
-        elif isinstance(value, list):
-            words += [flag, ",".join(str(v) for v in value)]
-        else:
-            words += [flag, str(value)]
-    return words
-
-
-def _excluded_by(dest: str, argv: list[str]) -> bool:
-    """Whether the command line gives the other of --epochs and --steps."""
-    other = {"epochs": "--steps", "steps": "--epochs"}.get(dest)
-    return other is not None and any(word == other or word.startswith(other + "=") for word in argv)
-
-
-def effective_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    """Every train flag's value after defaults (None and off flags left out), keyed by flag name."""
-    out = {}
-    for action in parser._actions:  # noqa: SLF001
-        if not action.option_strings or action.dest in ("help", "config", "print_config"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or value is False:
-            continue
-        out[action.dest.replace("_", "-")] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def to_toml(config: dict) -> str:
-    """``config`` (flag name -> str, int, float, bool or list) as TOML lines."""
-    def text(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return repr(value)
-        if isinstance(value, list):
-            return "[" + ", ".join(text(v) for v in value) + "]"
-        return json.dumps(str(value))
-
-    return "".join(f"{key} = {text(value)}\n" for key, value in config.items())
+    k = find_classes(y, comm).size
+    return "linear" if k > MAX_CLASSES and not text else ("logistic" if k == 2 else "softmax")

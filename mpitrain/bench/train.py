@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import costmodel
+from .. import costmodel, guard
 from ..errors import JobError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,7 +88,7 @@ def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str
     """
     cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
            "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
-    env = {**os.environ, **thread_env(threads)}
+    env = guard.launch_env({**os.environ, **thread_env(threads)})
     for _ in range(tries):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if done.returncode == 0:

@@ -19,17 +19,20 @@ WIRE_LIMIT_EXPONENT = 15  # partial sums are scaled below 2^15 < 65504, fp16's l
 
 
 class FP16:
-    """IEEE half precision on the wire (NumPy rounds to nearest even)."""
+    """IEEE half precision (NumPy rounds to nearest even) carried as its uint16 bits.
 
-    wire = np.dtype(np.float16)
+    Open MPI has no float16 datatype; every MPI has a 16-bit unsigned integer.
+    """
+
+    wire = np.dtype(np.uint16)
 
     def encode(self, block: np.ndarray, out: np.ndarray) -> None:
-        """Round ``block`` (float32, shape (n,)) to fp16 into ``out``."""
-        out[...] = block
+        """Round ``block`` (float32, shape (n,)) to fp16 bits into ``out`` (uint16)."""
+        out.view(np.float16)[...] = block
 
     def decode(self, wire: np.ndarray, out: np.ndarray) -> None:
-        """Widen ``wire`` (fp16, shape (n,)) into ``out`` (float32)."""
-        out[...] = wire
+        """Widen fp16 bits ``wire`` (uint16, shape (n,)) into ``out`` (float32)."""
+        out[...] = wire.view(np.float16)
 
 
 class BF16:
