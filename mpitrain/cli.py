@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import NoReturn, Optional, Sequence
 
-from . import configfile, doctor, explain, flags, models, rundir
+from . import collectives, configfile, doctor, explain, flags, models, rundir
 from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
@@ -266,8 +266,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "bench":
         return bench_allreduce.run(args)
     info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
-    say(comm, json.dumps({k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()},
-                         indent=2))  # Open MPI's version string ends in a NUL
+    info = {k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()}  # Open MPI's NUL
+    say(comm, json.dumps({**info, **collectives.auto.describe(comm)}, indent=2))
     return 0
 
 

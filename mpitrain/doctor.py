@@ -23,8 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import guard
-from ._mpi import MPI
+from . import _mpi, guard
 from .collectives import auto, plan
 from .comm import Comm
 
@@ -46,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def library() -> str:
     """The first line of the MPI library's version string."""
-    return MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]
+    return _mpi.init().Get_library_version().replace("\0", "").strip().splitlines()[0]
 
 
 def family(name: str) -> str:
@@ -180,12 +179,11 @@ def check_out(out: str, facts: list[dict]) -> tuple[str, str]:
 def probe_allreduce(comm: Comm, n: int, dtype: str, seconds: float) -> tuple[str, str]:
     """Time ``--allreduce auto`` on a buffer of n values for about ``seconds`` (collective)."""
     nbytes = n * np.dtype(dtype).itemsize
-    chosen = plan(nbytes, dtype)
-    level = {MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple"}.get(MPI.Query_thread(), "other")
-    rows = auto.rows_for(auto.load_table(), level, comm.size)
-    source = os.environ.get("MPITRAIN_ALLREDUCE_TABLE") or "the built-in table"
-    table = (f"{source} has rows for {comm.size} ranks at {level}" if rows
-             else f"{source} has no rows for {comm.size} ranks at {level}: auto uses the library's call")
+    chosen = plan(nbytes, comm=comm)
+    level, (rows, source) = comm.thread_level, auto.table()
+    key = auto.key(comm.size, comm.nodes()[2] if comm.size > 1 else 1)
+    table = (f"the allreduce table ({source}) has rows for {key} ranks at {level}" if key in rows.get(level, {})
+             else f"the allreduce table ({source}) has no rows for {key} ranks at {level}: auto uses the cost model")
     buf = np.ones(n, dtype=dtype)
     comm.Allreduce(buf, "sum", "auto")  # warm-up (and auto's plan)
     calls, batch, elapsed = 0, 1, 0.0

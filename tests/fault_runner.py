@@ -17,8 +17,10 @@ import time
 
 sys.argv[0] = "mpitrain"  # run as the `mpitrain` script does: stop signals are caught before MPI starts
 import mpitrain.cli  # noqa: E402
-from mpi4py import MPI  # noqa: E402
+from mpitrain._mpi import init  # noqa: E402
 from mpitrain.supervisor import Supervisor  # noqa: E402
+
+MPI = init()  # as the command starts it: its thread level, and the signal handlers after MPI's
 
 kind, rank, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 argv = sys.argv[sys.argv.index("--") + 1 :]
