@@ -25,7 +25,7 @@ from typing import Any
 from . import optim  # noqa: E402
 from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, Reduce, Result,  # noqa: E402
                          Settings, evaluate, fit)
-from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
+from .data import Dataset, Schema, as_dtype, encode_labels, impute, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
 from .models import MLP, LinearModel, LogisticModel, Model, SoftmaxModel  # noqa: E402
@@ -39,7 +39,7 @@ __all__ = [
     "ALGORITHMS", "as_dtype", "Comm", "Dataset", "estimators", "GD", "JobError", "Layout", "LinearModel", "LocalSGD",
     "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
     "SoftmaxModel", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
-    "predict", "register_model", "split", "standardize", "train", "world",
+    "predict", "register_model", "split", "standardize", "train", "world", "Schema", "encode_labels", "impute",
 ]
 
 

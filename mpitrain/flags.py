@@ -7,7 +7,9 @@ library error's option names (``batch_size``) as the flags a user typed (``--bat
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -15,93 +17,52 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
-from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
+from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
+from .data.labels import describe_classes, is_text
+from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from .errors import JobError
 
 if TYPE_CHECKING:
     from .comm import Comm
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    value = float(text)
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    value = float(text)
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
-    return value
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers >= 1, e.g. 256,256."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 64,64, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1 such as 64,64, not {text!r}")
-    return values
-
-
-def float_pair(text: str) -> tuple[float, float]:
-    """argparse type: two comma-separated numbers in [0, 1), e.g. 0.9,0.999."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"must be two numbers in [0, 1) such as 0.9,0.999, not {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
-    return value
+GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
+GD_STEPS = 200  # gd's default length
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH = 64
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
+MAX_CLASSES = 1000  # integer labels with at most this many classes default to a classifier
 
 
 def add_train_flags(train: Any) -> None:
     """The flags of ``train``: data, length, algorithm, outputs, communication, fault handling."""
-    train.add_argument("--model", required=True, choices=sorted(models.MODELS), help="the model to train")
-    train.add_argument("--algorithm", required=True, choices=ALGORITHMS,
+    train.add_argument("--config", metavar="FILE.toml",
+                       help="read flags from a TOML file (keys as the flags: batch-size = 64); flags given here win")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the effective configuration as TOML (ready for --config) and exit")
+    train.add_argument("--model", choices=sorted(models.MODELS),
+                       help="the model (default: from the labels: logistic for 2 classes, softmax for more, linear "
+                            "for labels that are not integers; mlp when --hidden is given)")
+    train.add_argument("--algorithm", choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
-                            "one-shot: average once at the end")
-    train.add_argument("--data", required=True, metavar="SPEC",
-                       help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
+                            f"one-shot: average once at the end (default: gd for linear, logistic and softmax on up "
+                            f"to {GD_ROWS:,} rows, else sgd)")
+    train.add_argument("--data", metavar="SPEC",
+                       help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
+                            "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_int, help="passes over the data (default 10)")
+    length.add_argument("--epochs", type=positive_int,
+                        help=f"passes over the data (default {DEFAULT_EPOCHS}; gd: {GD_STEPS} steps)")
     length.add_argument("--steps", type=positive_int, help="optimisation steps (local steps for local-sgd)")
-    train.add_argument("--lr", required=True, type=positive_float, help="learning rate (peak step size)")
+    train.add_argument("--lr", type=positive_float,
+                       help="learning rate, the peak step size (default by --optimizer: "
+                            + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     train.add_argument("--batch-size", type=positive_int, metavar="B",
                        help="global mini-batch in samples, split over ranks in proportion to their rows (sgd, "
-                            "local-sgd, one-shot)")
+                            f"local-sgd, one-shot; default {DEFAULT_BATCH})")
     train.add_argument("--sync-every", type=positive_int, metavar="H", help="local steps between averages (local-sgd)")
     train.add_argument("--l2", type=non_negative_float, default=0.0,
                        help="weight of the penalty (l2/2)||w||^2 in the objective, for every optimizer (default 0; "
@@ -109,12 +70,14 @@ def add_train_flags(train: Any) -> None:
                             "gradient")
     train.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of sampling and of the MLP's initialisation (default 0)")
-    train.add_argument("--out", required=True, metavar="DIR", help="output directory (created by rank 0)")
+    train.add_argument("--out", metavar="DIR",
+                       help="output directory, created by rank 0 (default runs/MODEL-YYYYmmdd-HHMMSS, printed at the start)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
     train.add_argument("--trace", metavar="FILE.json",
                        help="write a Chrome-trace timeline (one lane per rank; open in Perfetto or chrome://tracing)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="a progress bar on rank 0 (needs tqdm; default: when stderr is a terminal)")
+                       help="a progress bar on rank 0 (needs tqdm; default: when the job has a terminal, as under an "
+                            "interactive mpiexec; otherwise a plain progress line every 30 s)")
     train.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="precision of the data, parameters and gradients (default float64; float32 halves "
                             "memory traffic and the bytes reduced)")
@@ -123,7 +86,7 @@ def add_train_flags(train: Any) -> None:
                       help="the reduction algorithm (default auto: the faster of the MPI library's call (native) "
                            "and our own for each buffer size; see docs/collectives.md)")
     wire.add_argument("--compress", choices=("fp16", "bf16"),
-                      help="send gradients as 16-bit floats with error feedback (gd and sgd)")
+                      help="send gradients as 16-bit floats with error feedback (gd and sgd; default: off)")
     wire.add_argument("--overlap", action="store_true",
                       help="reduce each layer's gradient while the backward pass goes on (gd and sgd; rank-ordered "
                            "sums, bitwise those of --allreduce ordered)")
@@ -143,12 +106,14 @@ def add_train_flags(train: Any) -> None:
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
     add_model_flags(train)
+    add_data_flags(train, "train")
 
 
 def add_model_flags(train: Any) -> None:
     """Flags of the MLP, the optimizers, the schedules and data preparation."""
     mlp = train.add_argument_group("mlp")
-    mlp.add_argument("--hidden", type=int_list, metavar="H1,H2,...", help="hidden layer sizes (default 64)")
+    mlp.add_argument("--hidden", type=int_list, metavar="H1,H2,...",
+                     help="hidden layer sizes in units (default 64; implies --model mlp)")
     mlp.add_argument("--activation", choices=("relu", "tanh"), help="hidden activation (default relu)")
     mlp.add_argument("--loss", choices=("cross-entropy", "squared-error"),
                      help="cross-entropy over the classes (default) or squared error for regression")
@@ -158,32 +123,49 @@ def add_model_flags(train: Any) -> None:
     opt.add_argument("--betas", type=float_pair, metavar="B1,B2",
                      help="Adam's moment decay rates (adam, adamw; default 0.9,0.999)")
     opt.add_argument("--eps", type=positive_float, help="Adam's denominator term (default 1e-8)")
-    opt.add_argument("--weight-decay", type=non_negative_float, help="decoupled weight decay of the weights (adamw)")
+    opt.add_argument("--weight-decay", type=non_negative_float,
+                     help="adamw's decoupled weight decay: the weights shrink by lr x this each step, outside the "
+                          "gradient and Adam's scaling (default 0; --l2 instead adds to the objective)")
     opt.add_argument("--clip-norm", type=positive_float, metavar="C",
-                     help="clip the reduced gradient (with the L2 term) to global L2 norm C")
+                     help="clip the reduced gradient (with the L2 term) to global L2 norm C (default: no clipping)")
     opt.add_argument("--schedule", choices=optim.SCHEDULES, default="constant",
                      help="learning rate after warmup: constant, step (--decay-every, --decay-factor) or cosine to 0")
     opt.add_argument("--warmup-steps", type=int, default=0, metavar="W", help="linear warmup from lr/W to lr (default 0)")
-    opt.add_argument("--decay-every", type=positive_int, metavar="N", help="step schedule: decay period in steps")
+    opt.add_argument("--decay-every", type=positive_int, metavar="N",
+                     help="step schedule: decay period in steps (no default: required by --schedule step)")
     opt.add_argument("--decay-factor", type=positive_float, metavar="F", help="step schedule: factor (default 0.1)")
     opt.add_argument("--scale-lr", type=positive_int, metavar="B0",
                      help="linear scaling rule: --lr is tuned for global batch B0; use lr * B / B0 "
-                          "(B: --batch-size, or all rows for gd)")
+                          "(B: --batch-size, or all rows for gd; default: off)")
     opt.add_argument("--local-state", choices=LOCAL_STATES,
                      help="local-sgd: keep optimizer state per rank (default), average it, or reset it at each sync")
     prep = train.add_argument_group("data preparation")
     prep.add_argument("--test-fraction", type=fraction, metavar="F",
-                      help="hold out a stratified fraction F of --data as test data (instead of --test-data)")
+                      help="hold out a stratified fraction F of --data as test data (instead of --test-data; "
+                           "default: none)")
     prep.add_argument("--split-seed", type=int, default=0, help="seed of the --test-fraction split (default 0)")
+    select = train.add_argument_group("model selection")
+    select.add_argument("--val-data", metavar="SPEC", help="validation rows, scored while training (default: none)")
+    select.add_argument("--val-fraction", type=fraction, metavar="F",
+                        help="hold out a stratified fraction F of the training rows for validation (default: none)")
+    select.add_argument("--eval-every", type=positive_int, metavar="N",
+                        help="score the validation rows every N steps (default: once per epoch) and at the end")
+    select.add_argument("--early-stopping", action="store_true",
+                        help="end training when --monitor has not improved for --patience evaluations; the model "
+                             "saved is the best one (default: off)")
+    select.add_argument("--patience", type=positive_int, metavar="K", help="evaluations without improvement (default 5)")
+    select.add_argument("--min-delta", type=non_negative_float, metavar="D",
+                        help="the smallest change that counts as an improvement (default 0)")
+    select.add_argument("--monitor", metavar="val_loss|val_METRIC",
+                        help="what early stopping watches: val_loss (default) or the model's metric, e.g. val_accuracy")
     prep.add_argument("--standardize", action="store_true",
-                      help="scale features by the training rows' global mean and standard deviation")
+                      help="scale features by the training rows' global mean and standard deviation (default: off)")
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer."""
+    """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer
+    (after ``resolve`` has filled in the defaults that depend on the data)."""
     minibatch = args.algorithm != "gd"
-    if minibatch and args.batch_size is None:
-        parser.error(f"--algorithm {args.algorithm} needs --batch-size B (the global mini-batch)")
     if not minibatch and args.batch_size is not None:
         parser.error("--batch-size has no effect with --algorithm gd (full batch); drop it or use sgd")
     if args.algorithm == "local-sgd" and args.sync_every is None:
@@ -216,25 +198,84 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--split-seed must be >= 0")
     if args.test_fraction is not None and args.test_data:
         parser.error("--test-fraction and --test-data both name test data; give one of them")
+    if args.val_fraction is not None and args.val_data:
+        parser.error("--val-fraction and --val-data both name validation data; give one of them")
+    validating = args.val_fraction is not None or args.val_data is not None
+    for name in ("eval_every", "early_stopping"):
+        if getattr(args, name) not in (None, False) and not validating:
+            parser.error(f"--{name.replace('_', '-')} needs validation rows: --val-fraction F or --val-data SPEC")
+    for name in ("patience", "min_delta", "monitor"):
+        if getattr(args, name) is not None and not args.early_stopping:
+            parser.error(f"--{name.replace('_', '-')} only applies to --early-stopping")
 
 
-def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset]) -> tuple:
-    """Collective: split off --test-fraction, --standardize, convert to --dtype; return (train, test, scaling)."""
+def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset],
+            val: Optional[Dataset] = None) -> tuple:
+    """Collective: classes, --test-fraction then --val-fraction, --impute and --standardize with the
+    training rows' statistics, --dtype; return (train, test, val, schema).
+
+    A classifier's labels become class indices 0..K-1 of the sorted distinct training labels.
+    """
+    classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+    given = [d for d in (test, val) if d is not None]
+    classes = encode_labels(data, comm, *given) if classifier else None
+    if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
+        need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
+        raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "
+                       f"{describe_classes(classes)}")
     if args.test_fraction is not None:
-        classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
-    scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else None
+    if args.val_fraction is not None:
+        data, val = split(data, comm, args.val_fraction, args.split_seed + 1, stratify=classifier)
+    held_out = [d for d in (test, val) if d is not None]
+    fill = impute(data, comm, args.impute, *held_out) if args.impute else None
+    scaling = standardize(data, comm, *held_out) if args.standardize else (None, None)
     if args.dtype != "float64":
-        data, test = as_dtype(data, args.dtype), (None if test is None else as_dtype(test, args.dtype))
-    return data, test, scaling
+        data, test, val = (None if d is None else as_dtype(d, args.dtype) for d in (data, test, val))
+    schema = Schema(data.feature_names, data.label_name, classes, args.impute, fill, scaling[0], scaling[1])
+    return data, test, val, schema
 
 
-def model_options(args: argparse.Namespace, comm: "Comm", data: Dataset) -> dict:
-    """Collective: the keyword options of the chosen model (the class count comes from the labels)."""
+def model_options(args: argparse.Namespace, schema: Schema) -> dict:
+    """The keyword options of the chosen model (the class count is that of the schema's classes)."""
     options = {k: getattr(args, k) for k in ("hidden", "activation", "loss") if getattr(args, k) is not None}
     if args.model == "softmax" or (args.model == "mlp" and args.loss != "squared-error"):
-        options["n_classes"] = n_classes(data, comm)
+        options["n_classes"] = int(schema.classes.size)
     return options
+
+
+# -- reading the user's files (issue 13) -----------------------------------------------------------
+
+
+def add_data_flags(parser: Any, command: str) -> None:
+    """Flags that say how to read files, and --impute (``command`` train) or --proba (predict)."""
+    group = parser.add_argument_group("reading files")
+    group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help="CSV: the first line names the columns (--header) or is data (--no-header); "
+                            "default: data when all its fields are numbers, and the run says so")
+    group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    if command == "train":
+        group.add_argument("--impute", choices=IMPUTE,
+                           help="fill missing cells with the training rows' global mean or median of the feature, "
+                                "or 0; kept in the model, which predict applies (default: a missing cell is an error)")
+    else:
+        group.add_argument("--proba", action="store_true",
+                           help="write class probabilities instead of class labels (classifiers)")
+
+
+def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
+    """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
+            "allow_missing": missing or getattr(args, "impute", None) is not None}
+
+
+def describe_data(data: Dataset, schema: Schema) -> str:
+    """One line: what was read, which column is the label, the classes, and what the reader decided."""
+    label = f"label column {schema.label_name!r}" if schema.label_name is not None else "labels from the source"
+    classes = "" if schema.classes is None else f", classes {describe_classes(schema.classes)}"
+    filled = "" if schema.impute is None else f", missing cells filled with the training {schema.impute}"
+    notes = "".join(f"; {note}" for note in data.notes)
+    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{filled}{notes}"
 
 
 def settings(args: argparse.Namespace, steps: int, batch: int) -> Settings:
@@ -253,3 +294,46 @@ def flag_words(message: str) -> str:
     """A library message with option names (``batch_size``) written as flags (``--batch-size``)."""
     return re.sub(r"\b(" + "|".join(SETTINGS_FLAGS) + r")\b(?=[ =])",
                   lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+# -- defaults that depend on the data, and configuration files ------------------------------------
+
+
+def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
+    """Collective: fill in --model, --algorithm, --batch-size, --lr, the length and --out from the
+    data where they were not given; return one note for each default chosen."""
+    notes = []
+    if args.model is None:
+        args.model = "mlp" if args.hidden is not None else _model_for(data, comm)
+        notes.append(f"--model {args.model} (from the labels; give --model to choose)")
+    if args.algorithm is None:
+        convex = args.model in ("linear", "logistic", "softmax")
+        args.algorithm = "gd" if convex and data.n_total <= GD_ROWS else "sgd"
+        notes.append(f"--algorithm {args.algorithm} ({'full batch: ' if args.algorithm == 'gd' else ''}"
+                     f"{data.n_total:,} rows)")
+    if args.algorithm != "gd" and args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH
+        notes.append(f"--batch-size {DEFAULT_BATCH}")
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
+        notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
+    if args.steps is None and args.epochs is None:
+        if args.algorithm == "gd":
+            args.steps = GD_STEPS
+        else:
+            args.epochs = DEFAULT_EPOCHS
+    if args.out is None:
+        stamp = comm.gather_text(time.strftime("%Y%m%d-%H%M%S"))[0]  # rank 0's clock names it for all
+        args.out = os.path.join("runs", f"{args.model}-{stamp}")
+    return notes
+
+
+def _model_for(data: Dataset, comm: "Comm") -> str:
+    """Collective: logistic for two classes (integers or text), softmax for more, linear otherwise."""
+    y = data.y
+    text = is_text(y)
+    integer = 1 if y is not None and (text or bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))) else 0
+    if comm.Allreduce(np.array([integer], dtype=np.int64), "min")[0] == 0:
+        return "linear"
+    k = find_classes(y, comm).size
+    return "linear" if k > MAX_CLASSES and not text else ("logistic" if k == 2 else "softmax")

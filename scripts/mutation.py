@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
@@ -136,9 +137,18 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
     return config
 
 
-def matches(entry: dict, module: str, operator: str, line: str) -> bool:
-    """Whether an [[equivalent]] entry of mutation.toml covers this mutant."""
-    return entry["module"] == module and entry["line"] == line and entry.get("operator", "*") in ("*", operator)
+def matches(entry: dict, module: str, operator: str, line: str, diff: Optional[str] = None) -> bool:
+    """Whether an [[equivalent]] entry of mutation.toml covers this mutant.
+
+    An entry names the module, the source line and the operator ("*": any); with ``mutated`` it
+    covers only the mutant whose changed line reads so (known once the mutant has run).
+    """
+    if entry["module"] != module or entry["line"] != line or entry.get("operator", "*") not in ("*", operator):
+        return False
+    if "mutated" not in entry:
+        return True
+    changed = [row[1:].strip() for row in (diff or "").splitlines() if row.startswith("+") and not row.startswith("+++")]
+    return entry["mutated"] in changed
 
 
 def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> int:
@@ -210,9 +220,13 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def mutant_line(tree: Path, module_path: str, start: tuple[int, int]) -> str:
-    """The stripped source line where a mutant starts."""
-    lines = (tree / module_path).read_text().splitlines()
+def mutant_line(tree: Path, module_path: str, start: tuple[int, int], diff: Optional[str] = None) -> str:
+    """The stripped source line where a mutant starts: from its diff once it has run, else from the source."""
+    removed = [row[1:].strip() for row in (diff or "").splitlines() if row.startswith("-") and not row.startswith("---")]
+    if removed:
+        return removed[0]
+    source = tree / module_path if (tree / module_path).exists() else ROOT / module_path
+    lines = source.read_text().splitlines()
     return lines[start[0] - 1].strip() if 0 < start[0] <= len(lines) else ""
 
 
@@ -237,10 +251,12 @@ def collect(config: dict) -> dict:
                 if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED and result.output != "equivalent":
                     continue  # an operator mutation.toml leaves out
                 mutation = item.mutations[0]
-                line = mutant_line(tree, str(mutation.module_path), mutation.start_pos)
+                diff = result.diff if result is not None else None
+                line = mutant_line(tree, str(mutation.module_path), mutation.start_pos, diff)
                 where = {"line_no": mutation.start_pos[0], "operator": mutation.operator_name,
                          "occurrence": mutation.occurrence, "line": line}
-                reason = next((e["reason"] for e in entries if matches(e, module, mutation.operator_name, line)), None)
+                reason = next((e["reason"] for e in entries if matches(e, module, mutation.operator_name, line, diff)),
+                              None)
                 if result is not None and result.test_outcome != TestOutcome.KILLED and reason is not None:
                     counts["equivalent"] += 1
                     equivalents.append({**where, "reason": reason})
@@ -283,7 +299,7 @@ def write_report(config: dict) -> Path:
     text += ["", "## Equivalent", ""]
     for module, d in data.items():
         for s in d["equivalents"]:
-            text.append(f"- `{module}:{s['line_no']}` {s['operator']}: {s['reason']}")
+            text.append(f"- `{module}:{s['line_no']}` {s['operator']} on `{s['line']}`: {s['reason']}")
     path = WORK / "report.md"
     path.write_text("\n".join(text) + "\n")
     print("\n".join(rows))

@@ -157,6 +157,9 @@ def test_schedules_at_their_edges():
     assert [full(0), full(3), full(4)] == [0.5, 2.0, 2.0]
     one = optim.schedule("constant", 0.3, 10, warmup_steps=1)
     assert [one(0), one(1)] == [0.3, 0.3]
+    # One warmup step delays the decay by one step: lr(t) = base(t - 1) after it.
+    shifted = optim.schedule("step", 1.0, 20, warmup_steps=1, every=2, factor=0.1)
+    assert [shifted(t) for t in range(5)] == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1], rel=1e-15)
     late = optim.schedule("step", 1.0, 20, warmup_steps=2, every=3, factor=0.1)
     assert [late(0), late(1), late(2), late(4), late(5)] == pytest.approx([0.5, 1.0, 1.0, 1.0, 0.1], rel=1e-15)
 

@@ -73,6 +73,9 @@ class OneRank:
     def identical(self, arr):
         return True
 
+    def ranks_on_node(self):
+        return 1
+
 
 def test_fit_takes_a_users_own_optimizer_pair_and_schedule():
     data, model = serial_data(), mt.create_model("linear", 3)
@@ -206,3 +209,24 @@ def test_a_loss_that_grows_by_orders_of_magnitude_is_divergence_even_while_finit
         mt.fit(model, data, OneRank(), mt.GD(), steps=40, lr=0.5)
     # The same data with a stable step trains through.
     assert np.isfinite(mt.fit(model, data, OneRank(), mt.GD(), steps=40, lr=0.05).theta).all()
+
+
+def test_a_model_too_large_for_the_node_is_refused_with_the_memory_it_needs():
+    data = serial_data(n=50, d=5)
+    model = mt.create_model("mlp", 5, hidden=(10**6, 10**6), n_classes=2)  # 10^12 parameters
+    data.y = (data.y > 0).astype(float)
+
+    with pytest.raises(mt.JobError, match=r"needs at least \d+\.\d GiB per rank \(1,000,00\d,\d{3},\d{3} parameters\)"):
+        mt.fit(model, data, OneRank(), mt.SGD(batch_size=10), steps=1, lr=0.1)
+
+
+def test_a_decay_factor_that_is_not_a_decay_is_refused():
+    with pytest.raises(mt.OptionError, match=r"decay_factor must be in \(0, 1\]"):
+        mt.Settings(steps=10, lr=0.1, schedule="step", decay_every=2, decay_factor=1e300)
+
+
+def test_an_overflow_at_the_first_step_blames_the_data_not_the_learning_rate():
+    data, model = serial_data(n=20, d=3), mt.create_model("linear", 3)
+    data.X[7, 1] = 1e308  # finite, but its square is not
+    with pytest.raises(mt.JobError, match="at the first step, before any update: the data hold values too large"):
+        mt.fit(model, data, OneRank(), mt.GD(), steps=3, lr=0.1, theta=np.ones(4))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from .. import optim
+from ..comm import as_comm
 from ..data import Dataset
 from ..models import Model
 from ..timeline import REDUCE, Timeline
@@ -55,12 +56,18 @@ class Hooks:
     def save(self, state: State, synced: bool) -> None:
         """Collective: checkpoint ``state``; ``synced`` says theta is identical on every rank."""
 
+    def evaluate(self, steps_done: int, theta: np.ndarray) -> bool:
+        """Collective, where theta is identical on every rank: score it (validation); True to end the
+        run here (early stopping). Every rank must return the same answer."""
+        return False
+
 
 @dataclass
 class Result:
     """Parameters after training (identical on every rank) and what it took to get them.
 
-    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``.
+    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``;
+    ``ended_early`` when a hook ended the run as complete (early stopping).
     """
 
     theta: np.ndarray
@@ -70,6 +77,7 @@ class Result:
     seconds: float = 0.0
     comm_seconds: float = 0.0
     stopped: bool = False
+    ended_early: bool = False
     timeline: Timeline = field(default_factory=Timeline)
 
     def finish(self) -> "Result":
@@ -99,7 +107,7 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     objective = mean loss over all n_total rows + (l2/2)||w||^2.
     """
     sums = np.array(model.sums(theta, data.X, data.y))
-    comm.Allreduce(sums)
+    as_comm(comm).Allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 
 
@@ -112,8 +120,15 @@ def check_finite(values: np.ndarray, step: int) -> None:
     if not np.isfinite(np.add.reduce(values)):
         from ..errors import JobError
 
+        kind = "nan" if np.isnan(values).any() else "infinite"
+        if step == 0:  # before any update: the step size cannot be the cause
+            raise JobError(
+                f"the loss or gradient is {kind} at the first step, before any update: the data hold values too "
+                "large for the model to compute with (or labels it cannot take); check the data for huge values "
+                "(standardize the features: --standardize); --lr is not the cause"
+            )
         raise JobError(
-            f"the loss or gradient became {'nan' if np.isnan(values).any() else 'infinite'} at step {step + 1}; "
+            f"the loss or gradient became {kind} at step {step + 1}; "
             "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
         )
 

@@ -199,6 +199,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
+        if not (isinstance(self.decay_factor, (int, float)) and 0 < self.decay_factor <= 1):
+            raise OptionError(f"decay_factor must be in (0, 1] (the step schedule multiplies lr by it), "
+                              f"not {self.decay_factor!r}")
         self.reduce()
 
     def loop(self, algorithm: str) -> Loop:
