@@ -201,6 +201,12 @@ def _minimise(model: Model, n_outputs: int, data: Dataset, comm: "Comm", l2: flo
     return state.theta, state.step
 
 
+def _rows(estimator: BaseEstimator, X: Any) -> np.ndarray:
+    """X (n, n_features) as float64 for a fitted estimator; n may be 0 (a rank without rows)."""
+    check_is_fitted(estimator)
+    return validate_data(estimator, X, dtype=np.float64, reset=False, ensure_min_samples=0)
+
+
 def _score(comm: "Comm", hits: np.ndarray, sample_weight: Optional[np.ndarray]) -> float:
     """Collective: the weighted mean of ``hits`` (n,) over every rank's rows."""
     w = np.ones(hits.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -233,7 +239,9 @@ class _Classifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X: Any, y: Any, sample_weight: Optional[Any] = None) -> float:
         """Collective: the (weighted) accuracy over every rank's rows X (n, n_features), y (n,)."""
-        return _score(_as_comm(self.comm), (self.predict(X) == np.asarray(y)).astype(np.float64), sample_weight)
+        comm = _as_comm(self.comm)
+        hits = _together(comm, lambda: (self.predict(X) == np.asarray(y)).astype(np.float64))
+        return _score(comm, hits, sample_weight)
 
 
 class LogisticRegression(_Classifier):
@@ -272,8 +280,7 @@ class LogisticRegression(_Classifier):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Scores X (n, n_features) @ coef_.T + intercept_: shape (n,) for two classes, (n, K) otherwise."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _rows(self, X)
         scores = X @ self.coef_.T + self.intercept_
         return scores[:, 0] if len(self.classes_) == 2 else scores
 
@@ -330,8 +337,7 @@ class MLPClassifier(_Classifier):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the rows of X (n, n_features): shape (n, n_classes)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _rows(self, X)
         hidden = tuple(W.shape[1] for W in self.coefs_[:-1])
         model = MLP(X.shape[1], hidden=hidden, activation=self.activation, n_classes=len(self.classes_))
         arrays = {f"W{i + 1}": W for i, W in enumerate(self.coefs_)}
@@ -371,8 +377,7 @@ class Ridge(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values of the rows of X (n, n_features): shape (n,)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _rows(self, X)
         return X @ self.coef_ + self.intercept_
 
     def score(self, X: Any, y: Any, sample_weight: Optional[Any] = None) -> float:
@@ -380,7 +385,7 @@ class Ridge(RegressorMixin, BaseEstimator):
         comm = _as_comm(self.comm)
         y = np.asarray(y, dtype=np.float64)
         w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        r = y - self.predict(X)
+        r = y - _together(comm, lambda: self.predict(X))
         mean = comm.Allreduce(np.array([w @ y, w.sum()]))
         sums = comm.Allreduce(np.array([w @ (r * r), w @ (y - mean[0] / mean[1]) ** 2]))
         if sums[1] == 0:

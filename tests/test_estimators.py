@@ -1,8 +1,9 @@
 """mpitrain.estimators on one rank: scikit-learn's own check_estimator, and the same fits as
 scikit-learn's estimators on the same objective (to stated tolerances).
 
-Skipped checks of check_estimator: none. Every check that scikit-learn runs for a classifier or
-a regressor runs here and passes (``EXPECTED_FAILED`` is empty; keep the README's list in step).
+Skipped checks of check_estimator: none of ours. Every check that scikit-learn runs for a
+classifier or a regressor runs here and passes (``EXPECTED_FAILED`` is empty; keep the README's
+list in step); scikit-learn skips its array-API checks itself unless SCIPY_ARRAY_API=1.
 """
 import subprocess
 import sys
