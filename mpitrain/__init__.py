@@ -18,6 +18,10 @@ Importing mpitrain does not start MPI; ``world()`` (or the first collective) doe
 """
 from __future__ import annotations
 
+from .guard import guard_signals  # first: the command line catches stop signals before any thread starts
+
+guard_signals()
+
 from ._version import __version__  # noqa: E402
 
 from typing import Any

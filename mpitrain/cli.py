@@ -21,7 +21,8 @@ from .bench import train as bench_train
 from .comm import Comm, world
 from .data import load
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, refuse_mismatched_launch, startup_warnings
+from .guard import (EXIT_RESUMABLE, blas_threads, guard_signals, limit_blas_threads, refuse_mismatched_launch,
+                    start_up_watchdog, startup_warnings)
 from .inference import predict
 from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
@@ -236,6 +237,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"mpitrain: error: {exc}", file=sys.stderr)
                 return 2
     args = parser.parse_args(words)
+    if args.command != "train" and guard_signals() is not None:
+        guard_signals().restore()  # only training stops gracefully on a signal; the rest end as usual
     if args.command == "bench" and args.bench == "train":
         return bench_train.run(args)  # launches its own jobs: starts no MPI here
     if args.command == "plot":
@@ -251,10 +254,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "doctor":
         return doctor.run(args, comm)
     if args.command == "train":
+        start_up_watchdog(args.watchdog_seconds, comm.rank, lambda: comm.busy)  # until the first step
         try:
             return run_train(args, comm)
         except OptionError as exc:
             raise JobError(flags.flag_words(str(exc))) from None
+        finally:
+            start_up_watchdog(0, comm.rank, lambda: False)
     if args.command == "predict":
         return run_predict(args, comm)
     if args.command == "bench":

@@ -25,6 +25,7 @@ import numpy as np
 from ._version import __version__
 from .checkpoint import CheckpointError, pid_alive, run_of, step_dirs
 from .errors import UsageError
+from .guard import guard_signals
 from .outputs import umask, write_json, writing
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class RunLock:
                 os.fsync(f.fileno())
             self._thread = threading.Thread(target=self._renew, name="mpitrain-lock", daemon=True)
             self._thread.start()
+            if guard_signals() is not None:  # a job ended early by a signal or its watchdog releases it too
+                guard_signals().cleanups.append(self.release)
             return notes
         raise RunDirError(f"cannot take the lock {self.path}: other jobs keep taking it")
 
