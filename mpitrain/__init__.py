@@ -46,6 +46,12 @@ __all__ = [
     "predict", "register_model", "split", "standardize", "train", "world", "Schema", "encode_labels", "impute",
 ]
 
+# Full-batch solvers for convex models (issue 17): L-BFGS, Newton-CG and exact least squares.
+from .algorithms import LBFGS, NewtonCG, Normal  # noqa: E402
+from .algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal  # noqa: E402
+
+__all__ += ["LBFGS", "NewtonCG", "Normal", "fit_lbfgs", "fit_newton_cg", "fit_normal"]
+
 
 def __getattr__(name: str) -> Any:
     """``Comm`` and ``world`` import mpi4py, which starts MPI: only when first asked for."""

@@ -154,8 +154,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
             return
         if record["step"] == steps or record["seconds"] - printed[0] >= LINE_SECONDS:
             printed[0] = record["seconds"]
+            gradient = f"  |grad|max {record['gradient_max']:.3g}" if "gradient_max" in record else ""
             print(f"step {record['step']:>7}  epoch {record['epoch']:8.2f}  loss {record['loss']:.6g}  "
-                  f"{model.metric_name} {record['metric']:.4f}  {record['seconds']:.2f}s", file=sys.stderr, flush=True)
+                  f"{model.metric_name} {record['metric']:.4f}{gradient}  {record['seconds']:.2f}s", file=sys.stderr,
+                  flush=True)
 
     watched = has_terminal() if args.progress is None else args.progress
     progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
@@ -195,6 +197,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
               f"train {model.metric_name} {summary['final_train_metric']:.4f}{test_part}; "
               f"wrote {os.path.join(args.out, '')}{{model.npz,metrics.jsonl,summary.json}}"
               + (f" and {args.trace}" if args.trace else ""))
+    if getattr(done.result, "message", "") and not args.quiet:
+        say(comm, f"{args.algorithm}: {done.result.message}", sys.stderr)
     if not args.quiet:
         say(comm, describe(summary["phases"]), sys.stderr)
     return 0
