@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
 GD_STEPS = 200  # gd's default length
+SOLVER_STEPS = 100  # the most iterations of lbfgs and newton-cg by default (scikit-learn's max_iter)
+SOLVER_NAMES = ("lbfgs", "newton-cg", "normal")
+FULL_BATCH = ("gd", *SOLVER_NAMES)
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 64
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
@@ -46,7 +49,14 @@ def add_train_flags(train: Any) -> None:
     train.add_argument("--algorithm", choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
                             f"one-shot: average once at the end (default: gd for linear, logistic and softmax on up "
-                            f"to {GD_ROWS:,} rows, else sgd)")
+                            f"to {GD_ROWS:,} rows, else sgd); lbfgs, newton-cg: full-batch solvers that stop at "
+                            "--tol (no --lr; --steps is their most iterations, default 100); normal: the exact "
+                            "ridge solution of --model linear in one pass")
+    train.add_argument("--history", type=positive_int, metavar="M",
+                       help="lbfgs: curvature pairs kept (default 10)")
+    train.add_argument("--tol", type=non_negative_float,
+                       help="lbfgs, newton-cg: stop when the largest entry of the objective's gradient is at most "
+                            "this, as scikit-learn's tol (default 1e-4)")
     train.add_argument("--data", metavar="SPEC",
                        help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
                             "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
@@ -165,13 +175,24 @@ def add_model_flags(train: Any) -> None:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer
     (after ``resolve`` has filled in the defaults that depend on the data)."""
-    minibatch = args.algorithm != "gd"
+    minibatch = args.algorithm not in FULL_BATCH
     if not minibatch and args.batch_size is not None:
-        parser.error("--batch-size has no effect with --algorithm gd (full batch); drop it or use sgd")
+        parser.error(f"--batch-size has no effect with --algorithm {args.algorithm} (full batch); drop it or use sgd")
+    if args.algorithm == "normal" and args.model != "linear":
+        parser.error(f"--algorithm normal solves --model linear exactly, not {args.model}; use lbfgs or newton-cg")
+    if args.algorithm == "newton-cg" and args.model == "mlp":
+        parser.error("--algorithm newton-cg needs Hessian-vector products, which --model mlp lacks; use lbfgs")
+    if args.algorithm in SOLVER_NAMES and args.optimizer != "sgd":
+        parser.error(f"--optimizer applies to gradient steps, not to --algorithm {args.algorithm}, which chooses "
+                     "its own steps")
     if args.algorithm == "local-sgd" and args.sync_every is None:
         parser.error("--algorithm local-sgd needs --sync-every H (local steps between averages)")
     only = [
         (("sync_every", "local_state"), args.algorithm == "local-sgd", "--algorithm local-sgd"),
+        (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
+        (("tol",), args.algorithm in ("lbfgs", "newton-cg"), "--algorithm lbfgs or newton-cg"),
+        (("scale_lr", "clip_norm"), args.algorithm not in SOLVER_NAMES,
+         "gradient steps (not --algorithm lbfgs, newton-cg or normal)"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
         (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
@@ -254,6 +275,8 @@ def add_data_flags(parser: Any, command: str) -> None:
                        help="CSV: the first line names the columns (--header) or is data (--no-header); "
                             "default: data when all its fields are numbers, and the run says so")
     group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    group.add_argument("--sparse", action=argparse.BooleanOptionalAction, default=None,
+                       help="LIBSVM rows stay sparse (CSR; default) or become dense (--no-sparse)")
     if command == "train":
         group.add_argument("--impute", choices=IMPUTE,
                            help="fill missing cells with the training rows' global mean or median of the feature, "
@@ -266,7 +289,7 @@ def add_data_flags(parser: Any, command: str) -> None:
 def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
     """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
     return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
-            "allow_missing": missing or getattr(args, "impute", None) is not None}
+            "sparse": args.sparse, "allow_missing": missing or getattr(args, "impute", None) is not None}
 
 
 def describe_data(data: Dataset, schema: Schema) -> str:
@@ -311,14 +334,17 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
         args.algorithm = "gd" if convex and data.n_total <= GD_ROWS else "sgd"
         notes.append(f"--algorithm {args.algorithm} ({'full batch: ' if args.algorithm == 'gd' else ''}"
                      f"{data.n_total:,} rows)")
-    if args.algorithm != "gd" and args.batch_size is None:
+    if args.algorithm not in FULL_BATCH and args.batch_size is None:
         args.batch_size = DEFAULT_BATCH
         notes.append(f"--batch-size {DEFAULT_BATCH}")
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
-        notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
+        if args.algorithm not in SOLVER_NAMES:  # the solvers choose their own steps
+            notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
     if args.steps is None and args.epochs is None:
-        if args.algorithm == "gd":
+        if args.algorithm in SOLVER_NAMES:
+            args.steps = 1 if args.algorithm == "normal" else SOLVER_STEPS
+        elif args.algorithm == "gd":
             args.steps = GD_STEPS
         else:
             args.epochs = DEFAULT_EPOCHS

@@ -14,8 +14,8 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
-from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, LocalSGD, Loop, OneShot, OptionError, Reduce, Settings, as_loop,
-                     check_training)
+from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, LocalSGD, Loop, NewtonCG, Normal, OneShot,
+                     OptionError, Reduce, Settings, as_loop, check_training)
 from .local_sgd import LocalAveraging
 from .sync import Synchronous
 
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings",
+           "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -53,7 +54,9 @@ def fit(
     Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``LocalSGD(64, 4)``, ``OneShot(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
-    or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
+    or an algorithm name with a flat ``Settings``. The full-batch solvers (``LBFGS(..)``,
+    ``NewtonCG(..)``, ``Normal()``) need no ``lr`` or optimizer: ``steps`` is their most iterations
+    (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
     ``theta`` (n_params,) is the starting point (by default ``model.init(seed)`` broadcast from
     rank 0); ``state`` resumes a run instead; ``hooks`` receive stop votes and checkpoints
     (``mpitrain.run`` uses them); ``timeline`` records where the time goes. Afterwards
@@ -68,6 +71,10 @@ def fit(
         return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
                    **settings.options(loop, model.n_penalized))
     loop = as_loop(loop)
+    if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
+        from .solve import fit_solver
+
+        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline)
     if steps is None or lr is None:
         raise OptionError("fit needs steps and lr (or a Settings)")
     check_training(steps, lr, l2, seed)

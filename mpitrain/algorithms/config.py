@@ -93,19 +93,66 @@ class OneShot:
         LocalSGD(self.batch_size, 1, self.local_state)
 
 
-Loop = Union[GD, SGD, LocalSGD, OneShot]
-LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot}
+@dataclass(frozen=True)
+class LBFGS:
+    """Full-batch L-BFGS (``algorithms.lbfgs``) with ``history`` curvature pairs; it stops when the
+    largest gradient entry is at most ``tol`` (scikit-learn's meaning), ``steps`` being the most
+    iterations. It needs no learning rate."""
+
+    history: int = 10
+    tol: float = 1e-4
+    name = "lbfgs"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _positive_int("history", self.history)
+        _non_negative("tol", self.tol)
+
+
+@dataclass(frozen=True)
+class NewtonCG:
+    """Truncated Newton (``algorithms.newton_cg``) for the linear, logistic and softmax models: at most
+    ``max_inner`` conjugate-gradient products per step; stops as ``LBFGS`` does, at ``tol``."""
+
+    tol: float = 1e-4
+    max_inner: int = 200
+    name = "newton-cg"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _non_negative("tol", self.tol)
+        _positive_int("max_inner", self.max_inner)
+
+
+@dataclass(frozen=True)
+class Normal:
+    """The exact ridge solution of linear regression in one step (``algorithms.normal``); refuses a
+    d x d system larger than ``memory_limit`` bytes per rank."""
+
+    memory_limit: int = 2 << 30
+    name = "normal"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _positive_int("memory_limit", self.memory_limit)
+
+
+SOLVERS = (LBFGS, NewtonCG, Normal)  # full-batch solvers: no learning rate, they stop when they converge
+Loop = Union[GD, SGD, LocalSGD, OneShot, LBFGS, NewtonCG, Normal]
+LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
+                          "lbfgs": LBFGS, "newton-cg": NewtonCG, "normal": Normal}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
-    """``loop`` itself, or ``GD()`` for "gd"; OptionError for anything else."""
+    """``loop`` itself, or the default options of "gd", "lbfgs", "newton-cg" or "normal"; else OptionError."""
     if isinstance(loop, tuple(LOOPS.values())):
         return loop
-    if loop == "gd":
-        return GD()
+    if loop in ("gd", "lbfgs", "newton-cg", "normal"):
+        return LOOPS[loop]()
     if isinstance(loop, str) and loop in LOOPS:
         raise OptionError(f"{loop} needs options: pass {LOOPS[loop].__name__}(batch_size=...) instead of {loop!r}")
-    raise OptionError(f"loop must be GD(), SGD(..), LocalSGD(..) or OneShot(..) (or 'gd'), not {loop!r}")
+    raise OptionError("loop must be GD(), SGD(..), LocalSGD(..), OneShot(..), LBFGS(..), NewtonCG(..) or Normal() "
+                      f"(or 'gd', 'lbfgs', 'newton-cg', 'normal'), not {loop!r}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +220,8 @@ class Settings:
     ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
     one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor``
     every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
-    local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``.
+    local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; history, tol :
+    see ``LBFGS`` (tol also ``NewtonCG``).
     """
 
     steps: int
@@ -196,6 +244,8 @@ class Settings:
     allreduce: str = "auto"
     compress: Optional[str] = None
     overlap: bool = False
+    history: int = 10
+    tol: float = 1e-4
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
@@ -215,6 +265,12 @@ class Settings:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
             return GD()
+        if algorithm == "lbfgs":
+            return LBFGS(self.history, self.tol)
+        if algorithm == "newton-cg":
+            return NewtonCG(self.tol)
+        if algorithm == "normal":
+            return Normal()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
         if algorithm == "sgd":

@@ -40,13 +40,16 @@ class Outcome:
     stop : the ranks agreed to stop (their votes summed > 0); totals : (loss sum, metric sum,
     samples) over all ranks since the previous report, or None when this step reduced none;
     penalty : the L2 term to add to the logged mean loss; synced : the parameters are identical
-    on every rank (false between the averagings of local SGD).
+    on every rank (false between the averagings of local SGD); done : the algorithm has finished
+    before ``steps`` (a solver that converged); record : more fields for this step's log record.
     """
 
     stop: bool
     totals: Optional[np.ndarray]
     penalty: float
     synced: bool = True
+    done: bool = False
+    record: Optional[dict] = None
 
 
 class Algorithm(Protocol):
@@ -87,6 +90,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
                         "epoch": (step + 1) / per_epoch,
                         "loss": loss,
                         "metric": model.metric(period[1], int(period[2])),
+                        **(outcome.record or {}),
                         "seconds": timeline.elapsed(),
                     })
                 _check_growth(first_loss, loss, step)
@@ -102,7 +106,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
             same = outcome.synced and snapshot.residual is None and not algorithm.per_rank_state
             hooks.save(snapshot, synced=same)
             timeline.mark(CHECKPOINT)
-        if result.stopped:
+        if result.stopped or outcome.done:
             break
     if not result.stopped:
         check_finite(algorithm.theta, steps - 1)
