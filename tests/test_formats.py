@@ -106,3 +106,13 @@ def test_models_take_sparse_rows_without_densifying_them(name, options):
     np.testing.assert_allclose(sums[1], sums[0], rtol=1e-12)
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(model.predict(theta, sparse.csr_matrix(X)), model.predict(theta, X), rtol=1e-12)
+
+
+def test_the_memory_check_does_not_count_sparse_rows_as_dense():
+    sparse = pytest.importorskip("scipy.sparse")
+    import mpitrain as mt
+    from mpitrain.algorithms import _memory_error
+
+    n, d = 10**6, 10**5  # dense: 745 GiB; as CSR without non-zeros: 8 MB
+    data = mt.Dataset(sparse.csr_matrix((n, d)), np.zeros(n), 0, n, "mem", np.array([n]))
+    assert _memory_error(mt.create_model("logistic", d), data, None, 1) == ""
