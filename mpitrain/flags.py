@@ -275,6 +275,8 @@ def add_data_flags(parser: Any, command: str) -> None:
                        help="CSV: the first line names the columns (--header) or is data (--no-header); "
                             "default: data when all its fields are numbers, and the run says so")
     group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    group.add_argument("--sparse", action=argparse.BooleanOptionalAction, default=None,
+                       help="LIBSVM rows stay sparse (CSR; default) or become dense (--no-sparse)")
     if command == "train":
         group.add_argument("--impute", choices=IMPUTE,
                            help="fill missing cells with the training rows' global mean or median of the feature, "
@@ -287,7 +289,7 @@ def add_data_flags(parser: Any, command: str) -> None:
 def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
     """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
     return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
-            "allow_missing": missing or getattr(args, "impute", None) is not None}
+            "sparse": args.sparse, "allow_missing": missing or getattr(args, "impute", None) is not None}
 
 
 def describe_data(data: Dataset, schema: Schema) -> str:

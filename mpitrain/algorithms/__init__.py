@@ -119,7 +119,9 @@ def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_
         return ""
     itemsize = data.X.dtype.itemsize
     rows = data.n_local if batch_size is None else -(-batch_size * max(data.n_local, 1) // max(data.n_total, 1))
-    widths = getattr(model, "sizes", (model.n_features,))
+    widths = list(getattr(model, "sizes", (model.n_features,)))
+    if not isinstance(data.X, np.ndarray):
+        widths[0] = 0  # sparse CSR rows: batches are never dense copies of width n_features
     need = itemsize * (8 * model.n_params + 3 * rows * sum(widths))
     share = physical / max(ranks_on_node, 1)
     if need <= share:

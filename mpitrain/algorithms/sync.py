@@ -58,7 +58,8 @@ class Batches:
         self.global_size = data.n_total if self.full else batch_size
         share = data.n_local if self.full else int(local_shares(data, size, batch_size)[rank])
         self.sampler = BatchSampler(data.start, data.n_local, share, seed)
-        self.X = np.empty((share, data.n_features), dtype=data.X.dtype)
+        self.sparse = not isinstance(data.X, np.ndarray)  # scipy.sparse CSR rows are taken by indexing
+        self.X = np.empty((0 if self.sparse else share, data.n_features), dtype=data.X.dtype)
         self.y = np.empty(share, dtype=data.y.dtype)
 
     @property
@@ -72,8 +73,10 @@ class Batches:
             return self.data.X, self.data.y
         idx = self.sampler.indices(step)
         # mode="clip": the sampler's indices are in range, and "raise" would buffer the copy
-        np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
         np.take(self.data.y, idx, axis=0, out=self.y, mode="clip")
+        if self.sparse:
+            return self.data.X[idx], self.y
+        np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
         return self.X, self.y
 
 

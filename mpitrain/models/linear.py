@@ -7,7 +7,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model, text_label_error
-from .layers import Ready
+from .layers import Ready, row_sums
 
 
 class LinearModel(Model):
@@ -35,7 +35,7 @@ class LinearModel(Model):
         r = X @ p["coef"] + p["intercept"] - y
         if grad is not None:
             g = self.layout.views(grad)
-            np.matmul(r, X, out=g["coef"])
+            row_sums(r, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
             g["intercept"][...] = r.sum()

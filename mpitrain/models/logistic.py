@@ -7,7 +7,7 @@ import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy, text_label_error
-from .layers import Ready
+from .layers import Ready, row_sums
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ class LogisticModel(Model):
         if grad is not None:
             g = self.layout.views(grad)
             r = sigmoid(z) - y
-            np.matmul(r, X, out=g["coef"])
+            row_sums(r, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
             g["intercept"][...] = r.sum()
