@@ -4,10 +4,8 @@ Under ``mpiexec`` every rank calls ``fit(X, y)`` with its OWN rows (any number, 
 every rank ends with the same ``coef_``: the model of all ranks' rows together. ``classes_`` are
 the sorted distinct labels over all ranks. On one rank they behave like scikit-learn's estimators
 of the same names. ``fit`` and ``score`` are collective (every rank of ``comm`` calls them);
-``predict``, ``predict_proba`` and ``decision_function`` are local, on this rank's rows.
-
-Needs scikit-learn >= 1.6 (``pip install 'mpitrain[sklearn]'``) for ``get_params``,
-``set_params``, input validation and ``check_estimator``.
+``predict``, ``predict_proba`` and ``decision_function`` are local, on this rank's rows. Needs
+scikit-learn >= 1.6 (``pip install 'mpitrain[sklearn]'``) for its parameters and input checks.
 
     >>> clf = mt.estimators.LogisticRegression(C=10.0).fit(X_mine, y_mine)  # doctest: +SKIP
     >>> clf.score(X_test_mine, y_test_mine)   # accuracy over every rank's test rows  # doctest: +SKIP

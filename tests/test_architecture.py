@@ -27,6 +27,7 @@ LAZY_UPWARD = {
     ("mpitrain.comm", "mpitrain.collectives"): "Comm.Allreduce(algorithm=...) dispatches to our algorithms",
     ("mpitrain.data", "mpitrain.comm"): "load accepts any communicator and converts it with comm.as_comm",
     ("mpitrain.data.prepare", "mpitrain.comm"): "the preparation functions accept any communicator",
+    ("mpitrain._mpi", "mpitrain.guard"): "after MPI_Init, the command line's signal guard takes back the signals MPI took",
 }
 LAYER = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 TOP = len(LAYERS)

@@ -55,10 +55,10 @@ def test_missing_data_file_fails_fast_with_one_message(tmp_path):
 
 
 def test_bad_flag_gives_one_usage_error(tmp_path):
-    done = run("train", "--model", "linear", "--algorithm", "sgd", "--data", "synthetic:regression",
-               "--lr", "0.1", "--out", str(tmp_path / "run"), ranks=3, timeout=30)
+    done = run("train", "--model", "linear", "--algorithm", "sgd", "--sync-every", "3", "--data",
+               "synthetic:regression", "--lr", "0.1", "--out", str(tmp_path / "run"), ranks=3, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.count("needs --batch-size") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("--sync-every only applies to --algorithm local-sgd") == 1 and "Traceback" not in done.stderr
 
 
 def test_mismatched_features_name_the_ranks(tmp_path):

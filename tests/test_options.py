@@ -52,10 +52,13 @@ def serial_data(n=64, d=3, seed=0):
     return mt.Dataset(X, y, 0, n, "memory", np.array([n]))
 
 
-class OneRank:
+class OneRank(mt.Comm):
     """A communicator of one rank without MPI: reductions leave buffers as they are."""
 
     rank, size, busy = 0, 1, False
+
+    def __init__(self) -> None:  # no MPI communicator behind it
+        pass
 
     def Allreduce(self, buf, op="sum", algorithm="native", compress=None):
         return buf
