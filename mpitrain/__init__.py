@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 from typing import Any
 
 from . import optim  # noqa: E402
-from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, Reduce, Result,  # noqa: E402
-                         Settings, evaluate, fit)
+from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, PostLocalSGD, Reduce,  # noqa: E402
+                         Result, Settings, SlowMo, evaluate, fit)
 from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
@@ -37,8 +37,8 @@ from .run import Run, train  # noqa: E402
 
 __all__ = [
     "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "JobError", "Layout", "LinearRegression", "LocalSGD",
-    "LogisticRegression", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
-    "SoftmaxRegression", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
+    "LogisticRegression", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce", "Result", "Run", "SGD",
+    "Settings", "SlowMo", "SoftmaxRegression", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
     "predict", "register_model", "split", "standardize", "train", "world",
 ]
 

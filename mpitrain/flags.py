@@ -15,6 +15,7 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
+from .algorithms.config import DRIFT_ACTIONS, LOOPS, LocalSGD
 from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
 from .errors import JobError
 
@@ -89,7 +90,9 @@ def add_train_flags(train: Any) -> None:
     train.add_argument("--model", required=True, choices=sorted(models.MODELS), help="the model to train")
     train.add_argument("--algorithm", required=True, choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
-                            "one-shot: average once at the end")
+                            "one-shot: average once at the end; post-local-sgd: sgd for --switch-step steps, then "
+                            "local-sgd; slowmo: local-sgd with an outer momentum step at each average (see "
+                            "'More ways to aggregate' in the README)")
     train.add_argument("--data", required=True, metavar="SPEC",
                        help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
@@ -102,7 +105,20 @@ def add_train_flags(train: Any) -> None:
     train.add_argument("--batch-size", type=positive_int, metavar="B",
                        help="global mini-batch in samples, split over ranks in proportion to their rows (sgd, "
                             "local-sgd, one-shot)")
-    train.add_argument("--sync-every", type=positive_int, metavar="H", help="local steps between averages (local-sgd)")
+    train.add_argument("--sync-every", type=positive_int, metavar="H",
+                       help="local steps between averages (local-sgd, post-local-sgd, slowmo)")
+    more = train.add_argument_group("more ways to aggregate")
+    more.add_argument("--accumulate", type=positive_int, metavar="K",
+                      help="sgd: compute each batch as K micro-batches summed before the one reduction (less memory)")
+    more.add_argument("--switch-step", type=non_negative_int, metavar="K",
+                      help="post-local-sgd: synchronous sgd steps before switching to local sgd")
+    more.add_argument("--slow-momentum", type=non_negative_float, metavar="BETA",
+                      help="slowmo: outer momentum applied at each average (default 0.5; below 1)")
+    more.add_argument("--slow-lr", type=positive_float, metavar="ALPHA", help="slowmo: outer step size (default 1)")
+    more.add_argument("--max-drift", type=non_negative_float, metavar="D",
+                      help="averaging algorithms: act when the replicas' spread (drift_rms in the metrics) exceeds D")
+    more.add_argument("--drift-action", choices=DRIFT_ACTIONS, default="warn",
+                      help="what --max-drift does: warn (default) or stop the run with an error")
     train.add_argument("--l2", type=non_negative_float, default=0.0,
                        help="weight of the penalty (l2/2)||w||^2 in the objective, for every optimizer (default 0; "
                             "biases unpenalised); adamw's --weight-decay instead shrinks the weights outside the "
@@ -186,10 +202,16 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--algorithm {args.algorithm} needs --batch-size B (the global mini-batch)")
     if not minibatch and args.batch_size is not None:
         parser.error("--batch-size has no effect with --algorithm gd (full batch); drop it or use sgd")
-    if args.algorithm == "local-sgd" and args.sync_every is None:
-        parser.error("--algorithm local-sgd needs --sync-every H (local steps between averages)")
+    averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
+    if averaging and args.sync_every is None:
+        parser.error(f"--algorithm {args.algorithm} needs --sync-every H (local steps between averages)")
+    if args.algorithm == "post-local-sgd" and args.switch_step is None:
+        parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
-        (("sync_every", "local_state"), args.algorithm == "local-sgd", "--algorithm local-sgd"),
+        (("sync_every", "local_state", "max_drift"), averaging, "--algorithm local-sgd, post-local-sgd or slowmo"),
+        (("accumulate",), args.algorithm == "sgd", "--algorithm sgd"),
+        (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),
+        (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
         (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),

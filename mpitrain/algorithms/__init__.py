@@ -12,9 +12,11 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
-from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, LocalSGD, Loop, OneShot, OptionError, Reduce, Settings, as_loop,
-                     check_training)
+from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, LocalSGD, Loop, OneShot, OptionError, PostLocalSGD, Reduce,
+                     Settings, SlowMo, as_loop, check_training)
 from .local_sgd import LocalAveraging
+from .post_local import PostLocal
+from .slowmo import SlowMomentum
 from .sync import Synchronous
 
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "Reduce", "Settings", "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -47,7 +49,8 @@ def fit(
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
-    Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``LocalSGD(64, 4)``, ``OneShot(64)``),
+    Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``SGD(64, accumulate=4)``, ``LocalSGD(64, 4)``,
+    ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
@@ -86,7 +89,8 @@ def fit(
     if isinstance(loop, (GD, SGD)):
         algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:
-        algorithm = LocalAveraging(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
+        kind = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum}.get(type(loop), LocalAveraging)
+        algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
                        algorithm.batches.global_size, log, hooks or Hooks(), timeline)
     if not result.stopped and not comm.identical(result.theta):

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Union
 from .. import optim
 
 LOCAL_STATES = ("keep", "average", "reset")
+DRIFT_ACTIONS = ("warn", "stop")
 COMPRESSIONS = ("fp16", "bf16")
 LR = Union[float, Callable[[int], float]]
 
@@ -53,13 +54,23 @@ class GD:
 
 @dataclass(frozen=True)
 class SGD:
-    """Synchronous mini-batch SGD; ``batch_size`` is the global batch, split over ranks by their rows."""
+    """Synchronous mini-batch SGD; ``batch_size`` is the global batch, split over ranks by their rows.
+
+    ``accumulate`` K > 1 computes each rank's share in K micro-batches (about batch_size / K
+    rows in all), summing their gradients before the step's one reduction: the same step with
+    less memory for activations.
+    """
 
     batch_size: int
+    accumulate: int = 1
     name = "sgd"
 
     def __post_init__(self) -> None:
         _positive_int("batch_size", self.batch_size)
+        _positive_int("accumulate", self.accumulate)
+        if self.accumulate > self.batch_size:
+            raise OptionError(f"accumulate={self.accumulate} splits a batch of {self.batch_size} into more "
+                              "micro-batches than it has rows; use accumulate <= batch_size")
 
 
 @dataclass(frozen=True)
@@ -67,11 +78,16 @@ class LocalSGD:
     """``sync_every`` local SGD steps per rank, then parameters averaged with weights n_k/N.
 
     ``local_state``: at an averaging, keep each rank's optimizer state, average it, or reset it.
+    ``max_drift``: at an averaging, if the replicas' spread (the n_k/N-weighted root mean square
+    of ||theta_k - mean||, logged as ``drift_rms``) exceeds it, ``drift_action`` "warn" prints a
+    warning on rank 0 and "stop" ends the run with an error.
     """
 
     batch_size: int
     sync_every: int
     local_state: str = "keep"
+    max_drift: Optional[float] = None
+    drift_action: str = "warn"
     name = "local-sgd"
 
     def __post_init__(self) -> None:
@@ -79,6 +95,53 @@ class LocalSGD:
         _positive_int("sync_every", self.sync_every)
         if self.local_state not in LOCAL_STATES:
             raise OptionError(f"unknown local_state {self.local_state!r}; choose one of {', '.join(LOCAL_STATES)}")
+        _check_drift(self.max_drift, self.drift_action)
+
+
+def _check_drift(max_drift: Optional[float], action: str) -> None:
+    if max_drift is not None:
+        _non_negative("max_drift", max_drift)
+    if action not in DRIFT_ACTIONS:
+        raise OptionError(f"unknown drift_action {action!r}; choose one of {', '.join(DRIFT_ACTIONS)}")
+
+
+@dataclass(frozen=True)
+class PostLocalSGD(LocalSGD):
+    """Synchronous SGD for the first ``switch_step`` steps, then local SGD with period ``sync_every``
+    (Lin et al. 2020, "Don't use large mini-batches, use local SGD")."""
+
+    switch_step: Optional[int] = None
+    name = "post-local-sgd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.switch_step is None:
+            raise OptionError("post-local-sgd needs switch_step (synchronous steps before local SGD)")
+        if isinstance(self.switch_step, bool) or not isinstance(self.switch_step, int) or self.switch_step < 0:
+            raise OptionError(f"switch_step must be an integer >= 0, not {self.switch_step!r}")
+
+
+@dataclass(frozen=True)
+class SlowMo(LocalSGD):
+    """Local SGD whose averagings take an outer momentum step (Wang et al. 2020, "SlowMo").
+
+    At an averaging with step size lr: u = slow_momentum * u + (x0 - mean) / lr, then
+    theta = x0 - slow_lr * lr * u, where x0 is theta after the previous averaging. With
+    slow_momentum 0 and slow_lr 1 this is local SGD (to rounding).
+    """
+
+    slow_momentum: float = 0.5
+    slow_lr: float = 1.0
+    name = "slowmo"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("slow_momentum", self.slow_momentum)
+        if self.slow_momentum >= 1:
+            raise OptionError(f"slow_momentum must be below 1, not {self.slow_momentum!r}")
+        _non_negative("slow_lr", self.slow_lr)
+        if self.slow_lr == 0:
+            raise OptionError("slow_lr must be > 0, not 0")
 
 
 @dataclass(frozen=True)
@@ -93,8 +156,9 @@ class OneShot:
         LocalSGD(self.batch_size, 1, self.local_state)
 
 
-Loop = Union[GD, SGD, LocalSGD, OneShot]
-LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot}
+Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo]
+LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
+                          "post-local-sgd": PostLocalSGD, "slowmo": SlowMo}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
@@ -138,6 +202,9 @@ class Reduce:
 
     def check(self, loop: Loop) -> None:
         """OptionError if this reduction does not apply to ``loop``."""
+        if isinstance(loop, SGD) and loop.accumulate > 1 and self.overlap:
+            raise OptionError("overlap reduces during the one backward pass of a step; it cannot be combined with "
+                              f"accumulate={loop.accumulate} (drop one of them)")
         if isinstance(loop, (LocalSGD, OneShot)) and (self.compress or self.overlap):
             what = "compress" if self.compress else "overlap"
             raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, "
@@ -196,6 +263,12 @@ class Settings:
     allreduce: str = "auto"
     compress: Optional[str] = None
     overlap: bool = False
+    accumulate: Optional[int] = None
+    switch_step: Optional[int] = None
+    slow_momentum: Optional[float] = None
+    slow_lr: Optional[float] = None
+    max_drift: Optional[float] = None
+    drift_action: str = "warn"
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
@@ -211,15 +284,26 @@ class Settings:
             return GD()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
-        if algorithm != "local-sgd" and self.sync_every is not None:
-            raise OptionError(f"sync_every applies to local-sgd, not {algorithm}")
+        averaging = issubclass(LOOPS[algorithm], LocalSGD)
+        only = {"sync_every": averaging, "accumulate": algorithm == "sgd", "max_drift": averaging,
+                "switch_step": algorithm == "post-local-sgd", "slow_momentum": algorithm == "slowmo",
+                "slow_lr": algorithm == "slowmo"}
+        for option, applies in only.items():
+            if getattr(self, option) is not None and not applies:
+                raise OptionError(f"{option} does not apply to {algorithm}")
         if algorithm == "sgd":
-            return SGD(self.batch_size)
+            return SGD(self.batch_size, self.accumulate or 1)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
         if self.sync_every is None:
-            raise OptionError("local-sgd needs sync_every (local steps between averages)")
-        return LocalSGD(self.batch_size, self.sync_every, self.local_state)
+            raise OptionError(f"{algorithm} needs sync_every (local steps between averages)")
+        common = (self.batch_size, self.sync_every, self.local_state, self.max_drift, self.drift_action)
+        if algorithm == "post-local-sgd":
+            return PostLocalSGD(*common, switch_step=self.switch_step)
+        if algorithm == "slowmo":
+            slow = {k: v for k, v in (("slow_momentum", self.slow_momentum), ("slow_lr", self.slow_lr)) if v is not None}
+            return SlowMo(*common, **slow)
+        return LocalSGD(*common)
 
     def options(self, algorithm: str, n_decayed: int) -> dict:
         """The keyword options of ``fit`` and ``train`` that these settings describe for ``algorithm``."""

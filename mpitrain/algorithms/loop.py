@@ -37,13 +37,15 @@ class Outcome:
     stop : the ranks agreed to stop (their votes summed > 0); totals : (loss sum, metric sum,
     samples) over all ranks since the previous report, or None when this step reduced none;
     penalty : the L2 term to add to the logged mean loss; synced : the parameters are identical
-    on every rank (false between the averagings of local SGD).
+    on every rank (false between the averagings of local SGD); extra : more fields for the
+    metrics record of this report.
     """
 
     stop: bool
     totals: Optional[np.ndarray]
     penalty: float
     synced: bool = True
+    extra: Optional[dict] = None  # more numbers for this report's metrics record (e.g. the replicas' drift)
 
 
 class Algorithm(Protocol):
@@ -81,6 +83,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
                         "loss": period[0] / period[2] + outcome.penalty,
                         "metric": model.metric(period[1], int(period[2])),
                         "seconds": timeline.elapsed(),
+                        **(outcome.extra or {}),
                     })
                 period[:] = 0
                 timeline.skip()
