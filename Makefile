@@ -48,6 +48,9 @@ test-mpi: install
 	    MPITRAIN_TEST_NP=$$n timeout $(TIMEOUT) $(MPIEXEC) -n $$n $(BIN)/python -m pytest \
 	        $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi tests/collectives; \
 	done
+	@echo "== hierarchical SGD on two fake nodes (MPICH: MPIR_CVAR_NUM_CLIQUES=2), 4 ranks"
+	MPIR_CVAR_NUM_CLIQUES=2 MPITRAIN_TEST_NP=4 timeout $(TIMEOUT) $(MPIEXEC) -n 4 $(BIN)/python -m pytest \
+	    $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi/test_aggregate.py -k hierarchical
 
 clean:
 	rm -rf $(VENV) build runs *.egg-info

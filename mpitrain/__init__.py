@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 from typing import Any
 
 from . import optim  # noqa: E402
-from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, PostLocalSGD, Reduce,  # noqa: E402
+from .algorithms import (ALGORITHMS, GD, SGD, Gossip, HierarchicalSGD, LocalSGD, OneShot, OptionError, PostLocalSGD, Reduce,  # noqa: E402
                          Result, Settings, SlowMo, evaluate, fit)
 from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
@@ -36,7 +36,7 @@ from .params import Layout  # noqa: E402
 from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "JobError", "Layout", "LinearRegression", "LocalSGD",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout", "LinearRegression", "LocalSGD",
     "LogisticRegression", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce", "Result", "Run", "SGD",
     "Settings", "SlowMo", "SoftmaxRegression", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
     "predict", "register_model", "split", "standardize", "train", "world",

@@ -123,6 +123,20 @@ class Comm:
         node.Free()
         return size
 
+    def node(self) -> "Comm":
+        """Collective: the ranks that share this rank's node (shared-memory domain), as a Comm of their own."""
+        base = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        node = Comm(base)
+        base.Free()
+        return node
+
+    def Sendrecv(self, send: np.ndarray, dest: int, recv: np.ndarray, source: int) -> np.ndarray:
+        """Send ``send`` to rank ``dest`` while receiving ``recv`` (same dtype) from rank ``source``; returns recv."""
+        self.busy = True
+        self._comm.Sendrecv(send, dest, 0, recv, source, 0)
+        self.busy = False
+        return recv
+
     def barrier(self) -> None:
         """Wait until every rank arrives."""
         self._comm.Barrier()

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
-from .algorithms.config import DRIFT_ACTIONS, LOOPS, LocalSGD
+from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
 from .errors import JobError
 
@@ -91,7 +91,9 @@ def add_train_flags(train: Any) -> None:
     train.add_argument("--algorithm", required=True, choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
                             "one-shot: average once at the end; post-local-sgd: sgd for --switch-step steps, then "
-                            "local-sgd; slowmo: local-sgd with an outer momentum step at each average (see "
+                            "local-sgd; slowmo: local-sgd with an outer momentum step at each average; hierarchical-sgd: "
+                            "average inside nodes every --sync-every, over all every --sync-every-global; gossip: "
+                            "average with --graph neighbours every step (see "
                             "'More ways to aggregate' in the README)")
     train.add_argument("--data", required=True, metavar="SPEC",
                        help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
@@ -110,6 +112,12 @@ def add_train_flags(train: Any) -> None:
     more = train.add_argument_group("more ways to aggregate")
     more.add_argument("--accumulate", type=positive_int, metavar="K",
                       help="sgd: compute each batch as K micro-batches summed before the one reduction (less memory)")
+    more.add_argument("--sync-every-global", type=positive_int, metavar="H2",
+                      help="hierarchical-sgd: local steps between averages over all ranks (--sync-every H1: "
+                           "inside each node)")
+    more.add_argument("--graph", choices=GRAPHS, help="gossip: whom each rank averages with every step (default ring)")
+    more.add_argument("--consensus-every", type=positive_int, metavar="N",
+                      help="gossip: steps between the small reductions that log loss and spread (default 10)")
     more.add_argument("--switch-step", type=non_negative_int, metavar="K",
                       help="post-local-sgd: synchronous sgd steps before switching to local sgd")
     more.add_argument("--slow-momentum", type=non_negative_float, metavar="BETA",
@@ -205,12 +213,17 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
     if averaging and args.sync_every is None:
         parser.error(f"--algorithm {args.algorithm} needs --sync-every H (local steps between averages)")
+    if args.algorithm == "hierarchical-sgd" and args.sync_every_global is None:
+        parser.error("--algorithm hierarchical-sgd needs --sync-every-global H2 (steps between averages over all "
+                     "ranks)")
     if args.algorithm == "post-local-sgd" and args.switch_step is None:
         parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
-        (("sync_every", "local_state", "max_drift"), averaging, "--algorithm local-sgd, post-local-sgd or slowmo"),
+        (("sync_every", "local_state", "max_drift"), averaging, "an averaging --algorithm (local-sgd, ...)"),
         (("accumulate",), args.algorithm == "sgd", "--algorithm sgd"),
         (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),
+        (("sync_every_global",), args.algorithm == "hierarchical-sgd", "--algorithm hierarchical-sgd"),
+        (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),
         (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),

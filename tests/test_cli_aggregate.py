@@ -15,6 +15,8 @@ BASE = ["train", "--model", "logistic", "--data", "synthetic:classification,n=10
     ["--algorithm", "sgd", "--accumulate", "4"],
     ["--algorithm", "post-local-sgd", "--switch-step", "8", "--sync-every", "4"],
     ["--algorithm", "slowmo", "--sync-every", "4", "--slow-momentum", "0.5", "--slow-lr", "1.0", "--max-drift", "100"],
+    ["--algorithm", "hierarchical-sgd", "--sync-every", "2", "--sync-every-global", "6"],
+    ["--algorithm", "gossip", "--graph", "exponential", "--consensus-every", "5"],
 ], ids=lambda flags: flags[1])
 def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     done = run(*BASE, *flags, "--out", str(tmp_path / "run"), ranks=3)
@@ -29,6 +31,8 @@ def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     (["--algorithm", "local-sgd", "--sync-every", "2", "--accumulate", "2"], "--accumulate only applies to --algorithm sgd"),
     (["--algorithm", "post-local-sgd", "--sync-every", "2"], "needs --switch-step"),
     (["--algorithm", "slowmo"], "needs --sync-every"),
+    (["--algorithm", "hierarchical-sgd", "--sync-every", "2"], "needs --sync-every-global"),
+    (["--algorithm", "gossip", "--sync-every", "2"], "--sync-every only applies to an averaging --algorithm"),
     (["--algorithm", "sgd", "--slow-lr", "0.5"], "--slow-lr only applies to --algorithm slowmo"),
     (["--algorithm", "slowmo", "--sync-every", "2", "--slow-momentum", "1.5"], "--slow-momentum must be below 1"),
     (["--algorithm", "sgd", "--accumulate", "4", "--overlap"], "cannot be combined with --accumulate=4"),

@@ -12,8 +12,10 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
-from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, LocalSGD, Loop, OneShot, OptionError, PostLocalSGD, Reduce,
-                     Settings, SlowMo, as_loop, check_training)
+from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError,
+                     PostLocalSGD, Reduce, Settings, SlowMo, as_loop, check_training)
+from .gossip import GossipAveraging
+from .hierarchical import Hierarchical
 from .local_sgd import LocalAveraging
 from .post_local import PostLocal
 from .slowmo import SlowMomentum
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip", "Reduce", "Settings", "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -50,7 +52,8 @@ def fit(
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
     Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``SGD(64, accumulate=4)``, ``LocalSGD(64, 4)``,
-    ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``),
+    ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
+    ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
@@ -89,7 +92,8 @@ def fit(
     if isinstance(loop, (GD, SGD)):
         algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:
-        kind = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum}.get(type(loop), LocalAveraging)
+        kinds = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum, HierarchicalSGD: Hierarchical, Gossip: GossipAveraging}
+        kind = kinds.get(type(loop), LocalAveraging)
         algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
                        algorithm.batches.global_size, log, hooks or Hooks(), timeline)

@@ -156,9 +156,48 @@ class OneShot:
         LocalSGD(self.batch_size, 1, self.local_state)
 
 
-Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo]
+@dataclass(frozen=True)
+class HierarchicalSGD(LocalSGD):
+    """Local SGD on two levels: models averaged inside each node (the ranks that share memory) every
+    ``sync_every`` steps, and over all ranks every ``sync_every_global`` steps."""
+
+    sync_every_global: Optional[int] = None
+    name = "hierarchical-sgd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sync_every_global is None:
+            raise OptionError("hierarchical-sgd needs sync_every_global (local steps between averages over all ranks)")
+        _positive_int("sync_every_global", self.sync_every_global)
+
+
+GRAPHS = ("ring", "exponential", "complete")
+
+
+@dataclass(frozen=True)
+class Gossip:
+    """Decentralized SGD: a local step, then a mean with the neighbours on ``graph`` (ring,
+    exponential or complete), every step; ``consensus_every`` steps between the small reductions
+    that log the loss and the neighbours' spread; one exact average at the end."""
+
+    batch_size: int
+    graph: str = "ring"
+    consensus_every: int = 10
+    local_state: str = "keep"
+    name = "gossip"
+    sync_every = 1  # it mixes every step
+
+    def __post_init__(self) -> None:
+        LocalSGD(self.batch_size, 1, self.local_state)
+        _positive_int("consensus_every", self.consensus_every)
+        if self.graph not in GRAPHS:
+            raise OptionError(f"unknown graph {self.graph!r}; choose one of {', '.join(GRAPHS)}")
+
+
+Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip]
 LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
-                          "post-local-sgd": PostLocalSGD, "slowmo": SlowMo}
+                          "post-local-sgd": PostLocalSGD, "slowmo": SlowMo, "hierarchical-sgd": HierarchicalSGD,
+                          "gossip": Gossip}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
@@ -205,7 +244,7 @@ class Reduce:
         if isinstance(loop, SGD) and loop.accumulate > 1 and self.overlap:
             raise OptionError("overlap reduces during the one backward pass of a step; it cannot be combined with "
                               f"accumulate={loop.accumulate} (drop one of them)")
-        if isinstance(loop, (LocalSGD, OneShot)) and (self.compress or self.overlap):
+        if isinstance(loop, (LocalSGD, OneShot, Gossip)) and (self.compress or self.overlap):
             what = "compress" if self.compress else "overlap"
             raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, "
                               "which averages parameters after local steps")
@@ -240,7 +279,10 @@ class Settings:
     ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
     one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor``
     every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
-    local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``.
+    local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; accumulate
+    (sgd), switch_step (post-local-sgd), sync_every_global (hierarchical-sgd), graph and
+    consensus_every (gossip), slow_momentum and slow_lr (slowmo), max_drift and drift_action
+    (averaging algorithms): see the loop option of each algorithm.
     """
 
     steps: int
@@ -265,6 +307,9 @@ class Settings:
     overlap: bool = False
     accumulate: Optional[int] = None
     switch_step: Optional[int] = None
+    sync_every_global: Optional[int] = None
+    graph: Optional[str] = None
+    consensus_every: Optional[int] = None
     slow_momentum: Optional[float] = None
     slow_lr: Optional[float] = None
     max_drift: Optional[float] = None
@@ -287,7 +332,8 @@ class Settings:
         averaging = issubclass(LOOPS[algorithm], LocalSGD)
         only = {"sync_every": averaging, "accumulate": algorithm == "sgd", "max_drift": averaging,
                 "switch_step": algorithm == "post-local-sgd", "slow_momentum": algorithm == "slowmo",
-                "slow_lr": algorithm == "slowmo"}
+                "slow_lr": algorithm == "slowmo", "sync_every_global": algorithm == "hierarchical-sgd",
+                "graph": algorithm == "gossip", "consensus_every": algorithm == "gossip"}
         for option, applies in only.items():
             if getattr(self, option) is not None and not applies:
                 raise OptionError(f"{option} does not apply to {algorithm}")
@@ -295,6 +341,8 @@ class Settings:
             return SGD(self.batch_size, self.accumulate or 1)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
+        if algorithm == "gossip":
+            return Gossip(self.batch_size, self.graph or "ring", self.consensus_every or 10, self.local_state)
         if self.sync_every is None:
             raise OptionError(f"{algorithm} needs sync_every (local steps between averages)")
         common = (self.batch_size, self.sync_every, self.local_state, self.max_drift, self.drift_action)
@@ -303,6 +351,8 @@ class Settings:
         if algorithm == "slowmo":
             slow = {k: v for k, v in (("slow_momentum", self.slow_momentum), ("slow_lr", self.slow_lr)) if v is not None}
             return SlowMo(*common, **slow)
+        if algorithm == "hierarchical-sgd":
+            return HierarchicalSGD(*common, sync_every_global=self.sync_every_global)
         return LocalSGD(*common)
 
     def options(self, algorithm: str, n_decayed: int) -> dict:

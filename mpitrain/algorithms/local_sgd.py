@@ -77,6 +77,13 @@ class LocalAveraging:
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
         """A local step; at a sync point, one reduction averages the models (n_k/N weights)."""
+        self.local_step(step)
+        if (step + 1) % self.sync_every == 0 or step + 1 == self.steps:
+            return self.average(step, vote)
+        return self.between(vote, listens)
+
+    def local_step(self, step: int) -> None:
+        """One optimizer step on this rank's share of the batch (none on an empty partition)."""
         model, theta, timeline, batches = self.model, self.theta, self.timeline, self.batches
         if batches.share:
             X, y = batches.at(step)
@@ -88,11 +95,17 @@ class LocalAveraging:
             direction, self.opt_state = self.rule.update(self.grad, self.opt_state, theta)
             optim.apply(theta, direction, self.schedule(step), self.grad if direction is self.grad else self.scratch)
             timeline.mark(UPDATE)
-        if not ((step + 1) % self.sync_every == 0 or step + 1 == self.steps):
-            self.vote[0] = vote() if listens else 0.0
-            stop = listens and self.comm.Allreduce(self.vote)[0] > 0
-            timeline.mark(REDUCE)
-            return Outcome(bool(stop), None, 0.0, synced=False)
+
+    def between(self, vote: Callable[[], float], listens: bool) -> Outcome:
+        """A step without averaging: the stop votes alone are summed, in 8 bytes, if a supervisor listens."""
+        self.vote[0] = vote() if listens else 0.0
+        stop = listens and self.comm.Allreduce(self.vote)[0] > 0
+        self.timeline.mark(REDUCE)
+        return Outcome(bool(stop), None, 0.0, synced=False)
+
+    def average(self, step: int, vote: Callable[[], float]) -> Outcome:
+        """One reduction: the n_k/N-weighted mean of the models, the metric sums, the spread and the votes."""
+        model, theta, timeline = self.model, self.theta, self.timeline
         v = self.views
         np.multiply(theta, self.weight, out=v["theta"])
         if self.local_state == "average":

@@ -155,6 +155,9 @@ def test_drift_past_max_drift_warns_or_stops(comm):
 
 
 # -- stopping and resuming -------------------------------------------------------------------------
+SPREAD = ("seconds", "drift_max_prev", "drift_rms")  # timings, and spreads that start afresh on resuming
+
+
 class StopAt(Hooks):
     """Votes to stop after ``step`` steps and keeps the snapshot, as a checkpoint file would."""
 
@@ -175,7 +178,8 @@ class StopAt(Hooks):
 
 @pytest.mark.parametrize("loop", [mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
                                   mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
-                                  mt.SGD(60, accumulate=3)], ids=lambda loop: loop.name)
+                                  mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
+                                  mt.Gossip(60, "exponential", consensus_every=4)], ids=lambda loop: loop.name)
 @pytest.mark.parametrize("stop", [10, 12])
 def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, stop):
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
@@ -188,6 +192,112 @@ def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, st
     rest = mt.fit(model, data, comm, loop, steps=30, lr=0.2, optimizer="adam", state=hooks.saved,
                   log=part_logs.append)
     assert np.array_equal(rest.theta, whole.theta)
-    strip = [{k: v for k, v in r.items() if k not in ("seconds", "drift_max_prev", "drift_rms")} for r in whole_logs]
-    assert [{k: v for k, v in r.items() if k not in ("seconds", "drift_max_prev", "drift_rms")}
-            for r in part_logs] == strip
+    strip = [{k: v for k, v in r.items() if k not in SPREAD} for r in whole_logs]
+    assert [{k: v for k, v in r.items() if k not in SPREAD} for r in part_logs] == strip
+
+
+# -- hierarchical local SGD ------------------------------------------------------------------------
+def node_of_every_rank() -> np.ndarray:
+    """The lowest world rank on each rank's node, shape (size,), found with mpi4py alone."""
+    node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+    lowest = min(node.allgather(MPI.COMM_WORLD.Get_rank()))
+    node.Free()
+    return np.array(MPI.COMM_WORLD.allgather(lowest))
+
+
+def serial_hierarchical(counts, nodes, X, y, theta0, steps, lr, every, every_global):
+    """Full-batch local steps on every block; n_k/N_node means inside nodes, n_k/N means over all."""
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    thetas = [theta0.copy() for _ in parts]
+    for t in range(steps):
+        thetas = [th - lr * linear_gradient(th, Xk, yk, 0.0) for th, (Xk, yk) in zip(thetas, parts)]
+        if (t + 1) % every_global == 0 or t + 1 == steps:
+            mean = sum(c / counts.sum() * th for c, th in zip(counts, thetas))
+            thetas = [mean.copy() for _ in parts]
+        elif (t + 1) % every == 0:
+            for node in set(nodes):
+                members = np.flatnonzero(nodes == node)
+                mean = sum(counts[k] / counts[members].sum() * thetas[k] for k in members)
+                for k in members:
+                    thetas[k] = mean.copy()
+    return thetas[0]
+
+
+def test_hierarchical_follows_the_serial_reference_on_the_nodes_mpi_reports(comm):
+    # Run with MPIR_CVAR_NUM_CLIQUES=2 (the Makefile does, at 4 ranks) for two fake nodes.
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    loop = mt.HierarchicalSGD(int(counts.sum()), 2, sync_every_global=6)
+    result = mt.fit(model, data, comm, loop, steps=17, lr=0.05, theta=theta0)
+    expected = serial_hierarchical(counts, node_of_every_rank(), X, y, theta0, 17, 0.05, 2, 6)
+    np.testing.assert_allclose(result.theta, expected, rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+
+
+def test_hierarchical_on_one_node_is_local_sgd(comm):
+    if len(set(node_of_every_rank())) != 1:
+        pytest.skip("the ranks span more than one node")
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    ordered = mt.Reduce("ordered")  # rank-ordered sums: the bits do not depend on the buffer's length
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 3), steps=25, lr=0.3, optimizer="momentum", reduce=ordered)
+    two = mt.fit(model, data, comm, mt.HierarchicalSGD(60, 3, sync_every_global=9), steps=25, lr=0.3,
+                 optimizer="momentum", reduce=ordered)
+    assert np.array_equal(two.theta, local.theta)
+
+
+# -- gossip ----------------------------------------------------------------------------------------
+def serial_gossip(counts, X, y, theta0, steps, lr, graph):
+    """Full-batch local steps on every block, then each rank's mean with its graph neighbours;
+    the uniform mean of all ranks at the last step."""
+    p = len(counts)
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    thetas = [theta0.copy() for _ in parts]
+    for t in range(steps):
+        thetas = [th if len(yk) == 0 else th - lr * linear_gradient(th, Xk, yk, 0.0)
+                  for th, (Xk, yk) in zip(thetas, parts)]
+        if t + 1 == steps:
+            return sum(thetas) / p
+        if p == 1:
+            continue
+        if graph == "ring":
+            near = [{(k - 1) % p, (k + 1) % p} for k in range(p)]
+        else:  # one peer, 2^(t mod ceil(log2 p)) ranks back
+            hop = 2 ** (t % int(np.ceil(np.log2(p))))
+            near = [{(k - hop) % p} for k in range(p)]
+        thetas = [(thetas[k] + sum(thetas[j] for j in near[k])) / (len(near[k]) + 1) for k in range(p)]
+
+
+@pytest.mark.parametrize("graph", ["ring", "exponential"])
+def test_gossip_follows_the_serial_reference(comm, graph):
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    logs = []
+    result = mt.fit(model, data, comm, mt.Gossip(int(counts.sum()), graph, consensus_every=4), steps=13, lr=0.05,
+                    theta=theta0, log=logs.append)
+    np.testing.assert_allclose(result.theta, serial_gossip(counts, X, y, theta0, 13, 0.05, graph),
+                               rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+    if comm.rank == 0:
+        assert [r["step"] for r in logs] == [4, 8, 12, 13]
+        assert all(r["neighbour_rms"] >= 0 for r in logs[:3]) and "drift_rms" in logs[3]
+
+
+def test_gossip_on_the_complete_graph_is_averaging(comm):
+    # 1200 rows and a batch of 60: equal blocks and shares at 1 to 5 ranks, so n_k/N = 1/p.
+    data = mt.load("synthetic:classification,n=1200,d=5,seed=1", comm)
+    model = mt.create_model("logistic", data.n_features)
+    local_logs, logs = [], []
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 1), steps=20, lr=0.3, optimizer="momentum",
+                   log=local_logs.append)
+    gossip = mt.fit(model, data, comm, mt.Gossip(60, "complete", consensus_every=5), steps=20, lr=0.3,
+                    optimizer="momentum", log=logs.append)
+    # sum_k theta_k / p in rank order against sum_k (n_k/N) theta_k by the allreduce: rounding only
+    np.testing.assert_allclose(gossip.theta, local.theta, rtol=1e-12, atol=1e-14)
+    if comm.rank == 0:  # every rank's neighbourhood is all ranks: its spread is the replicas' drift
+        np.testing.assert_allclose([r["neighbour_rms"] for r in logs[:-1]],
+                                   [local_logs[s - 1]["drift_rms"] for s in (5, 10, 15)], rtol=1e-6, atol=1e-12)
