@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= mpich,test
+EXTRAS ?= mpich,test,progress
 MPIEXEC ?= $(BIN)/mpiexec
 MPI_SIZES ?= 1 2 3 4 5
 TIMEOUT ?= 900
@@ -22,7 +22,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MPIEXEC
 
-.PHONY: install demo test test-serial test-mpi clean
+.PHONY: install demo test test-serial test-mpi mutation mutation-report clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,24 @@ test-mpi: install
 	@echo "== hierarchical SGD on two fake nodes (MPICH: MPIR_CVAR_NUM_CLIQUES=2), 4 ranks"
 	MPIR_CVAR_NUM_CLIQUES=2 MPITRAIN_TEST_NP=4 timeout $(TIMEOUT) $(MPIEXEC) -n 4 $(BIN)/python -m pytest \
 	    $(PYTEST_FLAGS) --with-mpi -m mpi tests/mpi/test_aggregate.py -k hierarchical
+
+# Mutation testing of the core (slow: hours on 2 cores; not part of `make test`). Mutants go
+# into a copy under build/mutation, sessions resume where they stopped; MODULES picks targets of
+# mutation.toml (default: all), MUTATION_FLAGS=--retest-survivors tests survivors again.
+# The report: build/mutation/report.md; the last recorded score: docs/mutation.md.
+MODULES ?=
+MUTATION_SIZES ?= 2 3
+MUTATION_FLAGS ?=
+
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet 'cosmic-ray>=8.3,<9'
+	@touch $@
+
+mutation: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py run $(MODULES) --sizes "$(MUTATION_SIZES)" $(MUTATION_FLAGS)
+
+mutation-report: $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py report
 
 clean:
 	rm -rf $(VENV) build runs *.egg-info

@@ -10,8 +10,7 @@ comm = mt.world()                                                # private dupli
 train, test = mt.split(mt.load("digits", comm), comm, 0.25)      # this rank's rows, stratified 75/25
 mean, scale = mt.standardize(train, comm, test)                  # global mean and variance
 model = mt.create_model("mlp", train.n_features, hidden=(64,), n_classes=mt.n_classes(train, comm))
-settings = mt.Settings(steps=1200, lr=0.003, l2=1e-4, batch_size=32, optimizer="adam")
-result = mt.fit(model, train, comm, "sgd", settings)            # one Allreduce per step
+result = mt.fit(model, train, comm, mt.SGD(batch_size=32), steps=1200, lr=0.003, l2=1e-4, optimizer="adam")
 _, accuracy = mt.evaluate(model, result.theta, test, comm)       # every rank gets the same value
 if comm.rank == 0:
     print(f"digits MLP on {comm.size} rank(s): test accuracy {accuracy:.4f}")

@@ -18,7 +18,7 @@ Importing mpitrain does not start MPI; ``world()`` (or the first collective) doe
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from typing import Any
 
@@ -28,7 +28,7 @@ from .algorithms import (ALGORITHMS, GD, SGD, Gossip, HierarchicalSGD, LocalSGD,
 from .data import Dataset, as_dtype, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
-from .models import MLP, LinearRegression, LogisticRegression, Model, SoftmaxRegression  # noqa: E402
+from .models import MLP, LinearModel, LogisticModel, Model, SoftmaxModel  # noqa: E402
 from .models import create as create_model  # noqa: E402
 from .models import load as load_model  # noqa: E402
 from .models import register as register_model  # noqa: E402
@@ -36,9 +36,10 @@ from .params import Layout  # noqa: E402
 from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout", "LinearRegression", "LocalSGD",
-    "LogisticRegression", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce", "Result", "Run", "SGD",
-    "Settings", "SlowMo", "SoftmaxRegression", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout",
+    "LinearModel", "LocalSGD", "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce",
+    "Result", "Run", "SGD", "Settings", "SlowMo", "SoftmaxModel", "UsageError", "create_model", "evaluate", "fit",
+    "load", "load_model", "n_classes", "optim",
     "predict", "register_model", "split", "standardize", "train", "world",
 ]
 

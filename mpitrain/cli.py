@@ -5,13 +5,16 @@ Each command parses its flags (``flags.py`` holds train's), calls the library an
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
-from . import __version__, explain, flags, models, rundir
+from . import explain, flags, models, rundir
+from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
 from .bench import train as bench_train
@@ -23,15 +26,32 @@ from .inference import predict
 from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
 from .plot import plot
+from .progress import PlainProgress, has_terminal
 from .run import train
 
 
+LINE_SECONDS = 1.0  # the fastest rate of progress lines on stderr
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help and errors are printed by rank 0 only (all ranks exit alike)."""
+    """An ArgumentParser whose help and errors are printed by rank 0 only (all ranks exit alike).
+
+    A usage error is one line (with the closest valid value for a mistyped choice) and a pointer
+    to --help, not the whole usage block.
+    """
 
     def _print_message(self, message: str, file=None) -> None:  # type: ignore[no-untyped-def]
         if launcher_rank() == 0:
             super()._print_message(message, file)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'?([^',]+)'?(?:, |$)", wrong.group(2))
+            close = difflib.get_close_matches(wrong.group(1), [c.strip() for c in choices], 1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 
 
 def launcher_rank() -> int:
@@ -44,7 +64,8 @@ def launcher_rank() -> int:
 
 def build_parser() -> Parser:
     """The command-line grammar."""
-    parser = Parser(prog="python -m mpitrain", description="Data-parallel training of NumPy models over MPI.")
+    prog = "mpitrain" if os.path.basename(sys.argv[0]) == "mpitrain" else "python -m mpitrain"
+    parser = Parser(prog=prog, description="Data-parallel training of NumPy models over MPI.")
     parser.add_argument("--version", action="version", version=f"mpitrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     train_parser = sub.add_parser("train", help="train a model; rank 0 writes OUT/model.npz, metrics.jsonl, summary.json")
@@ -74,16 +95,26 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
 
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
-    """The train subcommand: rank 0 claims --out for this run (see mpitrain.rundir) while it runs."""
+    """The train subcommand: defaults from the data, then mt.train into --out (claimed for this run)."""
+    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+        say(comm, f"mpitrain: warning: {warning}", sys.stderr)
+    if args.data is None:
+        args.train_parser.error("--data SPEC is required (or data = \"SPEC\" in --config)")
+    data = load(args.data, comm, label_column=args.label_column)
+    defaults = flags.resolve(args, comm, data)
+    flags.check(args.train_parser, args)
+    if args.print_config:
+        say(comm, flags.to_toml(flags.effective_config(args, args.train_parser)).rstrip())
+        return 0
+    if defaults:
+        say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
+    say(comm, f"mpitrain: writing to {args.out}", sys.stderr)
     with comm.together():
         outputs = {f"--out's {name}": os.path.join(args.out, name)
                    for name in ("model.npz", "metrics.jsonl", "summary.json", rundir.RUN_FILE)}
         inputs = {f"--{flag.replace('_', '-')} {spec}": path for flag in ("data", "test_data")
                   for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
         check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
-    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
-        say(comm, f"mpitrain: warning: {warning}", sys.stderr)
-    data = load(args.data, comm, label_column=args.label_column)
     test = None
     if args.test_data:
         test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
@@ -100,23 +131,29 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         say(comm, f"linear scaling rule: lr {args.lr:g} x {args.batch_size or data.n_total} / {args.scale_lr} "
                   f"= {settings.lr:g}")
 
-    def line(record: dict) -> None:
-        if not args.quiet and not progress:
+    printed = [-LINE_SECONDS]
+
+    def line(record: dict) -> None:  # at most one line per LINE_SECONDS, and the last (metrics.jsonl has all)
+        if args.quiet or progress is True:
+            return
+        if record["step"] == steps or record["seconds"] - printed[0] >= LINE_SECONDS:
+            printed[0] = record["seconds"]
             print(f"step {record['step']:>7}  epoch {record['epoch']:8.2f}  loss {record['loss']:.6g}  "
                   f"{model.metric_name} {record['metric']:.4f}  {record['seconds']:.2f}s", file=sys.stderr, flush=True)
 
-    progress = (sys.stderr.isatty() if args.progress is None else args.progress) and not args.quiet
+    watched = has_terminal() if args.progress is None else args.progress
+    progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
     extras = None if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
-    describe_run = {"data": args.data, "test_data": args.test_data,
+    describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
+                    "config": flags.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                                     "standardize": args.standardize, "dtype": args.dtype}}
     done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
                  overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
+                 on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr),
                  model_extras=extras, describe=describe_run)
-    for note in done.notes:
-        say(comm, f"mpitrain: {note}", sys.stderr)
     if done.stopped:
         say(comm, f"mpitrain: stopped by a signal after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
@@ -160,7 +197,20 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` and run the subcommand on this rank; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["train"]:
+        path = next((w.split("=", 1)[1] if "=" in w else (words[i + 1] if i + 1 < len(words) else "")
+                     for i, w in enumerate(words) if w == "--config" or w.startswith("--config=")), None)
+        if path is not None:
+            try:
+                words = ["train", *flags.read_config(path, parser.get_default("train_parser"),
+                                                     words[1:]), *words[1:]]
+            except UsageError as exc:
+                if launcher_rank() == 0:
+                    print(f"mpitrain: error: {exc}", file=sys.stderr)
+                return 2
+    args = parser.parse_args(words)
     if args.command == "bench" and args.bench == "train":
         return bench_train.run(args)  # launches its own jobs: starts no MPI here
     if args.command == "plot":
@@ -173,7 +223,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command in ("train", "predict"):
         limit_blas_threads(comm.ranks_on_node())
     if args.command == "train":
-        flags.check(args.train_parser, args)
         try:
             return run_train(args, comm)
         except OptionError as exc:

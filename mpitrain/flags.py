@@ -7,7 +7,11 @@ library error's option names (``batch_size``) as the flags a user typed (``--bat
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
+import os
 import re
+import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -17,10 +21,18 @@ from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
-from .errors import JobError
+from .errors import JobError, UsageError
 
 if TYPE_CHECKING:
     from .comm import Comm
+
+
+GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
+GD_STEPS = 200  # gd's default length
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH = 64
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
+MAX_CLASSES = 1000  # integer labels with at most this many classes default to a classifier
 
 
 def positive_int(text: str) -> int:
@@ -87,26 +99,35 @@ def fraction(text: str) -> float:
 
 def add_train_flags(train: Any) -> None:
     """The flags of ``train``: data, length, algorithm, outputs, communication, fault handling."""
-    train.add_argument("--model", required=True, choices=sorted(models.MODELS), help="the model to train")
-    train.add_argument("--algorithm", required=True, choices=ALGORITHMS,
+    train.add_argument("--config", metavar="FILE.toml",
+                       help="read flags from a TOML file (keys as the flags: batch-size = 64); flags given here win")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the effective configuration as TOML (ready for --config) and exit")
+    train.add_argument("--model", choices=sorted(models.MODELS),
+                       help="the model (default: from the labels: logistic for 2 classes, softmax for more, linear "
+                            "for labels that are not integers; mlp when --hidden is given)")
+    train.add_argument("--algorithm", choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
                             "one-shot: average once at the end; post-local-sgd: sgd for --switch-step steps, then "
                             "local-sgd; slowmo: local-sgd with an outer momentum step at each average; hierarchical-sgd: "
                             "average inside nodes every --sync-every, over all every --sync-every-global; gossip: "
-                            "average with --graph neighbours every step (see "
-                            "'More ways to aggregate' in the README)")
-    train.add_argument("--data", required=True, metavar="SPEC",
+                            "average with --graph neighbours every step (see 'More ways to aggregate' in the README; "
+                            f"default: gd for linear, logistic and softmax on up to {GD_ROWS:,} rows, else sgd)")
+    train.add_argument("--data", metavar="SPEC",
                        help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_int, help="passes over the data (default 10)")
+    length.add_argument("--epochs", type=positive_int,
+                        help=f"passes over the data (default {DEFAULT_EPOCHS}; gd: {GD_STEPS} steps)")
     length.add_argument("--steps", type=positive_int, help="optimisation steps (local steps for local-sgd)")
-    train.add_argument("--lr", required=True, type=positive_float, help="learning rate (peak step size)")
+    train.add_argument("--lr", type=positive_float,
+                       help="learning rate, the peak step size (default by --optimizer: "
+                            + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     train.add_argument("--batch-size", type=positive_int, metavar="B",
                        help="global mini-batch in samples, split over ranks in proportion to their rows (sgd, "
-                            "local-sgd, one-shot)")
+                            f"local-sgd, one-shot; default {DEFAULT_BATCH})")
     train.add_argument("--sync-every", type=positive_int, metavar="H",
                        help="local steps between averages (local-sgd, post-local-sgd, slowmo)")
     more = train.add_argument_group("more ways to aggregate")
@@ -133,12 +154,14 @@ def add_train_flags(train: Any) -> None:
                             "gradient")
     train.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of sampling and of the MLP's initialisation (default 0)")
-    train.add_argument("--out", required=True, metavar="DIR", help="output directory (created by rank 0)")
+    train.add_argument("--out", metavar="DIR",
+                       help="output directory, created by rank 0 (default runs/MODEL-YYYYmmdd-HHMMSS, printed at the start)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
     train.add_argument("--trace", metavar="FILE.json",
                        help="write a Chrome-trace timeline (one lane per rank; open in Perfetto or chrome://tracing)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="a progress bar on rank 0 (needs tqdm; default: when stderr is a terminal)")
+                       help="a progress bar on rank 0 (needs tqdm; default: when the job has a terminal, as under an "
+                            "interactive mpiexec; otherwise a plain progress line every 30 s)")
     train.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="precision of the data, parameters and gradients (default float64; float32 halves "
                             "memory traffic and the bytes reduced)")
@@ -147,7 +170,7 @@ def add_train_flags(train: Any) -> None:
                       help="the reduction algorithm (default auto: the faster of the MPI library's call (native) "
                            "and our own for each buffer size; see docs/collectives.md)")
     wire.add_argument("--compress", choices=("fp16", "bf16"),
-                      help="send gradients as 16-bit floats with error feedback (gd and sgd)")
+                      help="send gradients as 16-bit floats with error feedback (gd and sgd; default: off)")
     wire.add_argument("--overlap", action="store_true",
                       help="reduce each layer's gradient while the backward pass goes on (gd and sgd; rank-ordered "
                            "sums, bitwise those of --allreduce ordered)")
@@ -172,7 +195,8 @@ def add_train_flags(train: Any) -> None:
 def add_model_flags(train: Any) -> None:
     """Flags of the MLP, the optimizers, the schedules and data preparation."""
     mlp = train.add_argument_group("mlp")
-    mlp.add_argument("--hidden", type=int_list, metavar="H1,H2,...", help="hidden layer sizes (default 64)")
+    mlp.add_argument("--hidden", type=int_list, metavar="H1,H2,...",
+                     help="hidden layer sizes in units (default 64; implies --model mlp)")
     mlp.add_argument("--activation", choices=("relu", "tanh"), help="hidden activation (default relu)")
     mlp.add_argument("--loss", choices=("cross-entropy", "squared-error"),
                      help="cross-entropy over the classes (default) or squared error for regression")
@@ -182,32 +206,35 @@ def add_model_flags(train: Any) -> None:
     opt.add_argument("--betas", type=float_pair, metavar="B1,B2",
                      help="Adam's moment decay rates (adam, adamw; default 0.9,0.999)")
     opt.add_argument("--eps", type=positive_float, help="Adam's denominator term (default 1e-8)")
-    opt.add_argument("--weight-decay", type=non_negative_float, help="decoupled weight decay of the weights (adamw)")
+    opt.add_argument("--weight-decay", type=non_negative_float,
+                     help="adamw's decoupled weight decay: the weights shrink by lr x this each step, outside the "
+                          "gradient and Adam's scaling (default 0; --l2 instead adds to the objective)")
     opt.add_argument("--clip-norm", type=positive_float, metavar="C",
-                     help="clip the reduced gradient (with the L2 term) to global L2 norm C")
+                     help="clip the reduced gradient (with the L2 term) to global L2 norm C (default: no clipping)")
     opt.add_argument("--schedule", choices=optim.SCHEDULES, default="constant",
                      help="learning rate after warmup: constant, step (--decay-every, --decay-factor) or cosine to 0")
     opt.add_argument("--warmup-steps", type=int, default=0, metavar="W", help="linear warmup from lr/W to lr (default 0)")
-    opt.add_argument("--decay-every", type=positive_int, metavar="N", help="step schedule: decay period in steps")
+    opt.add_argument("--decay-every", type=positive_int, metavar="N",
+                     help="step schedule: decay period in steps (no default: required by --schedule step)")
     opt.add_argument("--decay-factor", type=positive_float, metavar="F", help="step schedule: factor (default 0.1)")
     opt.add_argument("--scale-lr", type=positive_int, metavar="B0",
                      help="linear scaling rule: --lr is tuned for global batch B0; use lr * B / B0 "
-                          "(B: --batch-size, or all rows for gd)")
+                          "(B: --batch-size, or all rows for gd; default: off)")
     opt.add_argument("--local-state", choices=LOCAL_STATES,
                      help="local-sgd: keep optimizer state per rank (default), average it, or reset it at each sync")
     prep = train.add_argument_group("data preparation")
     prep.add_argument("--test-fraction", type=fraction, metavar="F",
-                      help="hold out a stratified fraction F of --data as test data (instead of --test-data)")
+                      help="hold out a stratified fraction F of --data as test data (instead of --test-data; "
+                           "default: none)")
     prep.add_argument("--split-seed", type=int, default=0, help="seed of the --test-fraction split (default 0)")
     prep.add_argument("--standardize", action="store_true",
-                      help="scale features by the training rows' global mean and standard deviation")
+                      help="scale features by the training rows' global mean and standard deviation (default: off)")
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer."""
+    """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer
+    (after ``resolve`` has filled in the defaults that depend on the data)."""
     minibatch = args.algorithm != "gd"
-    if minibatch and args.batch_size is None:
-        parser.error(f"--algorithm {args.algorithm} needs --batch-size B (the global mini-batch)")
     if not minibatch and args.batch_size is not None:
         parser.error("--batch-size has no effect with --algorithm gd (full batch); drop it or use sgd")
     averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
@@ -288,3 +315,119 @@ def flag_words(message: str) -> str:
     """A library message with option names (``batch_size``) written as flags (``--batch-size``)."""
     return re.sub(r"\b(" + "|".join(SETTINGS_FLAGS) + r")\b(?=[ =])",
                   lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+# -- defaults that depend on the data, and configuration files ------------------------------------
+
+
+def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
+    """Collective: fill in --model, --algorithm, --batch-size, --lr, the length and --out from the
+    data where they were not given; return one note for each default chosen."""
+    notes = []
+    if args.model is None:
+        args.model = "mlp" if args.hidden is not None else _model_for(data, comm)
+        notes.append(f"--model {args.model} (from the labels; give --model to choose)")
+    if args.algorithm is None:
+        convex = args.model in ("linear", "logistic", "softmax")
+        args.algorithm = "gd" if convex and data.n_total <= GD_ROWS else "sgd"
+        notes.append(f"--algorithm {args.algorithm} ({'full batch: ' if args.algorithm == 'gd' else ''}"
+                     f"{data.n_total:,} rows)")
+    if args.algorithm != "gd" and args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH
+        notes.append(f"--batch-size {DEFAULT_BATCH}")
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
+        notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
+    if args.steps is None and args.epochs is None:
+        if args.algorithm == "gd":
+            args.steps = GD_STEPS
+        else:
+            args.epochs = DEFAULT_EPOCHS
+    if args.out is None:
+        stamp = comm.gather_text(time.strftime("%Y%m%d-%H%M%S"))[0]  # rank 0's clock names it for all
+        args.out = os.path.join("runs", f"{args.model}-{stamp}")
+    return notes
+
+
+def _model_for(data: Dataset, comm: "Comm") -> str:
+    """Collective: logistic for two integer classes, softmax for more, linear otherwise."""
+    y = data.y
+    integer = 1 if y is not None and bool(np.all(np.isfinite(y)) and np.all(y == np.round(y))) else 0
+    if comm.Allreduce(np.array([integer], dtype=np.int64), "min")[0] == 0:
+        return "linear"
+    k = n_classes(data, comm)
+    return "linear" if k > MAX_CLASSES else ("logistic" if k == 2 else "softmax")
+
+
+def read_config(path: str, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """The flags a TOML file gives, as command-line words to put before ``argv`` (whose flags win).
+
+    Keys are the flag names (``batch-size`` or ``batch_size``); UsageError names a key that is
+    no flag, with the closest ones.
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UsageError("--config needs Python 3.11 or the tomli package (pip install tomli)") from None
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path} is not valid TOML: {exc}") from None
+    known = {a.dest: a for a in parser._actions if a.option_strings}  # noqa: SLF001 - argparse has no public list
+    words: list[str] = []
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if dest not in known or dest in ("config", "print_config", "help"):
+            close = difflib.get_close_matches(key.replace("_", "-"), [d.replace("_", "-") for d in known], 3)
+            raise UsageError(f"--config {path}: {key!r} is not a flag of train"
+                             + (f"; did you mean {', '.join(close)}?" if close else ""))
+        flag = known[dest].option_strings[-1] if dest != "progress" else "--progress"
+        if any(word == flag or word.startswith(flag + "=") for word in argv) or _excluded_by(dest, argv):
+            continue  # the command line says otherwise
+        if isinstance(value, bool):
+            if value or dest == "progress":
+                words.append(flag if value else "--no-progress")
+        elif isinstance(value, list):
+            words += [flag, ",".join(str(v) for v in value)]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _excluded_by(dest: str, argv: list[str]) -> bool:
+    """Whether the command line gives the other of --epochs and --steps."""
+    other = {"epochs": "--steps", "steps": "--epochs"}.get(dest)
+    return other is not None and any(word == other or word.startswith(other + "=") for word in argv)
+
+
+def effective_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """Every train flag's value after defaults (None and off flags left out), keyed by flag name."""
+    out = {}
+    for action in parser._actions:  # noqa: SLF001
+        if not action.option_strings or action.dest in ("help", "config", "print_config"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value is False:
+            continue
+        out[action.dest.replace("_", "-")] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def to_toml(config: dict) -> str:
+    """``config`` (flag name -> str, int, float, bool or list) as TOML lines."""
+    def text(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(text(v) for v in value) + "]"
+        return json.dumps(str(value))
+
+    return "".join(f"{key} = {text(value)}\n" for key, value in config.items())

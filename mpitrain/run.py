@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from . import __version__, models, optim, rundir
+from . import models, optim, rundir
+from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
-from .algorithms.config import LR, Loop, OptionError, as_loop, check_training
+from .algorithms.config import LR, LocalSGD, Loop, OneShot, OptionError, as_loop, check_training
 from .data import Dataset
 from .errors import UsageError
 from .guard import blas_threads
@@ -73,8 +74,9 @@ def train(
     overwrite: bool = False,
     watchdog_seconds: float = 900.0,
     trace: Optional[str] = None,
-    progress: bool = False,
+    progress: Any = False,
     on_log: Optional[Callable[[dict], None]] = None,
+    on_note: Optional[Callable[[str], None]] = None,
     model_extras: Optional[dict[str, np.ndarray]] = None,
     describe: Optional[dict] = None,
 ) -> Run:
@@ -89,7 +91,9 @@ def train(
     run refuses a directory holding another run's outputs unless ``overwrite`` (which removes them).
     A stop signal on any rank stops every rank after the same step; ``Run.stopped`` says so.
     ``watchdog_seconds`` (0: off) ends the job with status 4 when one step hangs. ``on_log`` gets
-    each metrics record on rank 0; ``progress`` shows a tqdm bar there; ``trace`` names a Chrome
+    each metrics record on rank 0, ``on_note`` each note (a default taken over, a
+    resumed checkpoint, a warning) as it arises; ``progress`` True shows a tqdm bar there (or pass an object
+    with tqdm's ``update``, ``set_postfix`` and ``close``, such as ``progress.PlainProgress``); ``trace`` names a Chrome
     trace file to write. ``test`` is scored once at the end. Without ``out`` nothing is written and
     no checkpoint can be taken or resumed.
     """
@@ -115,7 +119,15 @@ def train(
         raise OptionError("overwrite starts a new run and resume continues one; give one of them")
     with _claimed(comm, out, resume, overwrite) as claimed:
         loop, steps, l2 = options["loop"], options["steps"], options["l2"]
-        run = Run(Result(np.empty(0)), notes=list(claimed.notes) if claimed is not None else [])
+        run = Run(Result(np.empty(0)))
+
+        def note(text: str) -> None:
+            run.notes.append(text)
+            if on_note is not None and comm.rank == 0:
+                on_note(text)
+
+        for text in claimed.notes if claimed is not None else []:
+            note(text)
         per_epoch = steps_per_epoch(data.n_total, loop.batch_size)
         samples_per_step = loop.batch_size or data.n_total
         metrics = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
@@ -140,11 +152,15 @@ def train(
                 if on_log is not None:
                     on_log(record)
 
+        skew = _label_skew(model, data, comm, loop)
+        if skew:
+            note(f"warning: {skew}")
         try:
             state: Optional[State] = None
             if resume is not None and supervisor is not None:
                 state, notes = supervisor.resume(resume, model.n_params)
-                run.notes += notes
+                for text in notes:
+                    note(text)
                 run.resumed_from = state.step if state is not None else 0
             timeline = Timeline(record=trace is not None)
             run.result = fit(model, data, comm, log=log, state=state, hooks=supervisor, timeline=timeline, **options)
@@ -212,6 +228,36 @@ def _claimed(comm: "Comm", out: Optional[str], resume: Optional[str], overwrite:
             claimed.release()
 
 
+SKEWED = 0.3  # total variation distance between a rank's label distribution and the global one
+
+
+def _label_skew(model: Model, data: Dataset, comm: "Comm", loop: Loop) -> str:
+    """Collective: a warning when averaging algorithms meet ranks whose label distributions differ strongly.
+
+    One Allreduce of every rank's per-class counts (size x K); "" when nothing to say.
+    """
+    k = 2 if model.name == "logistic" else int(getattr(model, "n_classes", 0) or 0)
+    if not isinstance(loop, (LocalSGD, OneShot)) or k < 2 or data.y is None or comm.size < 2:
+        return ""
+    counts = np.zeros((comm.size, k))
+    labels = np.clip(data.y.astype(np.int64), 0, k - 1)
+    counts[comm.rank] = np.bincount(labels, minlength=k)
+    comm.Allreduce(counts)
+    overall = counts.sum(axis=0) / max(counts.sum(), 1)
+    rows = counts.sum(axis=1)
+    shares = counts / np.maximum(rows, 1)[:, None]
+    distance = np.where(rows > 0, 0.5 * np.abs(shares - overall).sum(axis=1), 0.0)
+    worst = int(np.argmax(distance))
+    if distance[worst] <= SKEWED:
+        return ""
+    top = np.argsort(-shares[worst])[:3]
+    mine = ", ".join(f"class {c} {100 * shares[worst, c]:.0f}%" for c in top)
+    everyone = ", ".join(f"{100 * overall[c]:.0f}%" for c in top)
+    return (f"the ranks hold very different labels (rank {worst}: {mine}; over all ranks: {everyone}; distance "
+            f"{distance[worst]:.2f}): {loop.name} averages models trained on different distributions and loses "
+            "accuracy on data sorted by label; shuffle the rows, or use sgd")
+
+
 def _record(options: dict) -> dict:
     """Typed options as plain values, for summary.json and checkpoint manifests."""
     lr, optimizer = options["lr"], options["optimizer"]
@@ -222,10 +268,13 @@ def _record(options: dict) -> dict:
             "overlap": options["reduce"].overlap}
 
 
-def _progress_bar(comm: "Comm", wanted: bool, total: int) -> Any:
-    """A tqdm bar counting samples on rank 0 (None elsewhere, when not wanted, or without tqdm)."""
+def _progress_bar(comm: "Comm", wanted: Any, total: int) -> Any:
+    """A tqdm bar counting samples on rank 0 (None elsewhere, when not wanted, or without tqdm);
+    ``wanted`` may also be a display object of one's own, used as it is."""
     if comm.rank != 0 or not wanted:
         return None
+    if wanted is not True:
+        return wanted
     try:
         from tqdm import tqdm
     except ImportError:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import CheckpointError, pid_alive, run_of, step_dirs
 from .errors import UsageError
 from .outputs import umask, write_json, writing

@@ -58,7 +58,7 @@ def test_scale_lr_applies_the_linear_scaling_rule(tmp_path):
     (["--model", "logistic", "--overlap", "--compress", "bf16"], "--overlap reduces with the exact rank-ordered"),
     (["--model", "logistic", "--overlap", "--allreduce", "ring"], "drop --compress and --allreduce ring"),
     (["--model", "logistic", "--overlap", "--algorithm", "one-shot", "--batch-size", "10"],
-     "--overlap applies to gradients (gd, sgd)"),
+     "--overlap only applies to gradients (--algorithm gd or sgd)"),
 ])
 def test_flags_that_do_not_apply_give_one_usage_error(tmp_path, flags, message):
     algorithm = [] if "--algorithm" in flags else ["--algorithm", "gd"]

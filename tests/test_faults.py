@@ -77,7 +77,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     from mpitrain import checkpoint
 
     found, warnings = checkpoint.load_latest(str(tmp_path / "checkpoints"))
-    assert found is not None and not warnings and np.isfinite(found.arrays["rows"]).all()
+    assert found is not None and not warnings and np.isfinite(found.arrays["theta"]).all()
 
 
 @pytest.mark.parametrize("algorithm", [["--algorithm", "sgd"], ["--algorithm", "local-sgd", "--sync-every", "7"],

@@ -2,6 +2,7 @@
 one loop (``loop.py``) from typed options (``config.py``)."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
@@ -80,6 +81,7 @@ def fit(
         raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")
     reduce.check(loop)
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
+    comm.raise_if_any(_memory_error(model, data, loop.batch_size, comm.ranks_on_node()))
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"
     comm.raise_if_any(message or "")
     if state is None:
@@ -101,3 +103,25 @@ def fit(
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")
     return result
+
+
+def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_on_node: int) -> str:
+    """A message if training ``model`` cannot fit this node's memory (estimated before allocating), else "".
+
+    The estimate is a lower bound: about eight parameter-sized vectors (parameters, gradient,
+    scratch, optimizer state, checkpoint rows) and three activation arrays of this rank's batch.
+    """
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return ""
+    itemsize = data.X.dtype.itemsize
+    rows = data.n_local if batch_size is None else -(-batch_size * max(data.n_local, 1) // max(data.n_total, 1))
+    widths = getattr(model, "sizes", (model.n_features,))
+    need = itemsize * (8 * model.n_params + 3 * rows * sum(widths))
+    share = physical / max(ranks_on_node, 1)
+    if need <= share:
+        return ""
+    return (f"training this {model.name} model needs at least {need / 2**30:.1f} GiB per rank ({model.n_params:,} "
+            f"parameters), but this node has {physical / 2**30:.1f} GiB for {ranks_on_node} rank(s): use a smaller "
+            "model (fewer or narrower hidden layers, fewer classes), a smaller batch or fewer ranks per node")

@@ -112,8 +112,15 @@ def check_finite(values: np.ndarray, step: int) -> None:
     if not np.isfinite(np.add.reduce(values)):
         from ..errors import JobError
 
+        kind = "nan" if np.isnan(values).any() else "infinite"
+        if step == 0:  # before any update: the step size cannot be the cause
+            raise JobError(
+                f"the loss or gradient is {kind} at the first step, before any update: the data hold values too "
+                "large for the model to compute with (or labels it cannot take); check the data for huge values "
+                "(standardize the features: --standardize); --lr is not the cause"
+            )
         raise JobError(
-            f"the loss or gradient became {'nan' if np.isnan(values).any() else 'infinite'} at step {step + 1}; "
+            f"the loss or gradient became {kind} at step {step + 1}; "
             "the run diverged: lower --lr (or add --l2); checkpoints written so far are intact"
         )
 

@@ -317,26 +317,24 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
+        if not (isinstance(self.decay_factor, (int, float)) and 0 < self.decay_factor <= 1):
+            raise OptionError(f"decay_factor must be in (0, 1] (the step schedule multiplies lr by it), "
+                              f"not {self.decay_factor!r}")
         self.reduce()
 
     def loop(self, algorithm: str) -> Loop:
-        """The loop options of ``algorithm`` (a name in ``LOOPS``) from these settings."""
+        """The loop options of ``algorithm`` (a name in ``LOOPS``) from these settings.
+
+        One Settings may serve several algorithms: each takes the fields it uses (gd ignores
+        batch_size; only local-sgd reads sync_every and local_state). OptionError if a field it
+        needs is missing.
+        """
         if algorithm not in LOOPS:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
-            if self.batch_size is not None:
-                raise OptionError(f"batch_size={self.batch_size} has no effect with gd (full batch); use sgd")
             return GD()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
-        averaging = issubclass(LOOPS[algorithm], LocalSGD)
-        only = {"sync_every": averaging, "accumulate": algorithm == "sgd", "max_drift": averaging,
-                "switch_step": algorithm == "post-local-sgd", "slow_momentum": algorithm == "slowmo",
-                "slow_lr": algorithm == "slowmo", "sync_every_global": algorithm == "hierarchical-sgd",
-                "graph": algorithm == "gossip", "consensus_every": algorithm == "gossip"}
-        for option, applies in only.items():
-            if getattr(self, option) is not None and not applies:
-                raise OptionError(f"{option} does not apply to {algorithm}")
         if algorithm == "sgd":
             return SGD(self.batch_size, self.accumulate or 1)
         if algorithm == "one-shot":

@@ -74,6 +74,8 @@ class LocalAveraging:
         # after resuming between averagings, when the origin serves (exact in theory, more rounding)
         self.anchor = self.theta.copy() if state.step == 0 else np.zeros_like(self.theta)
         self.distance = np.nan  # this rank's ||theta_k - mean|| at the previous averaging
+        # Kept per rank, optimizer state differs between ranks even right after an averaging.
+        self.per_rank_state = self.local_state == "keep" and optim.flatten(self.opt_state, counts=False).size > 0
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
         """A local step; at a sync point, one reduction averages the models (n_k/N weights)."""

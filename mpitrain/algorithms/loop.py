@@ -7,7 +7,9 @@ An algorithm supplies only its maths, as an object with
   rank's stop vote (1.0 to stop), to be summed over ranks in the step's own reduction when it has
   one, or in an 8-byte one when ``listens`` (a supervisor waits for votes) and it has none;
 - ``snapshot(step, period) -> State`` : what a checkpoint after ``step`` steps keeps;
-- ``theta`` (the parameters, updated in place) and ``opt_state``.
+- ``theta`` (the parameters, updated in place) and ``opt_state``;
+- ``per_rank_state`` : True when the optimizer state differs between ranks even where the
+  parameters agree (local SGD keeping each rank's momentum), so a checkpoint keeps every rank's.
 
 The loop calls them in this order on every rank, so every rank issues the same collectives:
 
@@ -52,6 +54,7 @@ class Algorithm(Protocol):
     """The maths of one training algorithm, driven by ``run``."""
 
     log_every_sync: bool
+    per_rank_state: bool
     theta: np.ndarray
     opt_state: object
 
@@ -67,6 +70,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
     """Collective: drive ``algorithm`` from ``state.step`` to ``steps``; the Result of the run."""
     # Totals since the last log; an averaging algorithm keeps its own until it reduces them.
     period = np.zeros(3) if algorithm.log_every_sync else state.period.copy()
+    first_loss: Optional[float] = None
     result = Result(algorithm.theta, timeline=timeline)
     timeline.start()
     for step in range(state.step, steps):
@@ -76,22 +80,26 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
         if outcome.totals is not None:
             period += outcome.totals
             if algorithm.log_every_sync or (step + 1) % per_epoch == 0 or step + 1 == steps:
+                loss = period[0] / period[2] + outcome.penalty
+                first_loss = loss if first_loss is None else first_loss
                 if log is not None:
                     log({
                         "step": step + 1,
                         "epoch": (step + 1) / per_epoch,
-                        "loss": period[0] / period[2] + outcome.penalty,
+                        "loss": loss,
                         "metric": model.metric(period[1], int(period[2])),
                         "seconds": timeline.elapsed(),
                         **(outcome.extra or {}),
                     })
+                _check_growth(first_loss, loss, step)
                 period[:] = 0
                 timeline.skip()
         result.stopped = outcome.stop and step + 1 < steps
         if result.stopped or (outcome.synced and hooks.checkpoint_due(step + 1)):
             snapshot = algorithm.snapshot(step + 1, period)
             _check_resumable(snapshot.theta, outcome.synced, step, comm)
-            hooks.save(snapshot, synced=outcome.synced and snapshot.residual is None)
+            same = outcome.synced and snapshot.residual is None and not algorithm.per_rank_state
+            hooks.save(snapshot, synced=same)
             timeline.mark(CHECKPOINT)
         if result.stopped:
             break
@@ -99,6 +107,21 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
         check_finite(algorithm.theta, steps - 1)
     result.opt_state = algorithm.opt_state
     return result.finish()
+
+
+DIVERGED = 1e6  # a logged loss this many times the first one (or 1, if larger) means divergence
+
+
+def _check_growth(first: float, loss: float, step: int) -> None:
+    """JobError when the loss has grown by orders of magnitude: a run diverging without overflowing yet.
+
+    Every rank logs the same reduced loss, so every rank raises alike.
+    """
+    if loss > DIVERGED * max(first, 1.0):
+        raise JobError(
+            f"the loss grew from {first:.3g} to {loss:.3g} by step {step + 1}, more than {DIVERGED:g} times: the run "
+            "diverged; lower --lr (or add --l2); checkpoints written so far are intact"
+        )
 
 
 def _check_resumable(theta: np.ndarray, synced: bool, step: int, comm: "Comm") -> None:

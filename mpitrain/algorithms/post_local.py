@@ -47,6 +47,11 @@ class PostLocal:
         return self.next > self.switch
 
     @property
+    def per_rank_state(self) -> bool:
+        """Whether the optimizer state differs between ranks (only ever after the switch)."""
+        return self.next > self.switch and self.local.per_rank_state
+
+    @property
     def opt_state(self) -> object:
         return self.sync.opt_state if self.next <= self.switch else self.local.opt_state
 

@@ -101,6 +101,7 @@ class Synchronous:
     metric sum | stop votes] a step, then the same update on every rank."""
 
     log_every_sync = False
+    per_rank_state = False
 
     def __init__(self, model: Model, data: Dataset, comm: "Comm", loop: Union[GD, SGD], rule: optim.GradientTransformation,
                  schedule: optim.Schedule, l2: float, reduce: Reduce, seed: int, state: State,

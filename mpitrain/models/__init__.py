@@ -8,17 +8,17 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import Model
-from .linear import LinearRegression
-from .logistic import LogisticRegression
+from .linear import LinearModel
+from .logistic import LogisticModel
 from .mlp import MLP
-from .softmax import SoftmaxRegression
+from .softmax import SoftmaxModel
 
 MODELS: dict[str, type[Model]] = {
-    "linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression, "mlp": MLP,
+    "linear": LinearModel, "logistic": LogisticModel, "softmax": SoftmaxModel, "mlp": MLP,
 }
 FORMAT_VERSION = 2
 
-__all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLP", "Model", "MODELS",
+__all__ = ["LinearModel", "LogisticModel", "SoftmaxModel", "MLP", "Model", "MODELS",
            "create", "register", "save_arrays", "load", "feature_scaling"]
 
 

@@ -10,7 +10,7 @@ from .base import Model
 from .layers import Ready
 
 
-class LinearRegression(Model):
+class LinearModel(Model):
     """Least squares on theta = [coef (n_features,), intercept], shape (n_features + 1,)."""
 
     name = "linear"

@@ -15,7 +15,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-class LogisticRegression(Model):
+class LogisticModel(Model):
     """Logistic regression on theta = [coef (n_features,), intercept], shape (n_features + 1,)."""
 
     name = "logistic"

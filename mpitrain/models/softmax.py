@@ -10,7 +10,7 @@ from .base import Model, accuracy
 from .layers import Ready, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy
 
 
-class SoftmaxRegression(Model):
+class SoftmaxModel(Model):
     """K-class softmax regression on theta = [coef (n_features, K), intercept (K,)]."""
 
     name = "softmax"

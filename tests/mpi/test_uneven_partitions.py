@@ -117,12 +117,17 @@ def test_local_momentum_state_is_kept_averaged_or_reset(comm, local_state):
 
 
 @pytest.mark.parametrize("empty_rank", [False, True])
-def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank):
-    """Dividing the summed gradient by N (not averaging per-rank means) gives the serial step."""
+@pytest.mark.parametrize("algorithm", ["gd", "sgd"])
+def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank, algorithm):
+    """Dividing the summed gradient by N (not averaging per-rank means) gives the serial step.
+
+    SGD with a global batch of all N rows takes every rank's whole block each step: the same step.
+    """
     counts = uneven_counts(comm.size, empty_rank)
     data, X, y = my_dataset(comm, counts)
     model = mt.create_model("linear", D)
-    result = mt.fit(model, data, comm, "gd", mt.Settings(steps=15, lr=0.2, l2=0.1), theta=THETA0)
+    settings = mt.Settings(steps=15, lr=0.2, l2=0.1, batch_size=int(counts.sum()) if algorithm == "sgd" else None)
+    result = mt.fit(model, data, comm, algorithm, settings, theta=THETA0)
     expected = THETA0.copy()
     for _ in range(15):
         expected = expected - 0.2 * linear_gradient(expected, X, y, 0.1)
@@ -138,3 +143,28 @@ def test_evaluate_on_uneven_partitions_is_the_mean_over_all_rows(comm):
     r = with_intercept(X) @ THETA0 - y
     assert objective == pytest.approx(0.5 * np.mean(r * r) + 0.15 * float(THETA0[:-1] @ THETA0[:-1]), rel=1e-13)
     assert rmse == pytest.approx(np.sqrt(np.mean(r * r)), rel=1e-13)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_gd_with_an_optimizer_and_no_l2_is_the_serial_loop(comm, optimizer):
+    """Without l2 plain SGD takes a fused step; every other optimizer must still see the gradient."""
+    counts = uneven_counts(comm.size, empty_rank=True)
+    data, X, y = my_dataset(comm, counts)
+    model = mt.create_model("linear", D)
+    settings = mt.Settings(steps=12, lr=0.1, optimizer=optimizer, momentum=0.7)
+    result = mt.fit(model, data, comm, "gd", settings, theta=THETA0)
+    theta, trace = THETA0.copy(), np.zeros_like(THETA0)
+    mu, nu = np.zeros_like(THETA0), np.zeros_like(THETA0)
+    for t in range(1, 13):
+        g = linear_gradient(theta, X, y, 0.0)
+        if optimizer == "sgd":
+            direction = g
+        elif optimizer == "momentum":
+            trace = 0.7 * trace + g
+            direction = trace
+        else:
+            mu, nu = 0.9 * mu + 0.1 * g, 0.999 * nu + 0.001 * g * g
+            direction = (mu / (1 - 0.9**t)) / (np.sqrt(nu / (1 - 0.999**t)) + 1e-8)
+        theta = theta - 0.1 * direction
+    np.testing.assert_allclose(result.theta, theta, rtol=1e-11, atol=1e-13)
+    assert same_bits_everywhere(result.theta)

@@ -1,0 +1,2 @@
+"""The version of mpitrain (one place, below everything that reports it)."""
+__version__ = "0.1.0"

@@ -1,0 +1,113 @@
+"""The checkpoint hash covers every stored array, and the newest k checkpoints survive, by name."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mpitrain import checkpoint
+from mpitrain.checkpoint import CheckpointError
+
+# What a training run stores (see supervisor.save): one row per rank of
+# [theta | period | optimizer state | weight], and the metrics log as strings.
+ARRAYS = {
+    "rows": np.array([[0.125, -2.5, 3.75, 11.0, 12.0, 13.0, 0.25, 0.75, 0.4],
+                      [0.625, -1.5, 2.75, 21.0, 22.0, 23.0, 0.5, 0.125, 0.6]]),
+    "metrics": np.array(['{"step": 1, "loss": 0.5}', '{"step": 2, "loss": 0.25}']),
+}
+META = {"model": "linear", "algorithm": "local-sgd", "world_size": 2, "synced": False, "run_id": "run-a"}
+
+
+def flip_inside(path: str, payload: bytes) -> None:
+    """Flip one bit in the middle of the first occurrence of ``payload`` in the file at ``path``."""
+    data = bytearray(open(path, "rb").read())
+    at = data.find(payload)
+    assert at >= 0, "the array's bytes are stored as they are (np.savez does not compress)"
+    data[at + len(payload) // 2] ^= 0x04
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("name", sorted(ARRAYS))
+def test_a_flipped_bit_in_any_stored_array_is_caught(tmp_path, name):
+    checkpoint.save(str(tmp_path), 7, ARRAYS, META)
+    path = checkpoint.save(str(tmp_path), 8, ARRAYS, META)
+    flip_inside(os.path.join(path, "state.npz"), ARRAYS[name].tobytes())
+    with pytest.raises(CheckpointError, match="does not match the SHA-256"):
+        checkpoint.load(path)
+    found, warnings = checkpoint.load_latest(str(tmp_path))
+    assert found.manifest["step"] == 7 and len(warnings) == 1 and "step-000000008" in warnings[0]
+    for key, value in ARRAYS.items():
+        np.testing.assert_array_equal(found.arrays[key], value)
+
+
+def test_every_array_and_manifest_field_round_trips(tmp_path):
+    path = checkpoint.save(str(tmp_path), 12, ARRAYS, META)
+    assert os.path.basename(path) == "step-000000012"
+    found = checkpoint.load(path)
+    assert sorted(found.arrays) == sorted(ARRAYS)
+    for key, value in ARRAYS.items():
+        assert found.arrays[key].dtype == value.dtype
+        np.testing.assert_array_equal(found.arrays[key], value)
+    assert {k: found.manifest[k] for k in META} == META
+    assert found.manifest["step"] == 12 and found.manifest["format_version"] == checkpoint.FORMAT_VERSION
+    on_disk = json.load(open(os.path.join(path, "manifest.json")))
+    assert sorted(on_disk["files"]) == ["state.npz"]
+
+
+def test_a_missing_state_file_is_named(tmp_path):
+    path = checkpoint.save(str(tmp_path), 1, ARRAYS, META)
+    os.remove(os.path.join(path, "state.npz"))
+    with pytest.raises(CheckpointError, match="state.npz is missing"):
+        checkpoint.load(path)
+
+
+def test_a_damaged_manifest_is_named(tmp_path):
+    path = checkpoint.save(str(tmp_path), 1, ARRAYS, META)
+    with open(os.path.join(path, "manifest.json"), "w") as f:
+        f.write('{"format_version": 1, "step": ')
+    with pytest.raises(CheckpointError, match="is not valid JSON"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_exactly_the_newest_keep_checkpoints_remain(tmp_path, keep):
+    for step in (3, 9, 10, 100, 101):  # 9 < 10 < 100 numerically, not as text with fewer digits
+        checkpoint.save(str(tmp_path), step, ARRAYS, META, keep=keep)
+    expected = [f"step-{s:09d}" for s in (101, 100, 10)[:keep]]
+    assert checkpoint.step_dirs(str(tmp_path)) == expected
+    assert sorted(os.listdir(tmp_path)) == sorted(expected + ["latest"])
+
+
+def test_step_dirs_ignores_names_that_are_not_steps(tmp_path):
+    for name in ("step-000000005", "step-12", "step-", "step-1a", "stepx-3", ".step-000000009.tmp-1"):
+        os.mkdir(tmp_path / name)
+    assert checkpoint.step_dirs(str(tmp_path)) == ["step-12", "step-000000005"]
+
+
+def test_latest_pointer_wins_over_a_newer_step(tmp_path):
+    """Another run's step 9 stays beside this run's step 5, which ``latest`` names."""
+    checkpoint.save(str(tmp_path), 9, ARRAYS, {**META, "run_id": "run-b"}, keep=5)
+    checkpoint.save(str(tmp_path), 5, ARRAYS, {**META, "synced": True}, keep=5)
+    found, warnings = checkpoint.load_latest(str(tmp_path))
+    assert found.manifest["step"] == 5 and found.manifest["synced"] is True and not warnings
+    (tmp_path / "latest").write_text("step-000000077\n")  # names no checkpoint: the newest step is used
+    found, _ = checkpoint.load_latest(str(tmp_path))
+    assert found.manifest["step"] == 9
+
+
+def test_a_manifest_whose_step_differs_from_its_directory_is_refused(tmp_path):
+    path = checkpoint.save(str(tmp_path), 6, ARRAYS, META)
+    file = os.path.join(path, "manifest.json")
+    manifest = json.load(open(file))
+    manifest["step"] = 5
+    open(file, "w").write(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="says step 5 but its directory is step 6"):
+        checkpoint.load(path)
+
+
+def test_saving_a_step_again_replaces_it_whole(tmp_path):
+    checkpoint.save(str(tmp_path), 4, ARRAYS, META)
+    other = {"rows": np.zeros((1, 3)), "metrics": np.array([], dtype=str)}
+    path = checkpoint.save(str(tmp_path), 4, other, META)
+    found = checkpoint.load(path)
+    assert found.arrays["rows"].shape == (1, 3) and checkpoint.step_dirs(str(tmp_path)) == ["step-000000004"]
