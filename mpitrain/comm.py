@@ -123,6 +123,24 @@ class Comm:
         node.Free()
         return size
 
+    def reduce_scatter(self, buf: np.ndarray, algorithm: str = "ring") -> np.ndarray:
+        """This rank's block (``collectives.block_counts``) of the sum of ``buf`` (shape (n,)) over ranks, a new array.
+
+        ``algorithm`` is "ring" (the first half of the ring allreduce: the same bits) or "native".
+        """
+        self.busy = True
+        mine = collectives.reduce_scatter(buf, algorithm=algorithm, comm=self._comm)
+        self.busy = False
+        return mine
+
+    def Allgatherv(self, buf: np.ndarray, counts: list[int]) -> np.ndarray:
+        """Fill every rank's block of ``buf`` (shape (sum(counts),); rank r's at sum(counts[:r])) from its owner."""
+        displs = [sum(counts[:r]) for r in range(len(counts))]
+        self.busy = True
+        self._comm.Allgatherv(MPI.IN_PLACE, [buf, (list(counts), displs)])
+        self.busy = False
+        return buf
+
     def node(self) -> "Comm":
         """Collective: the ranks that share this rank's node (shared-memory domain), as a Comm of their own."""
         base = self._comm.Split_type(MPI.COMM_TYPE_SHARED)

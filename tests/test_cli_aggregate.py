@@ -17,6 +17,7 @@ BASE = ["train", "--model", "logistic", "--data", "synthetic:classification,n=10
     ["--algorithm", "slowmo", "--sync-every", "4", "--slow-momentum", "0.5", "--slow-lr", "1.0", "--max-drift", "100"],
     ["--algorithm", "hierarchical-sgd", "--sync-every", "2", "--sync-every-global", "6"],
     ["--algorithm", "gossip", "--graph", "exponential", "--consensus-every", "5"],
+    ["--algorithm", "zero-1", "--optimizer", "adam", "--lr", "0.05"],
 ], ids=lambda flags: flags[1])
 def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     done = run(*BASE, *flags, "--out", str(tmp_path / "run"), ranks=3)
@@ -24,7 +25,7 @@ def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["algorithm"] == flags[1] and summary["final_train_metric"] > 0.8
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert ("drift_rms" in records[-1]) == (flags[1] != "sgd")
+    assert ("drift_rms" in records[-1]) == (flags[1] not in ("sgd", "zero-1"))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -32,6 +33,7 @@ def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     (["--algorithm", "post-local-sgd", "--sync-every", "2"], "needs --switch-step"),
     (["--algorithm", "slowmo"], "needs --sync-every"),
     (["--algorithm", "hierarchical-sgd", "--sync-every", "2"], "needs --sync-every-global"),
+    (["--algorithm", "zero-1", "--allreduce", "tree"], "zero-1 reduce-scatters with the ring"),
     (["--algorithm", "gossip", "--sync-every", "2"], "--sync-every only applies to an averaging --algorithm"),
     (["--algorithm", "sgd", "--slow-lr", "0.5"], "--slow-lr only applies to --algorithm slowmo"),
     (["--algorithm", "slowmo", "--sync-every", "2", "--slow-momentum", "1.5"], "--slow-momentum must be below 1"),

@@ -14,20 +14,21 @@ from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError,
-                     PostLocalSGD, Reduce, Settings, SlowMo, as_loop, check_training)
+                     PostLocalSGD, Reduce, Settings, SlowMo, ZeRO1, as_loop, check_training)
 from .gossip import GossipAveraging
 from .hierarchical import Hierarchical
 from .local_sgd import LocalAveraging
 from .post_local import PostLocal
 from .slowmo import SlowMomentum
 from .sync import Synchronous
+from .zero import ShardedOptimizer
 
 if TYPE_CHECKING:
     from ..comm import Comm
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip", "ZeRO1", "Reduce", "Settings", "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -54,7 +55,7 @@ def fit(
 
     Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``SGD(64, accumulate=4)``, ``LocalSGD(64, 4)``,
     ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
-    ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``),
+    ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
@@ -93,6 +94,8 @@ def fit(
     timeline = timeline or Timeline()
     if isinstance(loop, (GD, SGD)):
         algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
+    elif isinstance(loop, ZeRO1):
+        algorithm = ShardedOptimizer(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:
         kinds = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum, HierarchicalSGD: Hierarchical, Gossip: GossipAveraging}
         kind = kinds.get(type(loop), LocalAveraging)

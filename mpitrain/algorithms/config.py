@@ -171,6 +171,18 @@ class HierarchicalSGD(LocalSGD):
         _positive_int("sync_every_global", self.sync_every_global)
 
 
+@dataclass(frozen=True)
+class ZeRO1:
+    """Synchronous SGD with the optimizer state sharded over ranks (ZeRO stage 1): reduce-scatter
+    the gradient, update this rank's block of parameters, allgather them."""
+
+    batch_size: int
+    name = "zero-1"
+
+    def __post_init__(self) -> None:
+        _positive_int("batch_size", self.batch_size)
+
+
 GRAPHS = ("ring", "exponential", "complete")
 
 
@@ -194,10 +206,10 @@ class Gossip:
             raise OptionError(f"unknown graph {self.graph!r}; choose one of {', '.join(GRAPHS)}")
 
 
-Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip]
+Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip, ZeRO1]
 LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
                           "post-local-sgd": PostLocalSGD, "slowmo": SlowMo, "hierarchical-sgd": HierarchicalSGD,
-                          "gossip": Gossip}
+                          "gossip": Gossip, "zero-1": ZeRO1}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
@@ -244,6 +256,10 @@ class Reduce:
         if isinstance(loop, SGD) and loop.accumulate > 1 and self.overlap:
             raise OptionError("overlap reduces during the one backward pass of a step; it cannot be combined with "
                               f"accumulate={loop.accumulate} (drop one of them)")
+        if isinstance(loop, ZeRO1) and (self.compress or self.overlap or self.algorithm not in ("auto", "ring", "native")):
+            raise OptionError("zero-1 reduce-scatters with the ring (allreduce 'auto' or 'ring') or the MPI library "
+                              f"('native'), without compress or overlap; not allreduce={self.algorithm!r}, "
+                              f"compress={self.compress!r}, overlap={self.overlap}")
         if isinstance(loop, (LocalSGD, OneShot, Gossip)) and (self.compress or self.overlap):
             what = "compress" if self.compress else "overlap"
             raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, "
@@ -339,6 +355,8 @@ class Settings:
             return SGD(self.batch_size, self.accumulate or 1)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
+        if algorithm == "zero-1":
+            return ZeRO1(self.batch_size)
         if algorithm == "gossip":
             return Gossip(self.batch_size, self.graph or "ring", self.consensus_every or 10, self.local_state)
         if self.sync_every is None:

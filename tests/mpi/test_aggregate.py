@@ -179,7 +179,8 @@ class StopAt(Hooks):
 @pytest.mark.parametrize("loop", [mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
                                   mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
                                   mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
-                                  mt.Gossip(60, "exponential", consensus_every=4)], ids=lambda loop: loop.name)
+                                  mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60)],
+                         ids=lambda loop: loop.name)
 @pytest.mark.parametrize("stop", [10, 12])
 def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, stop):
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
@@ -301,3 +302,34 @@ def test_gossip_on_the_complete_graph_is_averaging(comm):
     if comm.rank == 0:  # every rank's neighbourhood is all ranks: its spread is the replicas' drift
         np.testing.assert_allclose([r["neighbour_rms"] for r in logs[:-1]],
                                    [local_logs[s - 1]["drift_rms"] for s in (5, 10, 15)], rtol=1e-6, atol=1e-12)
+
+
+# -- ZeRO-1 ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_zero1_equals_sgd_with_the_ring_bitwise_and_keeps_a_pth_of_the_state(comm, kind, optimizer):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    extra = {"hidden": (8,), "n_classes": 2} if kind == "mlp" else {}
+    model = mt.create_model(kind, data.n_features, **extra)
+    sgd = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
+                 reduce=mt.Reduce("ring"))
+    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01)
+    assert np.array_equal(zero.theta, sgd.theta)
+    assert same_bits_everywhere(zero.theta)
+    # This rank's block of the n + 3 step numbers: ceil or floor of (n + 3) / p, less the 3 scalars at most.
+    whole = optim.flatten(sgd.opt_state, counts=False).size
+    mine = optim.flatten(zero.opt_state, counts=False).size
+    per_param = whole // model.n_params  # 0 (sgd), 1 (momentum) or 2 (adam) arrays
+    assert mine <= per_param * -(-(model.n_params + 3) // comm.size)
+    assert MPI.COMM_WORLD.allreduce(mine) == whole
+
+
+def test_zero1_refuses_optimizers_that_do_not_act_per_parameter(comm):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    for rule in (optim.create("adam", clip_norm=1.0), optim.create("adamw", weight_decay=0.1, n_decayed=6)):
+        if comm.size == 1:  # one block is all the parameters: nothing to refuse
+            mt.fit(model, data, comm, mt.ZeRO1(60), steps=2, lr=0.1, optimizer=rule)
+            continue
+        with pytest.raises(mt.JobError, match="must act on each parameter alone"):
+            mt.fit(model, data, comm, mt.ZeRO1(60), steps=2, lr=0.1, optimizer=rule)
