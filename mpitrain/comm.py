@@ -123,6 +123,14 @@ class Comm:
         node.Free()
         return size
 
+    def sum_shards(self, shards: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Sum every rank's rows of ``shards`` (shape (k, n), k may differ) into ``out`` (n,), in fixed point:
+        the bits depend only on the set of rows over all ranks (``collectives.sum_shards``)."""
+        self.busy = True
+        collectives.sum_shards(shards, out, comm=self._comm)
+        self.busy = False
+        return out
+
     def reduce_scatter(self, buf: np.ndarray, algorithm: str = "ring") -> np.ndarray:
         """This rank's block (``collectives.block_counts``) of the sum of ``buf`` (shape (n,)) over ranks, a new array.
 

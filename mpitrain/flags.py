@@ -133,6 +133,12 @@ def add_train_flags(train: Any) -> None:
     more = train.add_argument_group("more ways to aggregate")
     more.add_argument("--accumulate", type=positive_int, metavar="K",
                       help="sgd: compute each batch as K micro-batches summed before the one reduction (less memory)")
+    more.add_argument("--sampling", choices=("local", "global"),
+                      help="sgd: local (default) draws each rank's share from its rows; global draws each batch "
+                           "from one order of all rows, the same batches at any number of ranks")
+    more.add_argument("--deterministic", action="store_true",
+                      help="gd, and sgd with --sampling global: exact fixed-point sums row by row, so the parameters "
+                           "are bitwise the same at any number of ranks (slower)")
     more.add_argument("--sync-every-global", type=positive_int, metavar="H2",
                       help="hierarchical-sgd: local steps between averages over all ranks (--sync-every H1: "
                            "inside each node)")
@@ -247,7 +253,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
         (("sync_every", "local_state", "max_drift"), averaging, "an averaging --algorithm (local-sgd, ...)"),
-        (("accumulate",), args.algorithm == "sgd", "--algorithm sgd"),
+        (("accumulate", "sampling"), args.algorithm == "sgd", "--algorithm sgd"),
+        (("deterministic",), args.algorithm in ("gd", "sgd"), "--algorithm gd or sgd"),
         (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),
         (("sync_every_global",), args.algorithm == "hierarchical-sgd", "--algorithm hierarchical-sgd"),
         (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),

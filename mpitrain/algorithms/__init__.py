@@ -15,6 +15,7 @@ from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError,
                      PostLocalSGD, Reduce, Settings, SlowMo, ZeRO1, as_loop, check_training)
+from .global_sampling import Deterministic
 from .gossip import GossipAveraging
 from .hierarchical import Hierarchical
 from .local_sgd import LocalAveraging
@@ -93,7 +94,8 @@ def fit(
         raise ValueError(f"theta has shape {state.theta.shape}; this model needs ({model.n_params},)")
     timeline = timeline or Timeline()
     if isinstance(loop, (GD, SGD)):
-        algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
+        kind = Deterministic if loop.deterministic else Synchronous
+        algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     elif isinstance(loop, ZeRO1):
         algorithm = ShardedOptimizer(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:

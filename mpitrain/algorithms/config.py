@@ -26,6 +26,7 @@ from .. import optim
 
 LOCAL_STATES = ("keep", "average", "reset")
 DRIFT_ACTIONS = ("warn", "stop")
+SAMPLINGS = ("local", "global")
 COMPRESSIONS = ("fp16", "bf16")
 LR = Union[float, Callable[[int], float]]
 
@@ -46,8 +47,13 @@ def _non_negative(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class GD:
-    """Full-batch gradient descent: every step uses every row."""
+    """Full-batch gradient descent: every step uses every row.
 
+    ``deterministic``: sum row by row in fixed point, so the parameters are bitwise the same at
+    any number of ranks (slower: one model call per row).
+    """
+
+    deterministic: bool = False
     name = "gd"
     batch_size = None
 
@@ -58,16 +64,28 @@ class SGD:
 
     ``accumulate`` K > 1 computes each rank's share in K micro-batches (about batch_size / K
     rows in all), summing their gradients before the step's one reduction: the same step with
-    less memory for activations.
+    less memory for activations. ``sampling`` "global" draws each batch from one order of all N
+    rows, so the batches are the same at any number of ranks (each rank takes the rows it holds);
+    ``deterministic`` (with global sampling) also makes the sums exact, so the parameters are
+    bitwise the same at any number of ranks.
     """
 
     batch_size: int
     accumulate: int = 1
+    sampling: str = "local"
+    deterministic: bool = False
     name = "sgd"
 
     def __post_init__(self) -> None:
         _positive_int("batch_size", self.batch_size)
         _positive_int("accumulate", self.accumulate)
+        if self.sampling not in SAMPLINGS:
+            raise OptionError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if self.deterministic and self.sampling != "global":
+            raise OptionError("deterministic needs sampling='global': with local sampling the batches themselves "
+                              "depend on the number of ranks")
+        if self.deterministic and self.accumulate > 1:
+            raise OptionError("deterministic computes the batch row by row already; drop accumulate")
         if self.accumulate > self.batch_size:
             raise OptionError(f"accumulate={self.accumulate} splits a batch of {self.batch_size} into more "
                               "micro-batches than it has rows; use accumulate <= batch_size")
@@ -256,6 +274,9 @@ class Reduce:
         if isinstance(loop, SGD) and loop.accumulate > 1 and self.overlap:
             raise OptionError("overlap reduces during the one backward pass of a step; it cannot be combined with "
                               f"accumulate={loop.accumulate} (drop one of them)")
+        if getattr(loop, "deterministic", False) and (self.compress or self.overlap):
+            raise OptionError("deterministic sums every row exactly in fixed point; it cannot be combined with "
+                              f"compress={self.compress!r} or overlap={self.overlap}")
         if isinstance(loop, ZeRO1) and (self.compress or self.overlap or self.algorithm not in ("auto", "ring", "native")):
             raise OptionError("zero-1 reduce-scatters with the ring (allreduce 'auto' or 'ring') or the MPI library "
                               f"('native'), without compress or overlap; not allreduce={self.algorithm!r}, "
@@ -326,6 +347,8 @@ class Settings:
     sync_every_global: Optional[int] = None
     graph: Optional[str] = None
     consensus_every: Optional[int] = None
+    sampling: Optional[str] = None
+    deterministic: bool = False
     slow_momentum: Optional[float] = None
     slow_lr: Optional[float] = None
     max_drift: Optional[float] = None
@@ -348,11 +371,11 @@ class Settings:
         if algorithm not in LOOPS:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
-            return GD()
+            return GD(self.deterministic)
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
         if algorithm == "sgd":
-            return SGD(self.batch_size, self.accumulate or 1)
+            return SGD(self.batch_size, self.accumulate or 1, self.sampling or "local", self.deterministic)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
         if algorithm == "zero-1":

@@ -109,7 +109,12 @@ class Synchronous:
         self.model, self.comm, self.rule, self.schedule, self.l2 = model, comm, rule, schedule, l2
         self.reduce, self.timeline = reduce, timeline
         self.accumulate = getattr(loop, "accumulate", 1)
-        self.batches = Batches(data, comm.size, comm.rank, loop.batch_size, seed, self.accumulate)
+        if getattr(loop, "sampling", "local") == "global":
+            from .global_sampling import GlobalBatches
+
+            self.batches = GlobalBatches(data, loop.batch_size, seed, self.accumulate)
+        else:
+            self.batches = Batches(data, comm.size, comm.rank, loop.batch_size, seed, self.accumulate)
         self.theta = state.theta
         self.opt_state = optim.unflatten(rule.init(self.theta), state.opt_state)
         n_params = model.n_params
@@ -130,7 +135,7 @@ class Synchronous:
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
         """Reduce this step's gradient sums and update theta on every rank."""
         model, theta, grad, buf, timeline = self.model, self.theta, self.grad, self.buf, self.timeline
-        n_params, k = model.n_params, model.n_penalized
+        n_params = model.n_params
         buf[-1] = vote()
         if self.accumulate > 1 and self.batches.share:
             self._accumulate(step)
@@ -149,6 +154,12 @@ class Synchronous:
             self.comm.Allreduce(grad, algorithm=self.reduce.algorithm, compress=self.reduce.compress)
             self.comm.Allreduce(buf[n_params:])
         timeline.mark(REDUCE)
+        return self.update(step)
+
+    def update(self, step: int) -> Outcome:
+        """The same update on every rank from the reduced [gradient sums | loss sum | metric sum | votes]."""
+        model, theta, grad, buf, timeline = self.model, self.theta, self.grad, self.buf, self.timeline
+        n_params, k = model.n_params, model.n_penalized
         check_finite(buf[n_params:], step)  # the loss: a non-finite gradient shows there one step later
         size = self.batches.global_size
         totals = np.array([buf[n_params], buf[n_params + 1], size])

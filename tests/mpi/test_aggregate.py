@@ -179,7 +179,8 @@ class StopAt(Hooks):
 @pytest.mark.parametrize("loop", [mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
                                   mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
                                   mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
-                                  mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60)],
+                                  mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60),
+                                  mt.SGD(60, sampling="global", deterministic=True)],
                          ids=lambda loop: loop.name)
 @pytest.mark.parametrize("stop", [10, 12])
 def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, stop):
@@ -333,3 +334,50 @@ def test_zero1_refuses_optimizers_that_do_not_act_per_parameter(comm):
             continue
         with pytest.raises(mt.JobError, match="must act on each parameter alone"):
             mt.fit(model, data, comm, mt.ZeRO1(60), steps=2, lr=0.1, optimizer=rule)
+
+
+# -- world-size-invariant sampling -----------------------------------------------------------------
+SPEC = "synthetic:classification,n=1003,d=6,seed=3"
+
+
+def model_of(kind):
+    extra = {"mlp": {"hidden": (8,), "n_classes": 3}, "softmax": {"n_classes": 3}}.get(kind, {})
+    return mt.create_model(kind, 6, **extra)
+
+
+@pytest.mark.parametrize("loop", [mt.GD(deterministic=True), mt.SGD(60, sampling="global", deterministic=True)],
+                         ids=["gd", "sgd"])
+@pytest.mark.parametrize("kind, optimizer", [("linear", "adam"), ("logistic", "sgd"), ("logistic", "momentum"),
+                                             ("logistic", "nesterov"), ("logistic", "adamw"), ("softmax", "adam"),
+                                             ("mlp", "adam")])
+def test_deterministic_parameters_are_bitwise_those_of_one_rank(comm, loop, kind, optimizer):
+    spec = SPEC if kind != "linear" else SPEC.replace("classification", "regression")
+    if kind in ("softmax", "mlp"):
+        spec = spec.replace("classification", "classification,classes=3")
+    data = mt.load(spec, comm)
+    options = {"steps": 8, "lr": 0.05, "optimizer": optimizer, "l2": 0.01, "seed": 4}
+    result = mt.fit(model_of(kind), data, comm, loop, **options)
+    solo = mt.Comm(MPI.COMM_SELF)
+    reference = mt.fit(model_of(kind), mt.load(spec, solo), solo, loop, **options)
+    assert np.array_equal(result.theta, reference.theta)
+
+
+def test_global_sampling_takes_the_same_rows_at_any_rank_count(comm):
+    from mpitrain.algorithms.global_sampling import GlobalBatches
+    from mpitrain.data.sampler import epoch_order
+
+    data = mt.load(SPEC, comm)
+    batches = GlobalBatches(data, 97, seed=5)
+    n = data.n_total
+    for step in (0, 3, 10, 11):  # 97 * 11 > 1003: step 10 crosses into the second epoch
+        mine = np.sort(batches.rows(step) + data.start)
+        everyone = np.sort(np.concatenate(MPI.COMM_WORLD.allgather(mine)))
+        stream = np.concatenate([epoch_order(5, 0, 0, n), epoch_order(5, 1, 0, n)])
+        assert np.array_equal(everyone, np.sort(stream[97 * step : 97 * (step + 1)]))
+    data = mt.load(SPEC, comm)
+    model = model_of("logistic")
+    options = {"steps": 20, "lr": 0.1, "optimizer": "adam", "seed": 5}
+    result = mt.fit(model, data, comm, mt.SGD(97, sampling="global"), **options)
+    solo = mt.Comm(MPI.COMM_SELF)
+    reference = mt.fit(model, mt.load(SPEC, solo), solo, mt.SGD(97, sampling="global"), **options)
+    np.testing.assert_allclose(result.theta, reference.theta, rtol=1e-12, atol=1e-14)  # rounding of the allreduce

@@ -1,15 +1,17 @@
-"""Memory of two ways to aggregate: ``python -m mpitrain.bench.memory [--zero]``.
+"""What three ways to aggregate cost: ``python -m mpitrain.bench.aggregate [--zero | --deterministic]``.
 
 Default: trains an MLP for a few steps with ``accumulate`` 1, 4 and 16 and reports the peak of
 the memory NumPy allocated during ``fit`` (``tracemalloc``, which sees NumPy's buffers), the
 largest over ranks. ``--zero``: the bytes of Adam's state each rank keeps with sgd and with
-zero-1 (the largest over ranks). Run under mpiexec for several ranks. Prints a table and
-writes JSON.
+zero-1 (the largest over ranks). ``--deterministic``: seconds per step of gd and sgd with the
+default sums, with global sampling and with deterministic sums (the median of 3 runs). Run
+under mpiexec for several ranks. Prints a table and writes JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 import tracemalloc
 
 import numpy as np
@@ -52,6 +54,27 @@ def optimizer_bytes(batch: int, hidden: tuple[int, ...], steps: int) -> list[dic
     return rows
 
 
+def step_seconds(batch: int, steps: int) -> list[dict]:
+    """Collective: median seconds per step (3 runs) of gd and sgd with local, global and deterministic sums."""
+    import mpitrain as mt
+
+    comm = mt.world()
+    data = mt.load("synthetic:classification,n=4000,d=32,seed=1", comm)
+    rows = []
+    for kind, extra in (("logistic", {}), ("mlp", {"hidden": (32,), "n_classes": 2})):
+        model = mt.create_model(kind, data.n_features, **extra)
+        for loop in (mt.GD(), mt.GD(deterministic=True), mt.SGD(batch), mt.SGD(batch, sampling="global"),
+                     mt.SGD(batch, sampling="global", deterministic=True)):
+            times = []
+            for _ in range(3):
+                comm.barrier()
+                start = time.perf_counter()
+                mt.fit(model, data, comm, loop, steps=steps, lr=0.05, optimizer="adam")
+                times.append(float(comm.Allreduce(np.array([time.perf_counter() - start]), "max")[0]) / steps)
+            rows.append({"model": kind, "loop": repr(loop), "seconds_per_step": float(np.median(times))})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
@@ -59,8 +82,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument("--zero", action="store_true", help="Adam's state per rank with sgd and zero-1")
+    parser.add_argument("--deterministic", action="store_true", help="seconds per step with deterministic sums")
     args = parser.parse_args()
     import mpitrain as mt
+
+    if args.deterministic:
+        rows = step_seconds(args.batch, args.steps)
+        if mt.world().rank == 0:
+            print(f"seconds per step, 4000 rows x 32 features, batch {args.batch}, {mt.world().size} rank(s)")
+            for r in rows:
+                print(f"{r['model']:>9} {r['loop']:<70} {r['seconds_per_step'] * 1e3:9.3f} ms")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"world_size": mt.world().size, "batch": args.batch, "rows": rows}, f, indent=2)
+        return
 
     if args.zero:
         rows = optimizer_bytes(args.batch, tuple(int(h) for h in args.hidden.split(",")), args.steps)
