@@ -28,6 +28,7 @@ from .phases import describe
 from .plot import plot
 from .progress import PlainProgress, has_terminal
 from .run import train
+from .selection import EarlyStopping, Validation
 
 
 LINE_SECONDS = 1.0  # the fastest rate of progress lines on stderr
@@ -75,6 +76,7 @@ def build_parser() -> Parser:
     pred.add_argument("--data", required=True, metavar="SPEC", help="the rows to predict (as train's --data)")
     pred.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column, if the file has one")
     pred.add_argument("--out", required=True, metavar="FILE.npy", help="where rank 0 writes the predictions")
+    flags.add_data_flags(pred, "predict")
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     explain.add_parser(sub, Parser)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
@@ -100,7 +102,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     if args.data is None:
         args.train_parser.error("--data SPEC is required (or data = \"SPEC\" in --config)")
-    data = load(args.data, comm, label_column=args.label_column)
+    data = load(args.data, comm, **flags.data_options(args))
     defaults = flags.resolve(args, comm, data)
     flags.check(args.train_parser, args)
     if args.print_config:
@@ -115,15 +117,23 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         inputs = {f"--{flag.replace('_', '-')} {spec}": path for flag in ("data", "test_data")
                   for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
         check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
-    test = None
+    test = val = None
     if args.test_data:
-        test = load(args.test_data, comm, label_column=args.label_column, n_features=data.n_features)
-    data, test, scaling = flags.prepare(args, comm, data, test)
+        test = load(args.test_data, comm, n_features=data.n_features, **flags.data_options(args))
+    if args.val_data:
+        val = load(args.val_data, comm, n_features=data.n_features, **flags.data_options(args))
+    data, test, val, schema = flags.prepare(args, comm, data, test, val)
+    if args.quiet:
+        for note in data.notes:
+            say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    else:
+        say(comm, flags.describe_data(data, schema))
     with comm.together():
-        model = models.create(args.model, data.n_features, **flags.model_options(args, comm, data))
-    if test is not None and test.y is not None:
-        bad = model.check_labels(test.y, test.start)
-        comm.raise_if_any(f"test data: {bad}" if bad else "")
+        model = models.create(args.model, data.n_features, **flags.model_options(args, schema))
+    for name, held_out in (("test", test), ("validation", val)):
+        if held_out is not None and held_out.y is not None:
+            bad = model.check_labels(held_out.y, held_out.start)
+            comm.raise_if_any(f"{name} data: {bad}" if bad else "")
     per_epoch = steps_per_epoch(data.n_total, args.batch_size)
     steps = args.steps if args.steps is not None else (args.epochs or 10) * per_epoch
     settings = flags.settings(args, steps, args.batch_size or data.n_total)
@@ -136,6 +146,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     def line(record: dict) -> None:  # at most one line per LINE_SECONDS, and the last (metrics.jsonl has all)
         if args.quiet or progress is True:
             return
+        if "val_loss" in record:
+            print(f"step {record['step']:>7}  validation: " + "  ".join(f"{k} {v:.6g}" for k, v in record.items()
+                                                                    if k != "step"), file=sys.stderr, flush=True)
+            return
         if record["step"] == steps or record["seconds"] - printed[0] >= LINE_SECONDS:
             printed[0] = record["seconds"]
             print(f"step {record['step']:>7}  epoch {record['epoch']:8.2f}  loss {record['loss']:.6g}  "
@@ -143,17 +157,25 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
 
     watched = has_terminal() if args.progress is None else args.progress
     progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
-    extras = None if scaling is None else {"feature_mean": scaling[0], "feature_scale": scaling[1]}
+    validation = None
+    if val is not None:
+        early = (EarlyStopping(args.monitor or "val_loss", args.patience or 5, args.min_delta or 0.0)
+                 if args.early_stopping else None)
+        validation = Validation(model, val, comm, args.eval_every or steps_per_epoch(data.n_total, args.batch_size),
+                                args.l2, early)
+    extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
+                    "data_schema": {**schema.describe(), "notes": list(data.notes)},
                     "config": flags.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
-                                    "standardize": args.standardize, "dtype": args.dtype}}
+                                    "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
+                                    "val_fraction": args.val_fraction, "val_data": args.val_data}}
     done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
                  overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
                  on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr),
-                 model_extras=extras, describe=describe_run)
+                 validation=validation, model_extras=extras, describe=describe_run)
     if done.stopped:
         say(comm, f"mpitrain: stopped by a signal after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
@@ -161,6 +183,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         return EXIT_RESUMABLE
     summary = done.summary
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if test is not None else ""
+    if summary.get("ended_early"):
+        best = summary["validation"]
+        test_part += (f"; early stopping after step {done.result.steps}: the best {best['monitor']} "
+                      f"{best['best_value']:.6g} was at step {best['best_step']}, and that model was saved")
     say(comm, f"trained {args.model} with {args.algorithm} on {comm.size} rank(s): {data.n_total} samples, "
               f"{done.result.steps - done.resumed_from} steps in {done.result.seconds:.2f}s "
               f"({summary['comm_seconds']:.2f}s communicating); train loss {summary['final_train_loss']:.6g}, "
@@ -178,15 +204,13 @@ def run_predict(args: argparse.Namespace, comm: Comm) -> int:
         check_distinct({"--out": args.out}, {"--model": args.model, **{f"--data {args.data}": path
                                                                        for path in spec_files(args.data)}})
         model, theta = models.load(args.model)
-        scaling = models.feature_scaling(args.model)
         if comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
             raise UsageError(f"the directory of --out {args.out!r} does not exist")
-    data = load(args.data, comm, label_column=args.label_column, n_features=model.n_features,
-                require_labels=False)
-    if scaling is not None:  # the model was trained on standardised features
-        data.X -= scaling[0]
-        data.X /= scaling[1]
-    predictions, metric = predict(model, theta, data, comm)
+    data = load(args.data, comm, n_features=model.n_features, require_labels=False,
+                **flags.data_options(args, missing=model.schema is not None and model.schema.fill is not None))
+    for note in data.notes:
+        say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
+    predictions, metric = predict(model, theta, data, comm, labels=not args.proba)
     with comm.together():
         if predictions is not None:
             write_npy(args.out, predictions)
@@ -231,7 +255,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_predict(args, comm)
     if args.command == "bench":
         return bench_allreduce.run(args)
-    say(comm, json.dumps({"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}, indent=2))
+    info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
+    say(comm, json.dumps({k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()},
+                         indent=2))  # Open MPI's version string ends in a NUL
     return 0
 
 

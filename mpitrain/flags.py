@@ -20,7 +20,8 @@ import numpy as np
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
-from .data import BUILTIN, Dataset, as_dtype, n_classes, split, standardize
+from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
+from .data.labels import describe_classes, is_text
 from .errors import JobError, UsageError
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ def add_train_flags(train: Any) -> None:
                             "average with --graph neighbours every step (see 'More ways to aggregate' in the README; "
                             f"default: gd for linear, logistic and softmax on up to {GD_ROWS:,} rows, else sgd)")
     train.add_argument("--data", metavar="SPEC",
-                       help="DIR with X.npy/y.npy, FILE.csv, synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
+                       help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
+                            "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
                             f"or a data set that scikit-learn ships: {'|'.join(BUILTIN)}")
     train.add_argument("--test-data", metavar="SPEC", help="evaluated once after training")
     train.add_argument("--label-column", metavar="NAME|INDEX", help="CSV label column (default: the last)")
@@ -196,6 +198,7 @@ def add_train_flags(train: Any) -> None:
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
     add_model_flags(train)
+    add_data_flags(train, "train")
 
 
 def add_model_flags(train: Any) -> None:
@@ -233,6 +236,20 @@ def add_model_flags(train: Any) -> None:
                       help="hold out a stratified fraction F of --data as test data (instead of --test-data; "
                            "default: none)")
     prep.add_argument("--split-seed", type=int, default=0, help="seed of the --test-fraction split (default 0)")
+    select = train.add_argument_group("model selection")
+    select.add_argument("--val-data", metavar="SPEC", help="validation rows, scored while training (default: none)")
+    select.add_argument("--val-fraction", type=fraction, metavar="F",
+                        help="hold out a stratified fraction F of the training rows for validation (default: none)")
+    select.add_argument("--eval-every", type=positive_int, metavar="N",
+                        help="score the validation rows every N steps (default: once per epoch) and at the end")
+    select.add_argument("--early-stopping", action="store_true",
+                        help="end training when --monitor has not improved for --patience evaluations; the model "
+                             "saved is the best one (default: off)")
+    select.add_argument("--patience", type=positive_int, metavar="K", help="evaluations without improvement (default 5)")
+    select.add_argument("--min-delta", type=non_negative_float, metavar="D",
+                        help="the smallest change that counts as an improvement (default 0)")
+    select.add_argument("--monitor", metavar="val_loss|val_METRIC",
+                        help="what early stopping watches: val_loss (default) or the model's metric, e.g. val_accuracy")
     prep.add_argument("--standardize", action="store_true",
                       help="scale features by the training rows' global mean and standard deviation (default: off)")
 
@@ -285,25 +302,84 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--split-seed must be >= 0")
     if args.test_fraction is not None and args.test_data:
         parser.error("--test-fraction and --test-data both name test data; give one of them")
+    if args.val_fraction is not None and args.val_data:
+        parser.error("--val-fraction and --val-data both name validation data; give one of them")
+    validating = args.val_fraction is not None or args.val_data is not None
+    for name in ("eval_every", "early_stopping"):
+        if getattr(args, name) not in (None, False) and not validating:
+            parser.error(f"--{name.replace('_', '-')} needs validation rows: --val-fraction F or --val-data SPEC")
+    for name in ("patience", "min_delta", "monitor"):
+        if getattr(args, name) is not None and not args.early_stopping:
+            parser.error(f"--{name.replace('_', '-')} only applies to --early-stopping")
 
 
-def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset]) -> tuple:
-    """Collective: split off --test-fraction, --standardize, convert to --dtype; return (train, test, scaling)."""
+def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset],
+            val: Optional[Dataset] = None) -> tuple:
+    """Collective: classes, --test-fraction then --val-fraction, --impute and --standardize with the
+    training rows' statistics, --dtype; return (train, test, val, schema).
+
+    A classifier's labels become class indices 0..K-1 of the sorted distinct training labels.
+    """
+    classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+    given = [d for d in (test, val) if d is not None]
+    classes = encode_labels(data, comm, *given) if classifier else None
+    if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
+        need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
+        raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "
+                       f"{describe_classes(classes)}")
     if args.test_fraction is not None:
-        classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
         data, test = split(data, comm, args.test_fraction, args.split_seed, stratify=classifier)
-    scaling = standardize(data, comm, *([test] if test is not None else [])) if args.standardize else None
+    if args.val_fraction is not None:
+        data, val = split(data, comm, args.val_fraction, args.split_seed + 1, stratify=classifier)
+    held_out = [d for d in (test, val) if d is not None]
+    fill = impute(data, comm, args.impute, *held_out) if args.impute else None
+    scaling = standardize(data, comm, *held_out) if args.standardize else (None, None)
     if args.dtype != "float64":
-        data, test = as_dtype(data, args.dtype), (None if test is None else as_dtype(test, args.dtype))
-    return data, test, scaling
+        data, test, val = (None if d is None else as_dtype(d, args.dtype) for d in (data, test, val))
+    schema = Schema(data.feature_names, data.label_name, classes, args.impute, fill, scaling[0], scaling[1])
+    return data, test, val, schema
 
 
-def model_options(args: argparse.Namespace, comm: "Comm", data: Dataset) -> dict:
-    """Collective: the keyword options of the chosen model (the class count comes from the labels)."""
+def model_options(args: argparse.Namespace, schema: Schema) -> dict:
+    """The keyword options of the chosen model (the class count is that of the schema's classes)."""
     options = {k: getattr(args, k) for k in ("hidden", "activation", "loss") if getattr(args, k) is not None}
     if args.model == "softmax" or (args.model == "mlp" and args.loss != "squared-error"):
-        options["n_classes"] = n_classes(data, comm)
+        options["n_classes"] = int(schema.classes.size)
     return options
+
+
+# -- reading the user's files (issue 13) -----------------------------------------------------------
+
+
+def add_data_flags(parser: Any, command: str) -> None:
+    """Flags that say how to read files, and --impute (``command`` train) or --proba (predict)."""
+    group = parser.add_argument_group("reading files")
+    group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help="CSV: the first line names the columns (--header) or is data (--no-header); "
+                            "default: data when all its fields are numbers, and the run says so")
+    group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    if command == "train":
+        group.add_argument("--impute", choices=IMPUTE,
+                           help="fill missing cells with the training rows' global mean or median of the feature, "
+                                "or 0; kept in the model, which predict applies (default: a missing cell is an error)")
+    else:
+        group.add_argument("--proba", action="store_true",
+                           help="write class probabilities instead of class labels (classifiers)")
+
+
+def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
+    """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
+            "allow_missing": missing or getattr(args, "impute", None) is not None}
+
+
+def describe_data(data: Dataset, schema: Schema) -> str:
+    """One line: what was read, which column is the label, the classes, and what the reader decided."""
+    label = f"label column {schema.label_name!r}" if schema.label_name is not None else "labels from the source"
+    classes = "" if schema.classes is None else f", classes {describe_classes(schema.classes)}"
+    filled = "" if schema.impute is None else f", missing cells filled with the training {schema.impute}"
+    notes = "".join(f"; {note}" for note in data.notes)
+    return f"data {data.spec}: {data.n_total} rows, {data.n_features} features, {label}{classes}{filled}{notes}"
 
 
 def settings(args: argparse.Namespace, steps: int, batch: int) -> Settings:
@@ -357,13 +433,14 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
 
 
 def _model_for(data: Dataset, comm: "Comm") -> str:
-    """Collective: logistic for two integer classes, softmax for more, linear otherwise."""
+    """Collective: logistic for two classes (integers or text), softmax for more, linear otherwise."""
     y = data.y
-    integer = 1 if y is not None and bool(np.all(np.isfinite(y)) and np.all(y == np.round(y))) else 0
+    text = is_text(y)
+    integer = 1 if y is not None and (text or bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))) else 0
     if comm.Allreduce(np.array([integer], dtype=np.int64), "min")[0] == 0:
         return "linear"
-    k = n_classes(data, comm)
-    return "linear" if k > MAX_CLASSES else ("logistic" if k == 2 else "softmax")
+    k = find_classes(y, comm).size
+    return "linear" if k > MAX_CLASSES and not text else ("logistic" if k == 2 else "softmax")
 
 
 def read_config(path: str, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:

@@ -180,7 +180,12 @@ def check_distinct(outputs: Mapping[str, str], inputs: Mapping[str, str]) -> Non
 
 
 def spec_files(spec: str) -> list[str]:
-    """The files a data SPEC reads from disk: X.npy and y.npy of a directory, or the file itself."""
+    """The files a data SPEC reads from disk: X.npy and y.npy or the part files of a directory, or the file itself."""
+    from .data.parts import part_files
+
+    base, colon, _ = spec.rpartition(":")
+    if colon and base.lower().endswith((".h5", ".hdf5", ".npz")):
+        spec = base  # FILE.h5:X,y names datasets inside the file
     if os.path.isdir(spec):
-        return [os.path.join(spec, name) for name in ("X.npy", "y.npy")]
+        return [os.path.join(spec, name) for name in ("X.npy", "y.npy")] + part_files(spec)
     return [spec] if os.path.exists(spec) else []

@@ -26,6 +26,7 @@ from .guard import blas_threads
 from .models import Model
 from .outputs import MetricsLog, write_json, write_npz
 from .phases import gather_trace, phase_summary
+from .selection import Validation
 from .supervisor import Supervisor
 from .timeline import Timeline
 
@@ -77,6 +78,7 @@ def train(
     progress: Any = False,
     on_log: Optional[Callable[[dict], None]] = None,
     on_note: Optional[Callable[[str], None]] = None,
+    validation: Optional[Validation] = None,
     model_extras: Optional[dict[str, np.ndarray]] = None,
     describe: Optional[dict] = None,
 ) -> Run:
@@ -94,7 +96,10 @@ def train(
     each metrics record on rank 0, ``on_note`` each note (a default taken over, a
     resumed checkpoint, a warning) as it arises; ``progress`` True shows a tqdm bar there (or pass an object
     with tqdm's ``update``, ``set_postfix`` and ``close``, such as ``progress.PlainProgress``); ``trace`` names a Chrome
-    trace file to write. ``test`` is scored once at the end. Without ``out`` nothing is written and
+    trace file to write. ``test`` is scored once at the end. ``validation`` (``selection.Validation``)
+    scores held-out rows while training (records in metrics.jsonl) and, with early stopping, ends
+    the run when they stop improving: ``result.theta`` (and model.npz) then hold the best
+    evaluation's parameters, and checkpoints keep the patience counter and the best model. Without ``out`` nothing is written and
     no checkpoint can be taken or resumed.
     """
     t0 = time.perf_counter()
@@ -141,16 +146,20 @@ def train(
                     "preparation": (describe or {}).get("preparation"), "steps_per_epoch": per_epoch, "settings": record}
             supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
                                     keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics,
-                                    watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step)
+                                    watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step,
+                                    validation=validation)
 
         def log(record: dict) -> None:
             if metrics is not None:
                 metrics.append(record)
             if comm.rank == 0:
-                if bar is not None:
+                if bar is not None and "loss" in record:
                     bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
                 if on_log is not None:
                     on_log(record)
+
+        if validation is not None:
+            validation.steps, validation.on_record = steps, log
 
         skew = _label_skew(model, data, comm, loop)
         if skew:
@@ -163,7 +172,8 @@ def train(
                     note(text)
                 run.resumed_from = state.step if state is not None else 0
             timeline = Timeline(record=trace is not None)
-            run.result = fit(model, data, comm, log=log, state=state, hooks=supervisor, timeline=timeline, **options)
+            hooks = supervisor if supervisor is not None else validation
+            run.result = fit(model, data, comm, log=log, state=state, hooks=hooks, timeline=timeline, **options)
         finally:
             if supervisor is not None:
                 supervisor.close()
@@ -176,6 +186,8 @@ def train(
         if result.stopped:
             run.stopped, run.checkpoint = True, supervisor.saved_path if supervisor is not None else ""
             return run
+        if validation is not None and validation.best_theta is not None:  # early stopping: the best evaluation
+            result.theta = validation.best_theta.astype(result.theta.dtype)
         train_loss, train_metric = evaluate(model, result.theta, data, comm, l2)
         summary = {
             "mpitrain_version": __version__,
@@ -198,6 +210,10 @@ def train(
             "phases": phases,
             **(describe or {}),
         }
+        if validation is not None:
+            summary["validation"] = validation.summary()
+            summary["ended_early"] = result.ended_early
+            summary["steps_run"] = result.steps
         if test is not None:
             summary["test_loss"], summary["test_metric"] = evaluate(model, result.theta, test, comm, l2)
         summary["wall_seconds"] = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from .algorithms import Hooks, State
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
 from .params import Layout
+from .selection import Validation
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -33,10 +34,10 @@ class Supervisor(Hooks):
 
     def __init__(self, comm: "Comm", folder: str, meta: dict, *, every: int = 0, keep: int = 3, weight: float = 1.0,
                  metrics: Optional[MetricsLog] = None, watchdog_seconds: float = 0.0, progress: Any = None,
-                 samples_per_step: int = 0) -> None:
+                 samples_per_step: int = 0, validation: Optional[Validation] = None) -> None:
         self.comm, self.folder, self.every, self.keep, self.meta = comm, folder, every, keep, meta
         self.metrics, self.progress, self.weight = metrics, progress, weight
-        self.samples_per_step = samples_per_step
+        self.samples_per_step, self.validation = samples_per_step, validation
         self.stop = StopRequest().install()
         self.watchdog = Watchdog(watchdog_seconds, comm.rank, lambda: comm.busy) if watchdog_seconds > 0 else None
         self.last_saved = 0
@@ -57,6 +58,9 @@ class Supervisor(Hooks):
 
     def stop_vote(self) -> float:
         return 1.0 if self.stop.requested else 0.0
+
+    def evaluate(self, steps_done: int, theta: np.ndarray) -> bool:
+        return self.validation is not None and self.validation.evaluate(steps_done, theta)
 
     def checkpoint_due(self, steps_done: int) -> bool:
         return self.every > 0 and steps_done - self.last_saved >= self.every
@@ -81,6 +85,8 @@ class Supervisor(Hooks):
                 lines = self.metrics.lines if self.metrics is not None else []
                 arrays = {name: rows[:, a:b] for name, (a, b) in layout.offsets.items()}
                 arrays["metrics"] = np.array(lines, dtype=str)
+                if self.validation is not None:
+                    arrays.update(self.validation.state(state.theta.size))
                 meta = {**self.meta, "world_size": self.comm.size, "synced": synced}
                 self.saved_path = checkpoint.save(self.folder, state.step, arrays, meta, self.keep)
                 if self.metrics is not None:
@@ -95,23 +101,30 @@ class Supervisor(Hooks):
         path of one checkpoint directory. Rank 0 reads and verifies it, then broadcasts it.
         """
         notes: list[str] = []
-        header = np.zeros(5, dtype=np.int64)  # found, step, world size when saved, rows, optimizer state length
+        header = np.zeros(6, dtype=np.int64)  # found, step, world size, rows, optimizer state length, selection
         rows = np.empty((0, 0))
+        found = None
         with self.comm.together():
             if self.comm.rank == 0:
                 found, notes = self._read(how)
                 if found is not None:
                     rundir.check_resume(found.path, found.manifest, self.meta)
                     rows = self._rows(found, n_params)
-                    header[:] = (1, found.manifest["step"], found.manifest["world_size"], rows.shape[0],
-                                 found.arrays["opt_state"].shape[1])
+                    header[:5] = (1, found.manifest["step"], found.manifest["world_size"], rows.shape[0],
+                                  found.arrays["opt_state"].shape[1])
                     if self.metrics is not None:
                         self.metrics.lines = [str(line) for line in found.arrays["metrics"]]
+                    if self.validation is not None and "selection" in found.arrays:
+                        header[-1] = 1
                     notes.append(f"resuming from {found.path} (step {found.manifest['step']})")
         self.comm.Bcast(header)
         if not header[0]:
             return None, notes
-        _, step, saved_size, n_rows, n_opt = map(int, header)
+        _, step, saved_size, n_rows, n_opt, selection = map(int, header)
+        if selection:  # the validation's best model and patience, as rank 0 read them
+            arrays = found.arrays if self.comm.rank == 0 else {"selection": np.empty(4), "best_theta": np.empty(n_params)}
+            self.validation.restore({k: self.comm.Bcast(np.ascontiguousarray(arrays[k], dtype=np.float64))
+                                     for k in ("selection", "best_theta")}, np.dtype(np.float64))
         layout = record_layout(n_params, n_opt, True)
         rows = self.comm.Bcast(rows if self.comm.rank == 0 else layout.empty()[None].repeat(n_rows, 0))
         self.last_saved = step

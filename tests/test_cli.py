@@ -37,7 +37,7 @@ def test_train_writes_model_metrics_and_summary_then_predict_reads_them(tmp_path
     assert done.stdout.count("trained logistic") == 1  # rank 0 alone reports
 
     pred = run("predict", "--model", str(out / "model.npz"), "--data", "synthetic:classification,n=500,d=5,split=test",
-               "--out", str(tmp_path / "p.npy"), ranks=3)
+               "--out", str(tmp_path / "p.npy"), "--proba", ranks=3)
     assert pred.returncode == 0, pred.stderr
     p = np.load(tmp_path / "p.npy")
     assert p.shape == (500,) and ((p >= 0) & (p <= 1)).all()

@@ -46,3 +46,44 @@ def test_explain_prints_a_prediction_per_world_size():
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line[2].isdigit()]
     assert [int(r[0]) for r in rows] == [1, 2, 4] and [int(r[1]) for r in rows] == [64, 32, 16]
     assert float(rows[0][3]) == 0.0 and all(float(r[3]) > 0 for r in rows[1:])  # no allreduce on one rank
+
+
+def test_explain_says_why_when_an_efficiency_exceeds_100_percent(monkeypatch):
+    import argparse
+
+    from mpitrain import explain
+
+    # Per-row cost falls with fewer rows (as when a share fits the cache): 2 us/row at 256, 1.5 at 128.
+    monkeypatch.setattr(explain, "compute_seconds", lambda model, rows, seed=0: rows * (2e-6 if rows > 128 else 1.5e-6))
+    args = argparse.Namespace(model="linear", features=8, classes=2, hidden="4", batch_size=256, ranks="1,2",
+                              calibration=None)
+    report = explain.run(args)
+    efficiency_cells = [line.split("|")[-2].strip() for line in report.splitlines() if line.startswith("| 2 ")]
+    assert efficiency_cells and efficiency_cells[0].endswith("%*") and int(efficiency_cells[0][:-2]) > 100
+    assert "* above 100%: the measured computation per row is faster on a rank's share (1.50 us/row at 128 rows)" \
+        in report and "(2.00 us/row at 256 rows)" in report
+
+
+def test_explain_times_with_one_blas_thread_until_stable(monkeypatch):
+    from mpitrain import explain
+
+    times = iter([1.0, 2.0, 1.5, 1.52, 9.0])
+    monkeypatch.setattr(explain, "_compute_once", lambda model, rows, seed: next(times))
+    assert explain.compute_seconds(None, 10) == 1.5  # 1.0 -> 2.0 -> 1.5 -> 1.52: the first pair within 5%
+
+
+def test_the_allreduce_chart_gives_every_method_its_own_colour(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from mpitrain.bench import allreduce
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    names = ["mpi", "auto", "native", "ring", "recursive_doubling", "rabenseifner", "tree", "ordered", "deterministic",
+             "fp16", "bf16", "pickle"]
+    report = {"bytes": [8, 64], "ranks": 2, "dtype": "float64", "environment": {"thread_level": "serialized"},
+              "methods": {n: {"latency_us": [1.0 + i, 2.0 + i]} for i, n in enumerate(names)}}
+    allreduce._plot(report, str(tmp_path / "a.png"))
+    colours = [line.get_color() for line in kept[0].axes[0].get_lines()]
+    assert len(colours) == len(names) and len(set(map(str, colours))) == len(names)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mpitrain.data import block_bounds, open_source
-from mpitrain.data.csv import CsvSource, block_offsets, line_starts, parse_rows
+from mpitrain.data.csv import Columns, CsvSource, block_offsets, line_starts, parse_block
 from mpitrain.errors import UsageError
 
 
@@ -23,7 +23,8 @@ def read_like_ranks(path, size, label_column=None):
     blocks = []
     for r, s in enumerate(sources):
         a, b = block_bounds(int(counts.sum()), size, r)
-        blocks.append(s.read_block(int(table[r]), int(table[r + 1]), b - a))
+        X, labels = s.read_block(int(table[r]), int(table[r + 1]), a, b - a)
+        blocks.append((X, None if labels is None else labels.astype(float)))
     return counts.sum(), blocks
 
 
@@ -72,14 +73,14 @@ def test_csv_without_label_column_for_prediction(tmp_path):
     assert not source.has_labels and source.n_features == 2
 
 
-def test_csv_bad_values_name_the_file(tmp_path):
-    path = tmp_path / "d.csv"
-    path.write_text("a,b\n1,2\n3,x\n")
-    with pytest.raises(UsageError, match="cannot parse"):
-        parse_rows(str(path), 4, 12, 2, 2)
-    path.write_text("a,b\n1,2\n3\n")
-    with pytest.raises(UsageError):
-        parse_rows(str(path), 4, 10, 2, 2)
+def test_csv_bad_values_name_the_file_row_and_column():
+    columns = Columns(("a", "b", "y"), 2)
+    with pytest.raises(UsageError, match=r"d.csv: row 8, column 'b': 'x' is not a number"):
+        parse_block(b"1,2,0\n3,x,1\n", columns, 2, 7, "d.csv")
+    with pytest.raises(UsageError, match="row 7 has no label"):
+        parse_block(b"1,2,\n", columns, 1, 7, "d.csv")
+    with pytest.raises(UsageError, match="d.csv"):
+        parse_block(b"1,2,0\n3,4,5,6\n", columns, 2, 0, "d.csv")
 
 
 def test_synthetic_rows_do_not_depend_on_the_partition():

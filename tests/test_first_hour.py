@@ -123,3 +123,21 @@ def test_a_batch_job_without_a_terminal_gets_plain_lines_and_a_terminal_gets_a_b
     plain.set_postfix(loss="0.5")
     plain.update(250)
     assert "25.0%" in "".join(lines) and "250/1,000 samples" in "".join(lines) and "loss 0.5" in "".join(lines)
+
+
+def test_validation_and_early_stopping_from_the_command_line(tmp_path):
+    data = "synthetic:classification,n=120,d=30,noise=2.0,classes=3,seed=7"
+    done = run("train", "--data", data, "--model", "softmax", "--algorithm", "gd", "--lr", "0.5", "--steps", "3000",
+               "--val-fraction", "0.25", "--eval-every", "5", "--early-stopping", "--patience", "3",
+               "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["ended_early"] and summary["steps_run"] < 3000
+    best = summary["validation"]
+    assert best["monitor"] == "val_loss" and best["step"] == best["best_step"] + 15  # three evaluations later
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    scored = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    assert min(scored.values()) == best["best_value"] and scored[best["best_step"]] == best["best_value"]
+    assert "early stopping after step" in done.stdout
+    refused = run("train", "--data", data, "--early-stopping", "--out", str(tmp_path / "x"), ranks=1)
+    assert refused.returncode == 2 and "--early-stopping needs validation rows" in refused.stderr

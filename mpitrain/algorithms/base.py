@@ -55,12 +55,18 @@ class Hooks:
     def save(self, state: State, synced: bool) -> None:
         """Collective: checkpoint ``state``; ``synced`` says theta is identical on every rank."""
 
+    def evaluate(self, steps_done: int, theta: np.ndarray) -> bool:
+        """Collective, where theta is identical on every rank: score it (validation); True to end the
+        run here (early stopping). Every rank must return the same answer."""
+        return False
+
 
 @dataclass
 class Result:
     """Parameters after training (identical on every rank) and what it took to get them.
 
-    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``.
+    ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``;
+    ``ended_early`` when a hook ended the run as complete (early stopping).
     """
 
     theta: np.ndarray
@@ -70,6 +76,7 @@ class Result:
     seconds: float = 0.0
     comm_seconds: float = 0.0
     stopped: bool = False
+    ended_early: bool = False
     timeline: Timeline = field(default_factory=Timeline)
 
     def finish(self) -> "Result":

@@ -13,8 +13,9 @@ An algorithm supplies only its maths, as an object with
 
 The loop calls them in this order on every rank, so every rank issues the same collectives:
 
-    for each step: hooks.begin_step -> algorithm.step -> log (rank 0 writes) -> checkpoint if
-    stopping or due (and the parameters agree across ranks) -> stop if the ranks voted so
+    for each step: hooks.begin_step -> algorithm.step -> log (rank 0 writes) -> hooks.evaluate
+    where the parameters agree (validation; it may end the run) -> checkpoint if stopping or due
+    -> stop if the ranks voted so
 """
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
                 period[:] = 0
                 timeline.skip()
         result.stopped = outcome.stop and step + 1 < steps
+        if outcome.synced and not result.stopped and hooks.evaluate(step + 1, algorithm.theta) and step + 1 < steps:
+            result.ended_early = True
+            break
         if result.stopped or (outcome.synced and hooks.checkpoint_due(step + 1)):
             snapshot = algorithm.snapshot(step + 1, period)
             _check_resumable(snapshot.theta, outcome.synced, step, comm)

@@ -207,8 +207,10 @@ def _plot(report: dict, path: str) -> str:
     except ImportError:
         return "no plot: matplotlib is not installed (pip install matplotlib)"
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, v in report["methods"].items():
-        ax.loglog(report["bytes"], v["latency_us"], marker=".", label=name, lw=2.5 if name in ("mpi", "auto") else 1)
+    palette = plt.get_cmap("tab20")  # 20 distinct colours: the default cycle of 10 repeated mpi's blue
+    for i, (name, v) in enumerate(report["methods"].items()):
+        ax.loglog(report["bytes"], v["latency_us"], marker=".", label=name, color=palette(i % palette.N),
+                  lw=2.5 if name in ("mpi", "auto") else 1)
     env = report["environment"]
     ax.set(xlabel="bytes", ylabel="latency (us)",
            title=f"allreduce, {report['ranks']} ranks, {report['dtype']}, thread level {env['thread_level']}")

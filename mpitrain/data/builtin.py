@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
-from .csv import line_starts, parse_rows
+from .csv import Columns, line_starts, parse_block
 
 FILES = {"digits": "digits.csv.gz", "breast_cancer": "breast_cancer.csv", "wine": "wine_data.csv", "iris": "iris.csv"}
 
@@ -64,11 +64,17 @@ class BuiltinSource:
             text = b"\n".join(self._lines[start:stop]).decode()
             rows = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2) if stop > start else np.empty((0, n_columns))
         else:
-            starts = line_starts(self.path, self.data_start, self.file_end)
+            starts = line_starts(self.path, self.data_start, self.file_end, self.data_start)
             if starts.size != self.n_total:
                 raise UsageError(f"{self.path} has {starts.size} rows, but its first line says {self.n_total}")
+            first = int(starts[start]) if stop > start else self.file_end
             last = int(starts[stop]) if stop < self.n_total else self.file_end
-            rows = parse_rows(self.path, int(starts[start]) if stop > start else last, last, n_columns, stop - start)
+            with open(self.path, "rb") as f:
+                f.seek(first)
+                raw = f.read(last - first)
+            columns = Columns(tuple(map(str, range(n_columns))), n_columns - 1)
+            X, y = parse_block(raw, columns, stop - start, start, self.path)
+            return X, y.astype(np.float64)
         if rows.shape != (stop - start, n_columns):
             raise UsageError(f"{self.path}: rows {start}-{stop} have shape {rows.shape}, expected {(stop - start, n_columns)}")
         return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])

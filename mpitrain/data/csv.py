@@ -1,15 +1,25 @@
-"""Numeric CSV with a header, read in byte ranges so each rank parses only its own rows.
+"""CSV as people write it, read in byte ranges so each rank parses only its own rows.
 
-Reading is three steps. ``line_starts`` scans one byte range for the lines that begin in it
-(a line belongs to the range holding its first byte). The ranks then exchange their line
-counts and the byte offsets at which the row blocks begin (``block_offsets``), so that row
-blocks, not byte ranges, are what each rank finally parses with ``parse_rows``.
+Reading a plain file is three steps. ``line_starts`` scans one byte range for the lines that
+begin in it (a line belongs to the range holding its first byte). The ranks then exchange their
+line counts and the byte offsets at which the row blocks begin (``block_offsets``), so that row
+blocks, not byte ranges, are what each rank finally parses with ``parse_block`` (pandas when it
+is installed, ``np.loadtxt`` otherwise). A ``.csv.gz`` file cannot be split: every rank
+decompresses it whole and parses only its own rows.
+
+The first line is a header unless ``header=False``; by default (``header=None``) a first line
+whose fields are all numbers is data, not names, and the source says so in ``notes``. A first
+column with an empty name is the index that pandas' ``to_csv`` writes: it is left out, and the
+notes say so too. Fields may be quoted; a quoted field may not span lines.
 """
 from __future__ import annotations
 
+import csv
+import gzip
 import io
 import os
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import numpy as np
 
@@ -17,14 +27,17 @@ from ..errors import UsageError
 
 _NEWLINE = ord("\n")
 _SCAN = 1 << 24  # bytes per scan chunk, so scanning a large range needs little memory
+_BOM = b"\xef\xbb\xbf"
 
 
-def line_starts(path: str, start: int, stop: int) -> np.ndarray:
+def line_starts(data: Union[str, np.ndarray], start: int, stop: int, origin: int = 0) -> np.ndarray:
     """Byte offsets of the non-empty lines whose first byte lies in [start, stop), shape (k,).
 
-    ``start`` must be at or after the first data byte (past the header).
+    ``data`` is a path (memory-mapped) or the bytes as a uint8 array. ``origin`` is where the
+    first line starts (past a header or a byte-order mark); ``start`` must not precede it.
     """
-    data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
+    if isinstance(data, str):
+        data = np.memmap(data, dtype=np.uint8, mode="r") if os.path.getsize(data) else np.zeros(0, np.uint8)
     stop = min(stop, data.size)
     found = []
     for lo in range(start, stop, _SCAN):
@@ -32,6 +45,8 @@ def line_starts(path: str, start: int, stop: int) -> np.ndarray:
         # A line starts at q when q follows a newline; look one byte back for the first q.
         window = np.asarray(data[max(lo - 1, 0) : hi])
         newline = np.flatnonzero(window == _NEWLINE) + max(lo - 1, 0) + 1
+        if lo <= origin < hi:
+            newline = np.union1d(newline, [origin])
         found.append(newline[(newline >= lo) & (newline < hi)])
     starts = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
     starts = starts.astype(np.int64)
@@ -62,70 +77,216 @@ def block_offsets(starts: np.ndarray, counts: np.ndarray, rank: int, file_end: i
     return table
 
 
-def parse_rows(path: str, start: int, stop: int, n_columns: int, n_rows: int) -> np.ndarray:
-    """Parse the lines in bytes [start, stop) of ``path``: shape (n_rows, n_columns), float64."""
-    if n_rows == 0:
-        return np.empty((0, n_columns))
-    with open(path, "rb") as f:
-        f.seek(start)
-        text = f.read(stop - start).decode("utf-8")
+@dataclass(frozen=True)
+class Columns:
+    """The columns of a table: every name in file order, which one is the label, which are left out."""
+
+    names: tuple[str, ...]
+    label: Optional[int]  # index into names, or None when the file has no label column
+    skip: tuple[int, ...] = ()  # columns that are neither features nor the label (a pandas index)
+    delimiter: str = ","
+
+    @property
+    def features(self) -> list[int]:
+        """Indices of the feature columns, in file order."""
+        return [i for i in range(len(self.names)) if i != self.label and i not in self.skip]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the feature columns."""
+        return tuple(self.names[i] for i in self.features)
+
+
+def _pandas():  # type: ignore[no-untyped-def]
+    """pandas if it is installed, else None (then ``np.loadtxt`` parses)."""
     try:
-        rows = np.loadtxt(io.StringIO(text, newline=None), delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise UsageError(f"{path}: cannot parse bytes {start}-{stop} as numbers: {exc}") from None
-    if rows.shape != (n_rows, n_columns):
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Parse the lines ``raw`` (rows first_row, first_row+1, ... of ``where``).
+
+    Returns X of shape (n_rows, n_features), float64, NaN where a cell is empty or NA, and the
+    label column as text, shape (n_rows,), or None. UsageError naming the global row and the
+    column for a cell that is not a number, a missing label or a wrong count of rows or fields.
+    """
+    n_columns = len(columns.names)
+    if n_rows == 0:
+        return np.empty((0, len(columns.features))), (None if columns.label is None else np.empty(0, dtype=str))
+    pd = _pandas()
+    if pd is not None:
+        table = _read_pandas(pd, raw, columns, first_row, where)
+        shape = table.shape
+        if shape[0] == n_rows and shape[1] == n_columns:
+            X = _numbers_pandas(pd, table, columns, first_row, where)
+            labels = None
+            if columns.label is not None:
+                label = table[columns.label]
+                _check_labels_present(label.isna().to_numpy(), columns, first_row, where)
+                labels = label.to_numpy(dtype=str)
+    else:
+        text = np.loadtxt(io.StringIO(raw.decode("utf-8"), newline=None), delimiter=columns.delimiter,
+                          dtype=str, ndmin=2, quotechar='"', comments=None)
+        shape = text.shape
+        if shape[0] == n_rows and shape[1] == n_columns:
+            text = np.char.strip(text)
+            X = _numbers_text(text, columns, first_row, where)
+            labels = None
+            if columns.label is not None:
+                labels = text[:, columns.label]
+                _check_labels_present(np.isin(labels, ("", "NA", "nan", "NaN")), columns, first_row, where)
+    if shape != (n_rows, n_columns):
         raise UsageError(
-            f"{path}: bytes {start}-{stop} hold {rows.shape[0]} rows of {rows.shape[1]} columns, "
-            f"expected {n_rows} rows of {n_columns} columns (the header has {n_columns})"
+            f"{where}: rows {first_row}-{first_row + n_rows - 1} hold {shape[0]} rows of {shape[1]} columns, "
+            f"expected {n_rows} rows of {n_columns} columns ({', '.join(columns.names)}); a quoted field "
+            f"may not span lines"
         )
-    return rows
+    return X, labels
 
 
-class CsvSource:
-    """A numeric CSV file whose first line names the columns; one column holds the label.
+def _read_pandas(pd, raw: bytes, columns: Columns, first_row: int, where: str):  # type: ignore[no-untyped-def]
+    """The block as a DataFrame with integer column labels; the label column kept as text."""
+    dtype = {columns.label: str} if columns.label is not None else None
+    try:
+        return pd.read_csv(io.BytesIO(raw), header=None, sep=columns.delimiter, dtype=dtype,
+                           skipinitialspace=True, names=range(len(columns.names)), index_col=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise UsageError(f"{where}: cannot parse rows from {first_row} on: {exc}") from None
 
-    ``label_column`` is a column name or a 0-based index (negative counts from the end); the
-    default is the last column. With ``n_features`` given and equal to the column count, the
-    file is taken to have no label column (for prediction).
+
+def _numbers_pandas(pd, table, columns: Columns, first_row: int, where: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The feature columns of ``table`` as float64 (n, d); UsageError naming the first cell that is text."""
+    X = np.empty((len(table), len(columns.features)))
+    for j, i in enumerate(columns.features):
+        col = table[i]
+        if col.dtype.kind not in "fiub":
+            numbers = pd.to_numeric(col, errors="coerce")
+            bad = np.flatnonzero(numbers.isna().to_numpy() & col.notna().to_numpy())
+            if bad.size:
+                _not_a_number(col.iloc[bad[0]], bad[0], i, columns, first_row, where)
+            col = numbers
+        X[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return X
+
+
+def _numbers_text(text: np.ndarray, columns: Columns, first_row: int, where: str) -> np.ndarray:
+    """The feature columns of a text array (n, n_columns) as float64; empty and NA cells become NaN."""
+    X = np.empty((text.shape[0], len(columns.features)))
+    for j, i in enumerate(columns.features):
+        cells = np.where(np.isin(text[:, i], ("", "NA")), "nan", text[:, i])
+        try:
+            X[:, j] = cells.astype(np.float64)
+        except ValueError:
+            for row, cell in enumerate(cells):
+                try:
+                    float(cell)
+                except ValueError:
+                    _not_a_number(cell, row, i, columns, first_row, where)
+    return X
+
+
+def _not_a_number(cell: object, row: int, column: int, columns: Columns, first_row: int, where: str) -> None:
+    raise UsageError(f"{where}: row {first_row + row}, column {columns.names[column]!r}: {str(cell)!r} is not a number")
+
+
+def _check_labels_present(missing: np.ndarray, columns: Columns, first_row: int, where: str) -> None:
+    """UsageError naming the first row whose label is missing."""
+    bad = np.flatnonzero(missing)
+    if bad.size:
+        raise UsageError(f"{where}: row {first_row + bad[0]} has no label (column "
+                         f"{columns.names[columns.label]!r} is empty); remove the row or fill in its label")
+
+
+def header_columns(first_line: bytes, header: Optional[bool], delimiter: str, where: str) -> tuple[list[str], bool, list[str]]:
+    """(column names, whether the first line is a header, notes) from a file's first line.
+
+    ``header`` True or False says; None decides: a line whose fields are all numbers is data.
+    Without a header the columns are named by their 0-based index.
+    """
+    text = first_line.decode("utf-8-sig").strip("\r\n")
+    if not text.strip():
+        raise UsageError(f"{where} is empty or starts with a blank line; expected a header line or data")
+    fields = [f.strip() for f in next(csv.reader([text], delimiter=delimiter))]
+    notes = []
+    if header is None:
+        header = not all(_is_number(f) for f in fields)
+        if not header:
+            notes.append("the first line is all numbers, so it is read as data, not as column names "
+                         "(give --header if it names the columns)")
+    names = fields if header else [str(i) for i in range(len(fields))]
+    return names, header, notes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def choose_columns(names: list[str], label_column: Union[str, int, None], n_features: Optional[int],
+                   header: bool, delimiter: str, where: str) -> tuple[Columns, list[str]]:
+    """The Columns of a table with these names, and notes on what was decided.
+
+    ``label_column`` is a name or a 0-based index (negative counts from the end); the default
+    is the last column. With ``n_features`` given (prediction) and as many feature columns as
+    that without a label, the table has no label column. A first column named "" (or
+    "Unnamed: 0") in a header, or a Parquet column "__index_level_0__", is a pandas index and
+    is left out.
+    """
+    notes = []
+    skip: tuple[int, ...] = tuple(i for i, name in enumerate(names) if name.startswith("__index_level_"))
+    if skip:
+        notes.append(f"column {', '.join(repr(names[i]) for i in skip)} is the index that pandas wrote, so it is left out")
+    elif header and names and names[0] in ("", "Unnamed: 0") and len(names) > 1:
+        skip = (0,)
+        notes.append("the first column has no name (the index that pandas' to_csv writes), so it is left out")
+    n_usable = len(names) - len(skip)
+    if label_column is None and n_features is not None and n_usable == n_features:
+        return Columns(tuple(names), None, skip, delimiter), notes
+    if label_column is None:
+        label_column = max(i for i in range(len(names)) if i not in skip)  # the last column that is not an index
+    return Columns(tuple(names), label_index(names, label_column, where), skip, delimiter), notes
+
+
+def label_index(names: list[str], label_column: Union[str, int, None], where: str) -> int:
+    """The index of the label column: by name, by 0-based index, or the last column."""
+    n = len(names)
+    if label_column is None:
+        return n - 1
+    if isinstance(label_column, str) and label_column in names:
+        return names.index(label_column)
+    try:
+        index = int(label_column)
+    except ValueError:
+        index = n  # neither a name nor a number
+    if not -n <= index < n:
+        raise UsageError(f"the label column {label_column!r} is neither a column of {where} "
+                         f"({', '.join(names)}) nor an index in [{-n}, {n})")
+    return index % n
+
+
+class ByteRanges:
+    """A text file of one row per line, read in byte ranges: ``scan``, ``locate``, then ``read_block``.
+
+    ``data_start`` is the first byte of the first row (past a header), ``file_end`` the size.
     """
 
-    def __init__(self, path: str, label_column: Optional[str], n_features: Optional[int]) -> None:
-        with open(path, "rb") as f:
-            header = f.readline()
-        if not header.strip():
-            raise UsageError(f"{path} is empty; expected a header line naming the columns")
-        self.path, self.columns = path, [c.strip() for c in header.decode("utf-8").strip().split(",")]
-        self.data_start, self.file_end = len(header), os.path.getsize(path)
-        n_cols = len(self.columns)
-        self.has_labels = not (n_features == n_cols and label_column is None)
-        self.label_index = self._label_index(label_column) if self.has_labels else None
-        self.n_features = n_cols - 1 if self.has_labels else n_cols
+    def __init__(self, path: str, data_start: int, file_end: int) -> None:
+        self.path, self.data_start, self.file_end = path, data_start, file_end
         self.n_total = -1  # known after locate()
         self._starts = np.empty(0, dtype=np.int64)
-
-    def _label_index(self, label_column: Optional[str]) -> int:
-        n = len(self.columns)
-        if label_column is None:
-            return n - 1
-        if label_column in self.columns:
-            return self.columns.index(label_column)
-        try:
-            index = int(label_column)
-        except ValueError:
-            index = n  # neither a name nor a number
-        if not -n <= index < n:
-            raise UsageError(
-                f"--label-column {label_column!r} is neither a column of {self.path} "
-                f"({', '.join(self.columns)}) nor an index in [{-n}, {n})"
-            )
-        return index % n
 
     def scan(self, rank: int, size: int) -> int:
         """Find the lines starting in this rank's share of the bytes; return their count."""
         span = self.file_end - self.data_start
         lo = self.data_start + span * rank // size
         hi = self.data_start + span * (rank + 1) // size
-        self._starts = line_starts(self.path, lo, hi)
+        self._starts = line_starts(self.path, lo, hi, self.data_start)
         return len(self._starts)
 
     def locate(self, counts: np.ndarray, rank: int) -> np.ndarray:
@@ -133,10 +294,67 @@ class CsvSource:
         self.n_total = int(np.sum(counts))
         return block_offsets(self._starts, counts, rank, self.file_end)
 
-    def read_block(self, start_byte: int, stop_byte: int, n_rows: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Parse one row block: X of shape (n_rows, d) and y of shape (n_rows,) or None."""
-        rows = parse_rows(self.path, start_byte, stop_byte, len(self.columns), n_rows)
-        if self.label_index is None:
-            return rows, None
-        X = np.ascontiguousarray(np.delete(rows, self.label_index, axis=1))
-        return X, np.ascontiguousarray(rows[:, self.label_index])
+
+class CsvSource(ByteRanges):
+    """A CSV file read in byte ranges (see ``ByteRanges`` and the module).
+
+    ``label_column`` is a column name or a 0-based index (default: the last column); with
+    ``n_features`` given and as many columns (besides a pandas index), the file has no label
+    column (for prediction). ``header`` and ``delimiter`` as in ``header_columns``.
+    """
+
+    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
+                 header: Optional[bool] = None, delimiter: str = ",") -> None:
+        with open(path, "rb") as f:
+            first = f.readline()
+        names, has_header, self.notes = header_columns(first, header, delimiter, path)
+        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
+        self.notes += notes
+        bom = len(_BOM) if first.startswith(_BOM) else 0
+        super().__init__(path, len(first) if has_header else bom, os.path.getsize(path))
+        self.has_labels = self.columns.label is not None
+        self.n_features = len(self.columns.features)
+        self.feature_names = self.columns.feature_names if has_header else None
+        self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
+
+    def read_block(self, start_byte: int, stop_byte: int, first_row: int, n_rows: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Parse one row block: X of shape (n_rows, d) and the labels as text, shape (n_rows,), or None."""
+        with open(self.path, "rb") as f:
+            f.seek(start_byte)
+            raw = f.read(stop_byte - start_byte)
+        return parse_block(raw, self.columns, n_rows, first_row, self.path)
+
+
+class WholeCsvSource:
+    """A CSV file whose line starts one rank finds alone: a ``.gz`` file (every rank decompresses
+    it whole) or one part of a folder of parts (memory-mapped). Each rank parses only its rows."""
+
+    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
+                 header: Optional[bool] = None, delimiter: str = ",") -> None:
+        try:
+            if path.lower().endswith(".gz"):
+                with gzip.open(path, "rb") as f:
+                    self._data = np.frombuffer(f.read(), dtype=np.uint8)
+            else:
+                self._data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
+        except (OSError, EOFError) as exc:
+            raise UsageError(f"{path} is not readable: {exc}") from None
+        first_end = int(np.argmax(self._data == _NEWLINE)) + 1 if (self._data == _NEWLINE).any() else self._data.size
+        first = self._data[:first_end].tobytes()
+        names, has_header, self.notes = header_columns(first, header, delimiter, path)
+        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
+        self.notes += notes
+        bom = len(_BOM) if first.startswith(_BOM) else 0
+        origin = first_end if has_header else bom
+        self._starts = line_starts(self._data, origin, self._data.size, origin)
+        self.path, self.n_total = path, len(self._starts)
+        self.has_labels = self.columns.label is not None
+        self.n_features = len(self.columns.features)
+        self.feature_names = self.columns.feature_names if has_header else None
+        self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Rows [start, stop): X of shape (stop-start, d) and the labels as text, or None."""
+        lo = int(self._starts[start]) if start < self.n_total else self._data.size
+        hi = int(self._starts[stop]) if stop < self.n_total else self._data.size
+        return parse_block(np.asarray(self._data[lo:hi]).tobytes(), self.columns, stop - start, start, self.path)

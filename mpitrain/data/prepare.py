@@ -17,9 +17,18 @@ if TYPE_CHECKING:
 
 
 def n_classes(data: "Dataset", comm: "Comm") -> int:
-    """Collective: 1 + the largest label over all ranks (labels are classes 0, 1, ..., K-1)."""
-    top = np.array([data.y.max() if data.y is not None and data.n_local else -1.0])
-    return int(comm.Allreduce(top, "max")[0]) + 1
+    """Collective: the number K of classes, when the labels over all ranks are exactly 0, 1, ..., K-1.
+
+    JobError otherwise (labels with gaps such as {0, 1, 100}, -1/+1 or text): map them to
+    0..K-1 with ``encode_labels`` first.
+    """
+    from .labels import describe_classes, find_classes
+
+    classes = find_classes(data.y, comm)
+    if classes.dtype.kind in "US" or not np.array_equal(classes, np.arange(classes.size)):
+        raise JobError(f"the labels of {data.spec} are {describe_classes(classes)}, not 0..K-1; map them to class "
+                       f"indices with encode_labels(train, comm, ...) first")
+    return int(classes.size)
 
 
 def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
@@ -30,8 +39,6 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
     number of ranks. Each rank keeps its own rows, so both parts stay contiguous in rank order.
     Without ``stratify`` (regression) all rows form one class.
     """
-    from . import Dataset
-
     if not 0 < fraction < 1:
         raise JobError(f"--test-fraction {fraction} must be between 0 and 1 (exclusive)")
     y = data.y if data.y is not None else np.zeros(data.n_local)
@@ -53,14 +60,17 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
         rows = np.flatnonzero(classes == c)
         order = np.random.default_rng([seed, c]).permutation(per_class[c])
         is_test[rows] = order[before[c] + np.arange(rows.size)] < n_test[c]
-    return _subset(data, ~is_test, comm, Dataset), _subset(data, is_test, comm, Dataset)
+    return _subset(data, ~is_test, comm), _subset(data, is_test, comm)
 
 
-def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm", cls: type) -> "Dataset":
+def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm") -> "Dataset":
     """The rows of ``data`` where ``keep``, as a Dataset whose blocks follow the ranks' new counts."""
+    import dataclasses
+
     counts = comm.allgather_int(int(keep.sum()))
     y = None if data.y is None else data.y[keep]
-    return cls(data.X[keep], y, int(counts[: comm.rank].sum()), int(counts.sum()), data.spec, counts)
+    return dataclasses.replace(data, X=data.X[keep], y=y, start=int(counts[: comm.rank].sum()),
+                               n_total=int(counts.sum()), counts=counts)
 
 
 def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.ndarray, np.ndarray]:
@@ -89,3 +99,66 @@ def as_dtype(data: "Dataset", dtype: str) -> "Dataset":
         raise JobError(f"--dtype must be float64 or float32, not {dtype!r}")
     y = None if data.y is None else data.y.astype(dtype, copy=False)
     return dataclasses.replace(data, X=np.ascontiguousarray(data.X, dtype=dtype), y=y)
+
+
+IMPUTE = ("mean", "median", "zero")
+
+
+def impute(train: "Dataset", comm: "Comm", how: str, *others: "Dataset") -> np.ndarray:
+    """Collective: fill the missing (NaN) cells of ``train`` and ``others`` in place; return the fill values (d,).
+
+    ``how`` is "mean" or "median" of each feature's present values in the training rows over
+    all ranks, or "zero". The median is exact: the middle order statistics are found by bisection
+    on the bits of float64 (64 Allreduces of per-feature counts), the same for any number of ranks.
+    JobError for a feature with no values at all.
+    """
+    if how not in IMPUTE:
+        raise JobError(f"impute must be one of {', '.join(IMPUTE)}, not {how!r}")
+    present = ~np.isnan(train.X)
+    counts = comm.Allreduce(present.sum(axis=0).astype(np.int64))
+    if how == "zero":
+        fill = np.zeros(train.n_features)
+    else:
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            name = train.feature_names[empty[0]] if train.feature_names else f"feature {empty[0]}"
+            raise JobError(f"cannot impute {name!r} of {train.spec}: it has no values in the training rows")
+        if how == "mean":
+            fill = comm.Allreduce(np.where(present, train.X, 0.0).sum(axis=0)) / counts
+        else:
+            low, high = _order_statistics(train.X, present, np.stack([(counts - 1) // 2, counts // 2]), comm)
+            fill = (low + high) / 2
+    for data in (train, *others):
+        missing = np.isnan(data.X)
+        data.X[missing] = np.broadcast_to(fill, data.X.shape)[missing]
+    return fill
+
+
+def _sortable(X: np.ndarray) -> np.ndarray:
+    """uint64 keys that order like the float64 values of X (NaN excluded by the caller)."""
+    bits = np.ascontiguousarray(X, dtype=np.float64).view(np.uint64)
+    return np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+
+
+def _from_sortable(keys: np.ndarray) -> np.ndarray:
+    """The float64 values of ``_sortable`` keys."""
+    bits = np.where(keys >> np.uint64(63), keys & ~np.uint64(1 << 63), ~keys)
+    return bits.view(np.float64)
+
+
+def _order_statistics(X: np.ndarray, present: np.ndarray, ranks: np.ndarray, comm: "Comm") -> np.ndarray:
+    """Collective: the ranks[i, j]-th smallest present value (0-based) of column j over all ranks, shape ranks.shape.
+
+    Bisection on the sortable keys: the answer is the smallest key K with count(keys <= K) > rank.
+    """
+    keys = _sortable(np.where(present, X, 0.0))
+    lo = np.zeros(ranks.shape, dtype=np.uint64)
+    hi = np.full(ranks.shape, np.iinfo(np.uint64).max, dtype=np.uint64)
+    for _ in range(64):
+        mid = lo + (hi - lo) // np.uint64(2)
+        below = np.stack([((keys <= m) & present).sum(axis=0) for m in mid]).astype(np.int64)
+        comm.Allreduce(below)
+        enough = below > ranks
+        hi = np.where(enough, mid, hi)
+        lo = np.where(enough, lo, mid + np.uint64(1))
+    return _from_sortable(hi)

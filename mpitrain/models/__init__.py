@@ -16,10 +16,11 @@ from .softmax import SoftmaxModel
 MODELS: dict[str, type[Model]] = {
     "linear": LinearModel, "logistic": LogisticModel, "softmax": SoftmaxModel, "mlp": MLP,
 }
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READS = (2, 3)  # version 3 added the schema: feature and label names, classes, imputation
 
 __all__ = ["LinearModel", "LogisticModel", "SoftmaxModel", "MLP", "Model", "MODELS",
-           "create", "register", "save_arrays", "load", "feature_scaling"]
+           "create", "register", "save_arrays", "load"]
 
 
 def register(cls: type[Model]) -> type[Model]:
@@ -62,9 +63,9 @@ def create(name: str, n_features: int, **options) -> Model:  # type: ignore[no-u
 def save_arrays(model: Model, theta: np.ndarray, extras: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
     """The plain arrays a model file holds: format, name, options and each named parameter.
 
-    ``extras`` are kept beside them, such as the feature standardisation the model was trained
-    with (``feature_mean`` and ``feature_scale``, each of shape (n_features,)). No object arrays:
-    the file loads with ``allow_pickle=False``.
+    ``extras`` are kept beside them: ``mpitrain.data.Schema.arrays()``, what the model was trained
+    on (feature and label names, classes, imputation, the standardisation ``feature_mean`` and
+    ``feature_scale``). No object arrays: the file loads with ``allow_pickle=False``.
     """
     options = {k: np.array(v, dtype=np.int64) if isinstance(v, tuple) else np.array(v)
                for k, v in model.options().items()}
@@ -74,7 +75,13 @@ def save_arrays(model: Model, theta: np.ndarray, extras: Optional[dict[str, np.n
 
 
 def load(path: str) -> tuple[Model, np.ndarray]:
-    """Read a model file written by ``train``: (model, theta of shape (n_params,))."""
+    """Read a model file written by ``train``: (model, theta of shape (n_params,)).
+
+    ``model.schema`` holds what the file records about the inputs (``mpitrain.data.Schema``),
+    which ``mpitrain.predict`` applies to new rows.
+    """
+    from ..data.schema import Schema
+
     if not os.path.isfile(path):
         raise UsageError(f"model file {path!r} does not exist (train writes OUT/model.npz)")
     try:
@@ -85,8 +92,9 @@ def load(path: str) -> tuple[Model, np.ndarray]:
     missing = {"format_version", "model", "n_features"} - set(arrays)
     if missing:
         raise UsageError(f"{path} lacks {', '.join(sorted(missing))}; was it written by mpitrain train?")
-    if int(arrays["format_version"]) != FORMAT_VERSION:
-        raise UsageError(f"{path} has format version {int(arrays['format_version'])}; this mpitrain reads {FORMAT_VERSION}")
+    if int(arrays["format_version"]) not in READS:
+        raise UsageError(f"{path} has format version {int(arrays['format_version'])}; this mpitrain reads "
+                         f"{' and '.join(map(str, READS))}")
     name = str(arrays["model"])
     if name not in MODELS:
         raise UsageError(f"{path} holds a {name!r} model, which is not registered here: import the module that "
@@ -94,15 +102,11 @@ def load(path: str) -> tuple[Model, np.ndarray]:
     options = {k: _plain(arrays[k]) for k in MODELS[name].OPTIONS if k in arrays}
     model = create(name, int(arrays["n_features"]), **options)
     try:
-        return model, model.layout.pack(arrays)
+        theta = model.layout.pack(arrays)
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
-
-
-def feature_scaling(path: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(mean, scale) of the standardisation a model file was trained with, or None."""
-    with np.load(path, allow_pickle=False) as f:
-        return (f["feature_mean"], f["feature_scale"]) if "feature_mean" in f.files else None
+    model.schema = Schema.from_arrays(arrays)
+    return model, theta
 
 
 def _plain(value: np.ndarray):  # type: ignore[no-untyped-def]

@@ -1,11 +1,14 @@
 """What every model shares: a parameter layout, options stored as given, zeros to start from."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 import numpy as np
 
 from ..params import Layout
+
+if TYPE_CHECKING:
+    from ..data.schema import Schema
 
 
 class Model:
@@ -38,6 +41,7 @@ class Model:
     OPTIONS: ClassVar[tuple[str, ...]] = ()
     n_features: int
     layout: Layout
+    schema: Optional["Schema"] = None  # set by ``models.load``: names, classes, imputation, scaling
 
     @property
     def n_params(self) -> int:
@@ -56,6 +60,14 @@ class Model:
     def init(self, seed: int) -> np.ndarray:
         """Starting parameters, shape (n_params,): zeros (convex models need no random start)."""
         return self.layout.zeros()
+
+
+def text_label_error(y: np.ndarray, what: str) -> Optional[str]:
+    """A message when ``y`` holds text, which models cannot use before ``encode_labels``; else None."""
+    if y.dtype.kind in "USO":
+        return (f"{what} needs numeric labels, but these are text (such as {str(y[0])!r}); map them to class "
+                f"indices with mpitrain.data.encode_labels first")
+    return None
 
 
 def accuracy(correct: float, n: int) -> float:

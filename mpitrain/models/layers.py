@@ -123,6 +123,10 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 def class_label_error(y: np.ndarray, start: int, n_classes: int, what: str) -> Optional[str]:
     """None if every label is an integer in [0, n_classes), else a message naming the first bad row."""
+    from .base import text_label_error
+
+    if text_label_error(y, what):
+        return text_label_error(y, what)
     bad = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= n_classes))
     if bad.size:
         return (f"{what} with {n_classes} classes needs integer labels 0..{n_classes - 1}, "

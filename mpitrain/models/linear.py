@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..params import Layout
-from .base import Model
+from .base import Model, text_label_error
 from .layers import Ready
 
 
@@ -21,8 +21,8 @@ class LinearModel(Model):
         self.layout = Layout(weights={"coef": (n_features,)}, biases={"intercept": ()})
 
     def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
-        """Any real-valued label is fine: return None."""
-        return None
+        """None for real-valued labels; a message for text."""
+        return text_label_error(y, "linear regression")
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
              ready: Optional[Ready] = None) -> tuple[float, float]:

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..params import Layout
-from .base import Model, accuracy
+from .base import Model, accuracy, text_label_error
 from .layers import Ready
 
 
@@ -28,9 +28,12 @@ class LogisticModel(Model):
 
     def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
         """None if every label is 0 or 1, else a message naming the first bad one."""
+        if text_label_error(y, "logistic regression"):
+            return text_label_error(y, "logistic regression")
         bad = np.flatnonzero((y != 0) & (y != 1))
         if bad.size:
-            return f"logistic regression needs labels 0 or 1, but row {start + bad[0]} has {y[bad[0]]}"
+            return (f"logistic regression needs labels 0 or 1, but row {start + bad[0]} has {y[bad[0]]}; map "
+                    f"two other classes (such as -1/+1) to 0/1 with mpitrain.data.encode_labels")
         return None
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,

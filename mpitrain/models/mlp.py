@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..params import Layout
-from .base import Model, accuracy
+from .base import Model, accuracy, text_label_error
 from .layers import ACTIVATIONS, Ready, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy, squared_error
 
 LOSSES = ("cross-entropy", "squared-error")
@@ -61,7 +61,7 @@ class MLP(Model):
     def check_labels(self, y: np.ndarray, start: int = 0) -> Optional[str]:
         """None if the labels suit the loss (integers in [0, K) for cross-entropy), else a message."""
         if self.loss == "squared-error":
-            return None
+            return text_label_error(y, "an MLP regressor")
         return class_label_error(y, start, self.n_classes, "an MLP classifier")
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -78,5 +78,5 @@ def test_ranks_that_see_different_feature_counts_are_named(comm, shared_dir):
 def test_nan_in_the_data_is_reported_with_its_row(comm, shared_dir):
     path = os.path.join(shared_dir, "nan.csv")
     on_rank0(lambda: open(path, "w").write("a,b,y\n" + "1,2,0\n" * 6 + "1,nan,1\n" + "1,2,0\n" * 3))
-    with pytest.raises(mt.JobError, match="row 6, feature 1 is nan"):
+    with pytest.raises(mt.JobError, match=r"row 6, column .b. is missing \(NaN\)"):
         mt.load(path, comm)
