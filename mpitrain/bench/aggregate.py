@@ -54,14 +54,15 @@ def optimizer_bytes(batch: int, hidden: tuple[int, ...], steps: int) -> list[dic
     return rows
 
 
-def step_seconds(batch: int, steps: int) -> list[dict]:
+def step_seconds(batch: int, steps: int, kinds: list[str]) -> list[dict]:
     """Collective: median seconds per step (3 runs) of gd and sgd with local, global and deterministic sums."""
     import mpitrain as mt
 
     comm = mt.world()
     data = mt.load("synthetic:classification,n=4000,d=32,seed=1", comm)
     rows = []
-    for kind, extra in (("logistic", {}), ("mlp", {"hidden": (32,), "n_classes": 2})):
+    for kind in kinds:
+        extra = {"hidden": (32,), "n_classes": 2} if kind == "mlp" else {}
         model = mt.create_model(kind, data.n_features, **extra)
         for loop in (mt.GD(), mt.GD(deterministic=True), mt.SGD(batch), mt.SGD(batch, sampling="global"),
                      mt.SGD(batch, sampling="global", deterministic=True)):
@@ -83,11 +84,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument("--zero", action="store_true", help="Adam's state per rank with sgd and zero-1")
     parser.add_argument("--deterministic", action="store_true", help="seconds per step with deterministic sums")
+    parser.add_argument("--models", default="logistic,mlp", help="--deterministic: the models to time")
     args = parser.parse_args()
     import mpitrain as mt
 
     if args.deterministic:
-        rows = step_seconds(args.batch, args.steps)
+        rows = step_seconds(args.batch, args.steps, args.models.split(","))
         if mt.world().rank == 0:
             print(f"seconds per step, 4000 rows x 32 features, batch {args.batch}, {mt.world().size} rank(s)")
             for r in rows:
