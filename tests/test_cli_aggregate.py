@@ -18,6 +18,7 @@ BASE = ["train", "--model", "logistic", "--data", "synthetic:classification,n=10
     ["--algorithm", "hierarchical-sgd", "--sync-every", "2", "--sync-every-global", "6"],
     ["--algorithm", "gossip", "--graph", "exponential", "--consensus-every", "5"],
     ["--algorithm", "zero-1", "--optimizer", "adam", "--lr", "0.05"],
+    ["--algorithm", "sgd", "--sampling", "global", "--deterministic"],
 ], ids=lambda flags: flags[1])
 def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     done = run(*BASE, *flags, "--out", str(tmp_path / "run"), ranks=3)
@@ -33,6 +34,8 @@ def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     (["--algorithm", "post-local-sgd", "--sync-every", "2"], "needs --switch-step"),
     (["--algorithm", "slowmo"], "needs --sync-every"),
     (["--algorithm", "hierarchical-sgd", "--sync-every", "2"], "needs --sync-every-global"),
+    (["--algorithm", "sgd", "--deterministic"], "--deterministic needs --sampling='global'"),
+    (["--algorithm", "local-sgd", "--sync-every", "2", "--deterministic"], "--deterministic only applies to --algorithm gd or sgd"),
     (["--algorithm", "zero-1", "--allreduce", "tree"], "zero-1 reduce-scatters with the ring"),
     (["--algorithm", "gossip", "--sync-every", "2"], "--sync-every only applies to an averaging --algorithm"),
     (["--algorithm", "sgd", "--slow-lr", "0.5"], "--slow-lr only applies to --algorithm slowmo"),
