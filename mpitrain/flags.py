@@ -154,7 +154,7 @@ def add_train_flags(train: Any) -> None:
     more.add_argument("--slow-lr", type=positive_float, metavar="ALPHA", help="slowmo: outer step size (default 1)")
     more.add_argument("--max-drift", type=non_negative_float, metavar="D",
                       help="averaging algorithms: act when the replicas' spread (drift_rms in the metrics) exceeds D")
-    more.add_argument("--drift-action", choices=DRIFT_ACTIONS, default="warn",
+    more.add_argument("--drift-action", choices=DRIFT_ACTIONS,
                       help="what --max-drift does: warn (default) or stop the run with an error")
     train.add_argument("--l2", type=non_negative_float, default=0.0,
                        help="weight of the penalty (l2/2)||w||^2 in the objective, for every optimizer (default 0; "
@@ -269,7 +269,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.algorithm == "post-local-sgd" and args.switch_step is None:
         parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
-        (("sync_every", "local_state", "max_drift"), averaging, "an averaging --algorithm (local-sgd, ...)"),
+        (("sync_every", "local_state", "max_drift", "drift_action"), averaging, "an averaging --algorithm (local-sgd, ...)"),
         (("accumulate", "sampling"), args.algorithm == "sgd", "--algorithm sgd"),
         (("deterministic",), args.algorithm in ("gd", "sgd"), "--algorithm gd or sgd"),
         (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),
