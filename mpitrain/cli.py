@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import NoReturn, Optional, Sequence
 
-from . import explain, flags, models, rundir
+from . import collectives, configfile, doctor, explain, flags, models, rundir
 from ._version import __version__
 from .algorithms import OptionError, steps_per_epoch
 from .bench import allreduce as bench_allreduce
@@ -21,7 +21,7 @@ from .bench import train as bench_train
 from .comm import Comm, world
 from .data import load
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, startup_warnings
+from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, refuse_mismatched_launch, startup_warnings
 from .inference import predict
 from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
@@ -79,6 +79,7 @@ def build_parser() -> Parser:
     flags.add_data_flags(pred, "predict")
     sub.add_parser("info", help="versions, MPI library, world size, thread level and processor names")
     explain.add_parser(sub, Parser)
+    doctor.add_parser(sub)
     drawing = sub.add_parser("plot", help="PNG charts of a run directory or of a `bench train` JSON (needs matplotlib)")
     drawing.add_argument("path", metavar="RUN_DIR|BENCH.json")
     bench = sub.add_parser("bench", help="benchmarks: `bench allreduce` (run under mpiexec) and `bench train` "
@@ -98,7 +99,7 @@ def say(comm: Comm, text: str, stream=sys.stdout) -> None:  # type: ignore[no-un
 
 def run_train(args: argparse.Namespace, comm: Comm) -> int:
     """The train subcommand: defaults from the data, then mt.train into --out (claimed for this run)."""
-    for warning in startup_warnings(comm.size, comm.ranks_on_node(), blas_threads(), os.cpu_count()):
+    for warning in startup_warnings(comm.ranks_on_node(), blas_threads(), os.cpu_count()):
         say(comm, f"mpitrain: warning: {warning}", sys.stderr)
     if args.data is None:
         args.train_parser.error("--data SPEC is required (or data = \"SPEC\" in --config)")
@@ -106,7 +107,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     defaults = flags.resolve(args, comm, data)
     flags.check(args.train_parser, args)
     if args.print_config:
-        say(comm, flags.to_toml(flags.effective_config(args, args.train_parser)).rstrip())
+        say(comm, configfile.to_toml(configfile.effective_config(args, args.train_parser)).rstrip())
         return 0
     if defaults:
         say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
@@ -166,7 +167,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
                     "data_schema": {**schema.describe(), "notes": list(data.notes)},
-                    "config": flags.effective_config(args, args.train_parser),
+                    "config": configfile.effective_config(args, args.train_parser),
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                                     "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
@@ -228,7 +229,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                      for i, w in enumerate(words) if w == "--config" or w.startswith("--config=")), None)
         if path is not None:
             try:
-                words = ["train", *flags.read_config(path, parser.get_default("train_parser"),
+                words = ["train", *configfile.read_config(path, parser.get_default("train_parser"),
                                                      words[1:]), *words[1:]]
             except UsageError as exc:
                 if launcher_rank() == 0:
@@ -245,7 +246,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     comm = world()
     if args.command in ("train", "predict"):
+        refuse_mismatched_launch(comm.size)  # before reading or writing anything
         limit_blas_threads(comm.ranks_on_node())
+    if args.command == "doctor":
+        return doctor.run(args, comm)
     if args.command == "train":
         try:
             return run_train(args, comm)
@@ -256,8 +260,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "bench":
         return bench_allreduce.run(args)
     info = {"mpitrain": __version__, "python": sys.version.split()[0], **comm.info()}
-    say(comm, json.dumps({k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()},
-                         indent=2))  # Open MPI's version string ends in a NUL
+    info = {k: v.replace("\x00", "").strip() if isinstance(v, str) else v for k, v in info.items()}  # Open MPI's NUL
+    say(comm, json.dumps({**info, **collectives.auto.describe(comm)}, indent=2))
     return 0
 
 

@@ -1,10 +1,15 @@
-"""The MPI layer of the training code: a private communicator, buffer collectives, job-wide errors.
+"""The one communicator: a private duplicate of an MPI communicator that moves NumPy buffers.
 
-Only this module and ``mpitrain.collectives._p2p`` use mpi4py (through ``_mpi``, which picks
-the thread level). Arrays travel only through the
-buffer calls (``Allreduce``, ``Bcast``, ``Gatherv``, or our own algorithms in
-``mpitrain.collectives``); the lower-case pickling calls appear only for short strings (error
-messages, host names).
+Everything in mpitrain that communicates takes a :class:`Comm`, and every public entry point
+converts what it is given with :func:`as_comm`: None (the world), a Comm, or an mpi4py
+intracommunicator (which gets its own private duplicate, made once and kept), so library
+messages never match a user's receive on the original. ``mpitrain.collectives`` builds its
+algorithms on the point-to-point calls here and is imported only when a reduction needs it.
+
+Only this module (through ``_mpi``, which picks the thread level) uses mpi4py. Creating a Comm
+starts MPI; importing this module does not. Arrays travel only through the buffer calls
+(``Allreduce``, ``Bcast``, ``Gatherv``, ``Sendrecv``, ...); the lower-case pickling calls appear
+only for short strings (error messages, host names) and the benchmark's reference.
 """
 from __future__ import annotations
 
@@ -12,66 +17,116 @@ import os
 import sys
 import time
 import traceback
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import collectives
-from ._mpi import MPI
-from .errors import JobError, UsageError
+from . import _mpi, agree
+from .errors import UsageError
 
-_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+MPI: Any = None  # mpi4py.MPI, set when the first Comm is made
+_OPS: dict[str, Any] = {}
+_collectives: Any = None  # mpitrain.collectives, imported on the first reduction that needs it
+
+
+def _start() -> ModuleType:
+    """Start MPI (once) and fill the module's handles on it."""
+    global MPI
+    if MPI is None:
+        MPI = _mpi.init()
+        _OPS.update(sum=MPI.SUM, max=MPI.MAX, min=MPI.MIN)
+    return MPI
+
+
+def _reductions() -> Any:
+    """The ``mpitrain.collectives`` package (imported on first use: it sits above this module)."""
+    global _collectives
+    if _collectives is None:
+        from . import collectives
+
+        _collectives = collectives
+    return _collectives
 
 
 class Comm:
-    """A private duplicate of an MPI communicator that moves NumPy buffers.
+    """A private duplicate of an MPI intracommunicator with the calls mpitrain needs.
 
-    ``busy`` is True while this rank is inside a collective (the watchdog reports it).
+    Creating one is collective over ``base`` (None: ``COMM_WORLD``) and checks that every rank
+    runs MPI at the same thread level. ``busy`` is True while this rank is inside a collective
+    (the watchdog reports it); ``plans`` caches what ``algorithm="auto"`` chose per byte count.
     """
 
-    def __init__(self, base: Optional[MPI.Comm] = None) -> None:
-        self._comm = (MPI.COMM_WORLD if base is None else base).Dup()
+    def __init__(self, base: Any = None) -> None:
+        MPI = _start()
+        base = MPI.COMM_WORLD if base is None else base
+        if not isinstance(base, MPI.Intracomm):
+            raise TypeError(f"comm must be a mpitrain Comm, an mpi4py intracommunicator or None, not {type(base).__name__}")
+        self._comm = base.Dup()
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
-        self.busy = False  # True while inside a collective (read by the watchdog)
-        self._plans: dict[tuple, str] = {}  # (bytes, dtype, op) -> the algorithm auto chose
+        self.thread_level: str = _mpi.thread_level(MPI)
+        self.busy = False
+        self.plans: Optional[dict[int, str]] = None  # bytes -> algorithm, kept by collectives.auto
+        self._scratch: dict[int, np.ndarray] = {}
+        self._nodes: Optional[tuple[Comm, Optional[Comm], int]] = None
+        level = np.array([MPI.Query_thread(), -MPI.Query_thread()], dtype=np.int64)
+        self._comm.Allreduce(MPI.IN_PLACE, level, op=MPI.MAX)
+        if level[0] != -level[1]:
+            raise RuntimeError("ranks run MPI at different thread levels; set MPI4PY_RC_THREAD_LEVEL the same on every rank")
         if self.size > 1:
             _install_abort_hook()
 
-    # -- buffer collectives ------------------------------------------------------------------
+    # -- reductions: the buffer calls; algorithms and auto live in mpitrain.collectives ---------
     def Allreduce(self, buf: np.ndarray, op: str = "sum", algorithm: str = "native",
                   compress: Optional[str] = None) -> np.ndarray:
         """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it.
 
         ``algorithm`` is "native" (the MPI library's call), "auto" or one of
-        ``collectives.ALGORITHMS``; ``compress`` ("fp16", "bf16") sends 16-bit payloads. The
-        plan ``auto`` makes for each buffer size is kept, so where it is the library's call the
-        step pays nothing for the choice.
+        ``collectives.ALGORITHMS``; ``compress`` ("fp16", "bf16") sends 16-bit payloads. All but
+        the native call (asked for, or what ``auto`` planned for this size) go through
+        ``collectives.allreduce``.
         """
         self.busy = True
-        if algorithm == "auto" and compress is None:
-            algorithm = self._plans.get((buf.nbytes, buf.dtype.char, op)) or self._plan(buf, op)
-        if algorithm == "native" and compress is None:
+        if compress is None and algorithm == "auto" and self.plans is not None:
+            algorithm = self.plans.get(buf.nbytes, algorithm)
+        if compress is None and algorithm == "native":
             self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
         else:
-            collectives.allreduce(buf, op=op, algorithm=algorithm, compress=compress, comm=self._comm)
+            _reductions().allreduce(buf, op=op, algorithm=algorithm, compress=compress, comm=self)
         self.busy = False
         return buf
 
-    def Iallreduce(self, buf: np.ndarray, call: int = 0) -> "collectives.ordered.Pending":
+    def Iallreduce(self, buf: np.ndarray, call: int = 0) -> Any:
         """Start a rank-ordered sum of ``buf`` (contiguous) in place; ``.test()`` progresses it, ``.wait()`` ends it.
 
         Reductions in flight together need different ``call`` numbers; every rank starts them
         in the same order (see ``collectives.start_allreduce``).
         """
-        return collectives.start_allreduce(buf, comm=self._comm, call=call)
+        return _reductions().start_allreduce(buf, comm=self, call=call)
 
-    def _plan(self, buf: np.ndarray, op: str) -> str:
-        """Collective on first use: what ``auto`` does with buffers like this one (kept)."""
-        key = (buf.nbytes, buf.dtype.char, op)
-        self._plans[key] = collectives.plan(buf.nbytes, buf.dtype, op, comm=self._comm)
-        return self._plans[key]
+    def native_allreduce(self, buf: np.ndarray, op: str) -> None:
+        """``MPI_Allreduce`` in place on ``buf`` (contiguous, any shape); ``op`` is sum, max or min."""
+        self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
+
+    def native_reduce(self, buf: np.ndarray, op: str, root: int) -> None:
+        """``MPI_Reduce`` in place: ``buf`` on ``root`` receives the reduction."""
+        if self.rank == root:
+            self._comm.Reduce(MPI.IN_PLACE, buf, op=_OPS[op], root=root)
+        else:
+            self._comm.Reduce(buf, None, op=_OPS[op], root=root)
+
+    def native_reduce_scatter(self, buf: np.ndarray, counts: list[int], op: str) -> np.ndarray:
+        """``MPI_Reduce_scatter`` of ``buf`` (shape (sum(counts),)): this rank's reduced block, shape (counts[rank],)."""
+        mine = np.empty(counts[self.rank], dtype=buf.dtype)
+        self._comm.Reduce_scatter(buf, mine, counts, op=_OPS[op])
+        return mine
+
+    def native_allgather(self, buf: np.ndarray, counts: list[int]) -> None:
+        """``MPI_Allgatherv`` in place: every rank's block of ``buf`` (shape (sum(counts),)) is filled in."""
+        displs = [sum(counts[:i]) for i in range(len(counts))]
+        self._comm.Allgatherv(MPI.IN_PLACE, [buf, (counts, displs)])
 
     def Bcast(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Overwrite ``buf`` on every rank with root's copy and return it."""
@@ -102,26 +157,9 @@ class Comm:
         self.busy = False
         return out
 
-    def identical(self, arr: np.ndarray) -> bool:
-        """True when ``arr`` holds the same bits on every rank (two small reductions)."""
-        bits = np.ascontiguousarray(arr).view(np.uint8)
-        digest = np.frombuffer(_fingerprint(bits), dtype=np.int64).copy()
-        low = self.Allreduce(digest.copy(), "min")
-        return bool(np.array_equal(self.Allreduce(digest, "max"), low))
-
-    def agree_int(self, what: str, value: int, context: str) -> None:
-        """Collective: raise JobError on every rank unless all ranks passed the same ``value``."""
-        values = self.allgather_int(value)
-        if (values != values[0]).any():
-            seen = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
-            raise JobError(f"ranks disagree on the {what} of {context} ({seen}); every rank must see the same data")
-
-    def ranks_on_node(self) -> int:
-        """How many ranks share this rank's node (shared-memory domain)."""
-        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
-        size = node.Get_size()
-        node.Free()
-        return size
+    def gather_text(self, text: str) -> list[str]:
+        """Every rank's short ``text``, in rank order, on every rank."""
+        return self._comm.allgather(text)  # small control object (strings), never arrays
 
     def sum_shards(self, shards: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Sum every rank's rows of ``shards`` (shape (k, n), k may differ) into ``out`` (n,), in fixed point:
@@ -167,32 +205,99 @@ class Comm:
         """Wait until every rank arrives."""
         self._comm.Barrier()
 
-    # -- agreement and failure ---------------------------------------------------------------
-    def gather_text(self, text: str) -> list[str]:
-        """Every rank's short ``text``, in rank order, on every rank."""
-        return self._comm.allgather(text)  # small control object (strings), never arrays
+    # -- point-to-point, for the algorithms in mpitrain.collectives ----------------------------
+    def sendrecv(self, send: np.ndarray, dest: int, recv: np.ndarray, source: int, tag: int = 0) -> None:
+        """Send ``send`` (any shape) to ``dest`` while receiving ``recv`` from ``source``."""
+        self._comm.Sendrecv(send, dest, tag, recv, source, tag)
 
-    @contextmanager
-    def together(self) -> Iterator[None]:
-        """Run a block on every rank; if it raises UsageError or OSError anywhere, fail everywhere.
+    def send(self, buf: np.ndarray, dest: int, tag: int = 0) -> None:
+        """Blocking send of ``buf`` to ``dest``."""
+        self._comm.Send(buf, dest, tag)
 
-        Every rank leaves the block with the same JobError, whose message names the ranks and
-        their errors, so the job stops with one message instead of leaving ranks in a collective.
+    def recv(self, buf: np.ndarray, source: int, tag: int = 0) -> None:
+        """Blocking receive into ``buf`` from ``source``."""
+        self._comm.Recv(buf, source, tag)
+
+    def isend(self, buf: np.ndarray, dest: int, tag: int) -> Any:
+        """Start sending ``buf`` to ``dest``; the request completes in ``test_all`` or ``wait_all``."""
+        return self._comm.Isend(buf, dest, tag)
+
+    def irecv(self, buf: np.ndarray, source: int, tag: int) -> Any:
+        """Start receiving into ``buf`` from ``source``; the request completes in ``test_all`` or ``wait_all``."""
+        return self._comm.Irecv(buf, source, tag)
+
+    @staticmethod
+    def test_all(requests: list) -> bool:
+        """Whether every request has completed; lets MPI progress them either way."""
+        return bool(MPI.Request.Testall(requests))
+
+    @staticmethod
+    def wait_all(requests: list) -> None:
+        """Block until every request has completed."""
+        MPI.Request.Waitall(requests)
+
+    def scratch(self, count: int, dtype: Any, slot: int = 0) -> np.ndarray:
+        """A reusable work array of shape (count,) and ``dtype``, valid until the next call for ``slot``.
+
+        Reusing memory avoids the page faults a fresh large array costs on every call. Algorithm
+        files use slot 0; the layers that call them (compression, fixed point) use other slots.
         """
-        error = ""
-        try:
-            yield
-        except UsageError as exc:
-            error = str(exc)
-        except OSError as exc:
-            error = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-        self.raise_if_any(error)
+        nbytes = count * np.dtype(dtype).itemsize
+        held = self._scratch.get(slot)
+        if held is None or held.nbytes < nbytes:
+            held = self._scratch[slot] = np.empty(max(nbytes, 2 * (0 if held is None else held.nbytes)), dtype=np.uint8)
+        return held[:nbytes].view(dtype)
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def nodes(self) -> tuple["Comm", Optional["Comm"], int]:
+        """(this node's ranks, the node leaders or None on other ranks, the number of nodes); collective once.
+
+        A node is a shared-memory domain (``Split_type(COMM_TYPE_SHARED)``); its leader is its
+        rank 0. The leaders' communicator orders them by world rank.
+        """
+        if self._nodes is None:
+            split = self._comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+            node = Comm(split)
+            split.Free()
+            lead = self._comm.Split(0 if node.rank == 0 else MPI.UNDEFINED, self.rank)
+            leaders = None
+            if node.rank == 0:
+                leaders = Comm(lead)
+                lead.Free()
+            count = int(self.Allreduce(np.array([1 if node.rank == 0 else 0], dtype=np.int64))[0])
+            self._nodes = (node, leaders, count)
+        return self._nodes
+
+    def ranks_on_node(self) -> int:
+        """How many ranks share this rank's node (shared-memory domain)."""
+        return self.nodes()[0].size
+
+    # -- benchmark references ------------------------------------------------------------------
+    def raw_allreduce(self) -> Callable[[np.ndarray], None]:
+        """The bare bound call ``comm.Allreduce(MPI.IN_PLACE, buf)`` (sum), the benchmark baseline."""
+        comm, in_place = self._comm, MPI.IN_PLACE
+        return lambda buf: comm.Allreduce(in_place, buf)
+
+    def pickled_allreduce(self, buf: np.ndarray) -> np.ndarray:
+        """mpi4py's pickling ``allreduce`` of ``buf`` (sum); a benchmark reference only."""
+        return self._comm.allreduce(buf)  # the pickling object call, on purpose: the benchmark's reference
+
+    # -- agreement (see mpitrain.agree) and failure --------------------------------------------
+    def together(self) -> AbstractContextManager[None]:
+        """``agree.together(self)``: a UsageError or OSError on any rank fails every rank alike."""
+        return agree.together(self)
 
     def raise_if_any(self, error: str) -> None:
-        """Collective: raise the same JobError on every rank if any rank passed a non-empty error."""
-        flag = self.Allreduce(np.array([1 if error else 0], dtype=np.int64))
-        if flag[0]:
-            raise JobError(describe_ranks(self.gather_text(error), self.size))
+        """``agree.raise_if_any(self, error)``."""
+        agree.raise_if_any(self, error)
+
+    def identical(self, arr: np.ndarray) -> bool:
+        """``agree.identical(self, arr)``: the same bits on every rank."""
+        return agree.identical(self, arr)
+
+    def agree_int(self, what: str, value: int, context: str) -> None:
+        """``agree.agree_int(self, what, value, context)``."""
+        agree.agree_int(self, what, value, context)
 
     def abort(self, code: int) -> None:
         """End the whole job now with exit status ``code`` (never 0 for an error)."""
@@ -204,47 +309,42 @@ class Comm:
         """Versions, thread level and processor names (collective)."""
         import mpi4py
 
-        levels = {
-            MPI.THREAD_SINGLE: "single",
-            MPI.THREAD_FUNNELED: "funneled",
-            MPI.THREAD_SERIALIZED: "serialized",
-            MPI.THREAD_MULTIPLE: "multiple",
-        }
         return {
             "numpy": np.__version__,
             "mpi4py": mpi4py.__version__,
             "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
             "mpi_standard": "%d.%d" % MPI.Get_version(),
             "world_size": self.size,
-            "thread_level": levels.get(MPI.Query_thread(), str(MPI.Query_thread())),
+            "thread_level": self.thread_level,
             "processors": self.gather_text(MPI.Get_processor_name()),
         }
 
 
-def describe_ranks(errors: list[str], size: int, limit: int = 4) -> str:
-    """One line per distinct error message naming its ranks (just the message if all ranks agree)."""
-    by_message: dict[str, list[int]] = {}
-    for rank, message in enumerate(errors):
-        if message:
-            by_message.setdefault(message, []).append(rank)
-    if len(by_message) == 1 and len(next(iter(by_message.values()))) == size:
-        return next(iter(by_message))
-    lines = [f"{_rank_list(ranks)}: {message}" for message, ranks in by_message.items()]
-    if len(lines) > limit:
-        lines[limit:] = [f"... and {len(lines) - limit} more different errors on other ranks"]
-    return "\n".join(lines)
+_world: Optional[Comm] = None
+_known: list[tuple[Any, Comm]] = []  # (user's mpi4py communicator, its private duplicate)
 
 
-def _rank_list(ranks: list[int]) -> str:
-    """'rank 3' or 'ranks 0, 2'."""
-    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
+def world() -> Comm:
+    """The process-wide private duplicate of COMM_WORLD, created on first use (collective then)."""
+    global _world
+    if _world is None:
+        _world = Comm()
+    return _world
 
 
-def _fingerprint(bits: np.ndarray) -> bytes:
-    """A 16-byte digest of a byte array."""
-    import hashlib
-
-    return hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
+def as_comm(comm: Any) -> Comm:
+    """The Comm for ``comm``: None means ``world()``, a Comm is itself, an mpi4py intracommunicator
+    gets one private duplicate, made on first use (collective then) and kept for the process."""
+    if comm is None:
+        return _world if _world is not None else world()
+    if isinstance(comm, Comm):
+        return comm
+    for known, found in _known:
+        if known is comm:
+            return found
+    found = Comm(comm)
+    _known.append((comm, found))
+    return found
 
 
 _hook_installed = False
@@ -264,9 +364,13 @@ def _install_abort_hook() -> None:
 
 
 def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-untyped-def]
-    """Print ``exc`` prefixed with this rank, then end the whole job with a non-zero status."""
-    rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
-    where = f"rank {rank} of {size}"
+    """Print ``exc`` prefixed with this rank, then end the whole job with a non-zero status.
+
+    Before MPI has started the process just exits: the launcher ends the other ranks.
+    """
+    mpi = _mpi.started()
+    size = mpi.COMM_WORLD.Get_size() if mpi is not None else 1
+    where = f"rank {mpi.COMM_WORLD.Get_rank()} of {size}" if mpi is not None else f"process {os.getpid()}"
     if isinstance(exc, UsageError):
         code, text = 2, f"mpitrain: error{f' on {where}' if size > 1 else ''}: {exc}\n"
     elif isinstance(exc, KeyboardInterrupt):
@@ -279,18 +383,7 @@ def report_and_abort(exc: BaseException, tb=None) -> None:  # type: ignore[no-un
     sys.stderr.write(text)
     sys.stderr.flush()
     sys.stdout.flush()
-    if size > 1:
+    if mpi is not None and size > 1:
         time.sleep(0.25)  # let the launcher forward this rank's output before Abort tears it down
-        MPI.COMM_WORLD.Abort(code)
+        mpi.COMM_WORLD.Abort(code)
     os._exit(code)
-
-
-_world: Optional[Comm] = None
-
-
-def world() -> Comm:
-    """The process-wide private duplicate of COMM_WORLD, created on first use."""
-    global _world
-    if _world is None:
-        _world = Comm()
-    return _world

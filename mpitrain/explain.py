@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 from typing import Any
 
 import numpy as np
 
-from . import costmodel, models, optim
+from . import _mpi, costmodel, models, optim
+from .collectives import auto
 
-COLUMNS = ("ranks", "rows per rank", "compute ms", "allreduce ms", "step ms", "samples/s", "speed-up", "efficiency")
+COLUMNS = ("ranks", "rows per rank", "compute ms", "allreduce ms", "auto picks", "step ms", "samples/s", "speed-up",
+           "efficiency")
 
 
 def add_parser(subparsers: Any, parser_class: Any) -> argparse.ArgumentParser:
@@ -97,7 +100,10 @@ def predict(model: models.Model, batch: int, ranks: list[int], cost: costmodel.C
         rows.append({"ranks": p, "rows per rank": share, "compute ms": 1e3 * measured[share],
                      "allreduce ms": 1e3 * comm, "step ms": 1e3 * step, "samples/s": batch / step})
     one = rows[0]["samples/s"] if ranks[0] == 1 else None
+    table, _ = auto.table()
+    level = os.environ.get("MPI4PY_RC_THREAD_LEVEL") or _mpi.THREAD_LEVEL
     for r in rows:
+        r["auto picks"] = auto.choose(nbytes, r["ranks"], level, table)
         r["speed-up"] = r["samples/s"] / one if one else None
         r["efficiency"] = r["speed-up"] / r["ranks"] if one else None
     return rows
@@ -110,11 +116,13 @@ def run(args: argparse.Namespace) -> str:
     ranks = sorted({int(r) for r in args.ranks.split(",")})
     rows = predict(model, args.batch_size, ranks, cost)
     lines = [f"{model.name}: {model.n_params:,} parameters, an allreduce of {(model.n_params + 3) * 8:,} bytes a step; "
-             f"global batch {args.batch_size}",
+             f"global batch {args.batch_size}; auto's choice on one node from the allreduce table "
+             f"({auto.table()[1]}) or the cost model",
              f"allreduce model: alpha {cost.alpha * 1e6:.2f} us, beta {1 / cost.beta / 1e9:.2f} GB/s ({cost.source})",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
     for r in rows:
         cells = [f"{r['ranks']}", f"{r['rows per rank']}", f"{r['compute ms']:.3f}", f"{r['allreduce ms']:.3f}",
+                 r["auto picks"],
                  f"{r['step ms']:.3f}", f"{r['samples/s']:,.0f}",
                  "-" if r["speed-up"] is None else f"{r['speed-up']:.2f}",
                  "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}" + ("*" if r["efficiency"] > 1 else "")]

@@ -7,8 +7,6 @@ library error's option names (``batch_size``) as the flags a user typed (``--bat
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
 import os
 import re
 import time
@@ -22,7 +20,8 @@ from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
 from .data.labels import describe_classes, is_text
-from .errors import JobError, UsageError
+from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
+from .errors import JobError
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -34,68 +33,6 @@ DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 64
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
 MAX_CLASSES = 1000  # integer labels with at most this many classes default to a classifier
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    value = float(text)
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    value = float(text)
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
-    return value
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers >= 1, e.g. 256,256."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 64,64, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1 such as 64,64, not {text!r}")
-    return values
-
-
-def float_pair(text: str) -> tuple[float, float]:
-    """argparse type: two comma-separated numbers in [0, 1), e.g. 0.9,0.999."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"must be two numbers in [0, 1) such as 0.9,0.999, not {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
-    return value
 
 
 def add_train_flags(train: Any) -> None:
@@ -441,77 +378,3 @@ def _model_for(data: Dataset, comm: "Comm") -> str:
         return "linear"
     k = find_classes(y, comm).size
     return "linear" if k > MAX_CLASSES and not text else ("logistic" if k == 2 else "softmax")
-
-
-def read_config(path: str, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """The flags a TOML file gives, as command-line words to put before ``argv`` (whose flags win).
-
-    Keys are the flag names (``batch-size`` or ``batch_size``); UsageError names a key that is
-    no flag, with the closest ones.
-    """
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            raise UsageError("--config needs Python 3.11 or the tomli package (pip install tomli)") from None
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path} is not valid TOML: {exc}") from None
-    known = {a.dest: a for a in parser._actions if a.option_strings}  # noqa: SLF001 - argparse has no public list
-    words: list[str] = []
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if dest not in known or dest in ("config", "print_config", "help"):
-            close = difflib.get_close_matches(key.replace("_", "-"), [d.replace("_", "-") for d in known], 3)
-            raise UsageError(f"--config {path}: {key!r} is not a flag of train"
-                             + (f"; did you mean {', '.join(close)}?" if close else ""))
-        flag = known[dest].option_strings[-1] if dest != "progress" else "--progress"
-        if any(word == flag or word.startswith(flag + "=") for word in argv) or _excluded_by(dest, argv):
-            continue  # the command line says otherwise
-        if isinstance(value, bool):
-            if value or dest == "progress":
-                words.append(flag if value else "--no-progress")
-        elif isinstance(value, list):
-            words += [flag, ",".join(str(v) for v in value)]
-        else:
-            words += [flag, str(value)]
-    return words
-
-
-def _excluded_by(dest: str, argv: list[str]) -> bool:
-    """Whether the command line gives the other of --epochs and --steps."""
-    other = {"epochs": "--steps", "steps": "--epochs"}.get(dest)
-    return other is not None and any(word == other or word.startswith(other + "=") for word in argv)
-
-
-def effective_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    """Every train flag's value after defaults (None and off flags left out), keyed by flag name."""
-    out = {}
-    for action in parser._actions:  # noqa: SLF001
-        if not action.option_strings or action.dest in ("help", "config", "print_config"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or value is False:
-            continue
-        out[action.dest.replace("_", "-")] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def to_toml(config: dict) -> str:
-    """``config`` (flag name -> str, int, float, bool or list) as TOML lines."""
-    def text(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return repr(value)
-        if isinstance(value, list):
-            return "[" + ", ".join(text(v) for v in value) + "]"
-        return json.dumps(str(value))
-
-    return "".join(f"{key} = {text(value)}\n" for key, value in config.items())

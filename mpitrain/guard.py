@@ -13,14 +13,19 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 # Launchers and the variables with which they tell each task the number of tasks and its rank.
-LAUNCHERS = (("Slurm", "SLURM_NTASKS", "SLURM_PROCID"), ("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
-             ("A PMI launcher (MPICH, Intel MPI)", "PMI_SIZE", "PMI_RANK"))
+# srun sets SLURM_STEP_NUM_TASKS in each task of a step (not in the batch shell, where one
+# process with SLURM_NTASKS or SLURM_NPROCS > 1 is a legitimate serial run).
+LAUNCHERS = (("srun", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),
+             ("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+             ("A PMI launcher (MPICH's mpiexec, Intel MPI)", "PMI_SIZE", "PMI_RANK"),
+             ("A PMIx launcher", "PMIX_SIZE", "PMIX_RANK"))
+EXIT_USAGE = 2
 
 
 class StopRequest:
@@ -163,20 +168,64 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
-def startup_warnings(world_size: int, ranks_on_node: int, threads: int, cores: Optional[int]) -> list[str]:
-    """Warnings about a launch that is probably wrong: a foreign launcher, oversubscribed cores."""
-    warnings = []
+def launch_mismatch(world_size: int) -> tuple[str, bool]:
+    """(message, first task) when a launcher started N > 1 tasks but MPI sees a world of 1, else ("", True).
+
+    Each task then trains its own model and they overwrite each other's outputs: the launcher
+    does not belong to the MPI that mpi4py loads. ``first task`` is False on the tasks whose
+    launcher rank is not 0, so that only one of the N lone tasks needs to say it.
+    """
+    if world_size != 1:
+        return "", True
     for launcher, size_var, rank_var in LAUNCHERS:
         tasks = os.environ.get(size_var, "")
-        first_task = os.environ.get(rank_var, "0") == "0"  # every lone task would say it otherwise
-        if world_size == 1 and tasks.isdigit() and int(tasks) > 1:
-            if first_task:
-                warnings.append(
-                    f"{launcher} started {tasks} tasks but MPI reports a world of 1: each task is running alone. "
-                    "The launcher does not match the MPI that mpi4py loads; use the mpiexec of the same MPI "
-                    "(or `srun --mpi=pmi2`/pmix under Slurm)"
-                )
-            break
+        if tasks.isdigit() and int(tasks) > 1:
+            message = (
+                f"{launcher} started {tasks} tasks ({size_var}={tasks}) but MPI reports a world of 1: each task "
+                f"would train alone and overwrite the others' outputs. {launch_fix(launcher)}"
+            )
+            return message, os.environ.get(rank_var, "0") == "0"
+    return "", True
+
+
+def launch_fix(launcher: str) -> str:
+    """How to start the ranks with the launcher of the MPI that mpi4py loads."""
+    if launcher == "srun":
+        return ("Give srun the PMI of your MPI: `srun --mpi=pmi2` for the MPICH wheel (pip's mpich) or MPICH, "
+                "`srun --mpi=pmix` for Open MPI (`srun --mpi=list` shows what Slurm has; "
+                "`mpitrain doctor` checks a launch).")
+    return ("Start the job with the mpiexec of the MPI that mpi4py loads (`python -m mpitrain info` names it; "
+            "with `make install` it is .venv/bin/mpiexec), or rebuild mpi4py against this launcher's MPI: "
+            "`pip install --no-cache-dir --no-binary mpi4py mpi4py`.")
+
+
+def refuse_mismatched_launch(world_size: int) -> None:
+    """Exit with status 2 (the first task printing why) if ``launch_mismatch`` finds one; else return."""
+    message, first = launch_mismatch(world_size)
+    if message:
+        if first:
+            print(f"mpitrain: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USAGE)
+
+
+# What a launcher or an MPI singleton tells its processes about their job: a launch started from
+# such a process must not inherit it (a nested Open MPI mpirun joins the outer job and exits 1).
+OUTER_JOB_PREFIXES = ("PMIX_", "PMI_", "OMPI_COMM_WORLD_", "OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix",
+                      "OMPI_MCA_initial_wdir", "OMPI_MCA_shmem_RUNTIME_QUERY_hint", "OMPI_APP_CTX_", "OMPI_FIRST_RANKS",
+                      "OMPI_FILE_LOCATION", "OMPI_NUM_APP_CTX", "OMPI_UNIVERSE_SIZE", "OMPI_COMMAND", "ORTE_SCHIZO_")
+
+
+def launch_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for starting another MPI job from inside one: without the outer job's launch variables.
+
+    The user's own settings (``OMPI_ALLOW_RUN_AS_ROOT``, other ``OMPI_MCA_*``, ``HYDRA_*``) stay.
+    """
+    return {k: v for k, v in env.items() if not k.startswith(OUTER_JOB_PREFIXES)}
+
+
+def startup_warnings(ranks_on_node: int, threads: int, cores: Optional[int]) -> list[str]:
+    """Warnings about a launch that is probably slow: ranks x BLAS threads above the cores."""
+    warnings = []
     if cores and ranks_on_node > cores and not os.environ.get("MPIR_CVAR_CH4_PROGRESS_THROTTLE"):
         warnings.append(
             f"{ranks_on_node} ranks share this node's {cores} cores: busy-polling MPI libraries slow down badly; "

@@ -29,6 +29,9 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", *,
     The metric (RMSE or accuracy, over all rows) is computed when the data has labels, which
     must suit the model (JobError otherwise), and is returned on every rank.
     """
+    from .comm import as_comm
+
+    comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     schema = model.schema
     X, y = data.X, data.y
     if schema is not None:

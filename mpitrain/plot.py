@@ -76,8 +76,8 @@ def plot_scaling(path: str) -> list[str]:
     workloads = sorted({r["workload"] for r in rows})
     impls = sorted({r["impl"] for r in rows})
     colour = {impl: f"C{i}" for i, impl in enumerate(impls)}  # one colour per implementation in every panel
-    fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 4), squeeze=False)
-    for ax, workload in zip(axes[0], workloads):
+    fig, axes = plt.subplots(2, len(workloads), figsize=(4.2 * len(workloads), 7), squeeze=False, sharex="col")
+    for ax, low, workload in zip(axes[0], axes[1], workloads):
         for impl in impls:
             points = sorted((r["ranks"], r["samples_per_second"]) for r in rows
                             if r["workload"] == workload and r["impl"] == impl)
@@ -87,13 +87,19 @@ def plot_scaling(path: str) -> list[str]:
             ax.plot(ranks, rates, marker="o", color=colour[impl], label=impl)
             if ranks[0] == 1:
                 ax.plot(ranks, [rates[0] * n for n in ranks], linestyle="--", color=colour[impl], alpha=0.35)
+                low.plot(ranks, [rate / (n * rates[0]) for n, rate in zip(ranks, rates)], marker="o", color=colour[impl])
         ax.set_title(workload)
-        ax.set_xlabel("ranks")
-        ax.set_xticks(sorted({r["ranks"] for r in rows}))
-        ax.grid(True, alpha=0.3)
+        low.axhline(1.0, linestyle="--", color="grey", alpha=0.5)
+        low.set_xlabel("ranks")
+        low.set_xticks(sorted({r["ranks"] for r in rows}))
+        for a in (ax, low):
+            a.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("samples per second")
-    fig.suptitle("training throughput (dashed: linear scaling from 1 rank)")
+    axes[1][0].set_ylabel("efficiency (per rank / 1 rank)")
+    scaling = (f"weak scaling, {report['per_rank_batch']} rows per rank" if report.get("scaling") == "weak"
+               else "fixed global batch")
+    fig.suptitle(f"training throughput, {scaling} (dashed: linear scaling from 1 rank)")
     out = os.path.splitext(path)[0] + "-scaling.png"
     fig.tight_layout()
     fig.savefig(out, dpi=100)

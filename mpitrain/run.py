@@ -20,6 +20,7 @@ from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
 from .algorithms.config import LR, LocalSGD, Loop, OneShot, OptionError, as_loop, check_training
+from .comm import as_comm
 from .data import Dataset
 from .errors import UsageError
 from .guard import blas_threads
@@ -103,6 +104,7 @@ def train(
     no checkpoint can be taken or resumed.
     """
     t0 = time.perf_counter()
+    comm = as_comm(comm)
     if out is None and (checkpoint_every or resume or trace):
         raise OptionError("checkpoint_every, resume and trace need an output directory: pass out=...")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 0:

@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--spec", help="override the data set (tiny runs)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="global batch of softmax and mlp (default 256)")
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     source = open_source(args.spec or SPECS[args.workload])
@@ -117,13 +118,13 @@ def main() -> None:
             flat, layers = init_layers(sizes, np.random.default_rng(0))
         g = np.zeros(flat.size + 1, dtype=np.float32)  # gradient sums, then the loss sum
         grads = views(g[:-1], sizes)
-        share = batch_shares(block_sizes(n, comm.size), BATCH)[comm.rank]
+        share = batch_shares(block_sizes(n, comm.size), args.batch)[comm.rank]
         sampler = BatchSampler(start, stop - start, int(share), seed=0)
 
         def step(i):
             rows = sampler.indices(i)
             g[-1] = mlp_step(layers, grads, X[rows], labels[rows])
-            return g, BATCH
+            return g, args.batch
 
         def loss_now():
             acts = X

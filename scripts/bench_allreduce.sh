@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Allreduce benchmark on this machine: the README/docs table, the thread-level comparison and,
-# with --calibrate, the auto table. Results go to OUT (default runs/bench, git-ignored).
+# with --calibrate, the auto table for 2, 4, ... ranks up to the cores at both thread levels
+# (one job per world size, launched by `bench allreduce --calibrate` itself; RANKS=2,4 to choose).
+# Results go to OUT (default runs/bench, git-ignored).
 #
 #   scripts/bench_allreduce.sh [--calibrate] [OUT]
 #
@@ -29,8 +31,10 @@ run() {  # run LEVEL ARGS...: one benchmark at mpi4py thread level LEVEL ("defau
 
 if (( calibrate )); then
     rm -f "$OUT/allreduce-table.json"
-    run multiple --calibrate
-    run serialized --calibrate
+    for level in multiple serialized; do
+        echo "== calibration, thread level $level" >&2
+        MPI4PY_RC_THREAD_LEVEL=$level timeout 14400 $BENCH --calibrate ${RANKS:+--ranks "$RANKS"} --out "$OUT"
+    done
     echo "calibrated: export MPITRAIN_ALLREDUCE_TABLE=$(realpath "$OUT/allreduce-table.json")" >&2
     export MPITRAIN_ALLREDUCE_TABLE=$(realpath "$OUT/allreduce-table.json")
 fi

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--spec", default=SPEC)
+    parser.add_argument("--batch", type=int, default=BATCH, help="global batch (default 256)")
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     port = comm.bcast(free_port() if comm.rank == 0 else None, root=0)  # a small control object
@@ -50,7 +51,7 @@ def main() -> None:
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(*layers))
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    share = BATCH // comm.size
+    share = args.batch // comm.size
     generator = torch.Generator().manual_seed(comm.rank)
     order, used = torch.randperm(len(y), generator=generator), 0
     for i in range(args.warmup + args.steps):

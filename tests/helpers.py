@@ -43,3 +43,15 @@ def softmax_gradient(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray)
     P /= P.sum(axis=1, keepdims=True)
     P[np.arange(len(y)), y.astype(int)] -= 1
     return X.T @ P / len(y), P.mean(axis=0)
+
+
+def equal_shares(size: int) -> tuple[int, int]:
+    """(rows, batch) whose rows and batch split evenly over ``size`` ranks: 1200 and 60 where they do.
+
+    Local SGD with H=1 equals synchronous SGD only when every rank's batch share is in the same
+    proportion to its rows as its averaging weight, n_k / N; the caller's premise is checked here.
+    """
+    batch = 60 if 60 % size == 0 else 4 * size
+    rows = 20 * batch
+    assert rows % size == 0 and batch % size == 0, f"{rows} rows or a batch of {batch} split unevenly over {size} ranks"
+    return rows, batch

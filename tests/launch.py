@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from mpitrain import guard
 from mpitrain.bench import train as bench_train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,10 +32,10 @@ def run(*args: str, ranks: int = 2, timeout: float = 120, fault: list[str] | Non
         env: dict | None = None) -> subprocess.CompletedProcess:
     """Run to completion; the result holds the exit status and the output."""
     return subprocess.run(command(list(args), ranks, fault), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **ENV, **(env or {})})
+                          env=guard.launch_env({**os.environ, **ENV, **(env or {})}))
 
 
 def start(*args: str, ranks: int = 2, fault: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
     """Start in the background."""
     return subprocess.Popen(command(list(args), ranks, fault), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **ENV, **(env or {})})
+                            text=True, env=guard.launch_env({**os.environ, **ENV, **(env or {})}))

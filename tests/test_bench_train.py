@@ -7,9 +7,9 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-RUN_FIELDS = {"workload", "impl", "ranks", "repeat", "seconds", "compute_seconds", "comm_seconds", "wait_seconds",
+RUN_FIELDS = {"workload", "impl", "ranks", "repeat", "batch", "seconds", "compute_seconds", "comm_seconds", "wait_seconds",
               "iterations", "samples", "final_loss"}
-SUMMARY_FIELDS = {"workload", "impl", "ranks", "repeats", "samples_per_second", "step_ms", "compute_ms", "comm_ms",
+SUMMARY_FIELDS = {"workload", "impl", "ranks", "repeats", "batch", "efficiency", "samples_per_second", "step_ms", "compute_ms", "comm_ms",
                   "wait_ms", "final_loss", "predicted_step_ms", "speedup_vs_1_rank", "ratio_vs_baseline"}
 
 
@@ -37,3 +37,22 @@ def test_tiny_benchmark_writes_every_field_and_follows_the_baselines_trajectory(
         assert row["final_loss"] == pytest.approx(baseline, rel=1e-4), (workload, impl, ranks)
     table = (tmp_path / "train.md").read_text()
     assert table.count("\n| mlp |") == 6 and table.count("\n| softmax |") == 6
+    assert report["scaling"] == "strong" and {row["batch"] for row in rows.values()} == {256}
+    for row in rows.values():  # samples/s per rank over the 1-rank rate
+        one = rows[(row["workload"], row["impl"], 1)]["samples_per_second"]
+        assert row["efficiency"] == pytest.approx(row["samples_per_second"] / (row["ranks"] * one))
+
+
+def test_weak_scaling_grows_the_global_batch_with_the_ranks(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mpitrain", "bench", "train", "--tiny", "--repeats", "1",
+                           "--workloads", "mlp", "--impls", "mpitrain,baseline", "--per-rank-batch", "8",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["scaling"] == "weak" and report["per_rank_batch"] == 8
+    rows = {(r["impl"], r["ranks"]): r for r in report["summary"]}
+    assert {(impl, n): r["batch"] for (impl, n), r in rows.items()} == {(i, n): 8 * n for i in ("mpitrain", "baseline")
+                                                                        for n in (1, 2)}
+    for (impl, ranks), row in rows.items():  # both follow the same trajectory with the larger batches
+        assert row["final_loss"] == pytest.approx(rows[("baseline", ranks)]["final_loss"], rel=1e-4)
+    assert "Weak scaling: 8 rows per rank" in (tmp_path / "train.md").read_text()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from .. import optim
+from ..comm import as_comm
 from ..data import Dataset
 from ..models import Model
 from ..timeline import Timeline
@@ -54,6 +55,7 @@ def fit(
 ) -> Result:
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
+    ``comm`` is a ``Comm`` (``mt.world()``), an mpi4py intracommunicator or None (the world).
     Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``SGD(64, accumulate=4)``, ``LocalSGD(64, 4)``,
     ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
     ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
@@ -82,6 +84,7 @@ def fit(
     if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
         raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")
     reduce.check(loop)
+    comm = as_comm(comm)
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
     comm.raise_if_any(_memory_error(model, data, loop.batch_size, comm.ranks_on_node()))
     message = model.check_labels(data.y, data.start) if data.y is not None else "training needs labels"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from .. import optim
+from ..comm import as_comm
 from ..data import Dataset
 from ..models import Model
 from ..timeline import REDUCE, Timeline
@@ -106,7 +107,7 @@ def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: f
     objective = mean loss over all n_total rows + (l2/2)||w||^2.
     """
     sums = np.array(model.sums(theta, data.X, data.y))
-    comm.Allreduce(sums)
+    as_comm(comm).Allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 
 

@@ -7,8 +7,13 @@ median call, and the table shows the median of ``--rounds`` samples, taken with 
 interleaved (the order rotates every round) so that drifts in machine load hit all alike.
 
 The baseline ``mpi`` is the bare ``comm.Allreduce(MPI.IN_PLACE, buf)`` with mpi4py's defaults;
-``pickle`` is mpi4py's object ``allreduce`` for reference. ``--calibrate`` times the ``auto``
-candidates instead and writes the table that ``algorithm="auto"`` reads.
+``pickle`` is mpi4py's object ``allreduce`` for reference.
+
+``--calibrate`` (run without mpiexec) launches one job per world size in ``--ranks`` (default
+2, 4, 8, ... up to this machine's cores), each timing the ``auto`` candidates on a dense size
+grid, and merges their rows into one table, OUT/allreduce-table.json, keyed by thread level and
+world ("16", or "32x2" for 32 ranks over 2 nodes); point ``MPITRAIN_ALLREDUCE_TABLE`` at it, or
+copy it to ``collectives.auto.SITE_TABLE``, and ``auto`` uses it.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from typing import Any, Callable
@@ -24,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import collectives
-from ..collectives import _p2p, auto
+from ..collectives import auto
+from ..comm import Comm, world
 
 MIB = 1 << 20
 DEFAULT_SIZES = sorted(
@@ -52,18 +59,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="bytes reduced per sample, which sets the iterations per sample (default 64 MiB)")
     p.add_argument("--max-iters", type=_at_least(1), default=500, help="cap on iterations per sample (default 500)")
     p.add_argument("--calibrate", action="store_true",
-                   help="time the auto candidates on a dense size grid and write OUT/allreduce-table.json")
+                   help="launch one job per world size in --ranks that times the auto candidates on a dense size "
+                        "grid, and merge them into OUT/allreduce-table.json (run it without mpiexec)")
+    p.add_argument("--ranks", type=_ranks, help="with --calibrate: world sizes (default 2, 4, 8, ... up to the cores)")
+    p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # one calibration job, under mpiexec
     p.add_argument("--margin", type=float, default=0.1,
                    help="with --calibrate: leave native only for a method faster by this fraction (default 0.1)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark on every rank; rank 0 prints the table and writes the files. Returns 0."""
-    ch = collectives._channel(None)
+    """Run the benchmark on every rank (or, with --calibrate, launch the calibration jobs). Returns 0."""
+    if args.calibrate and not args.job:
+        return calibrate(args)
+    ch = world()
     dtype = np.dtype(args.dtype)
     if args.calibrate:
-        methods = args.methods or auto.CANDIDATES
+        methods = args.methods or (auto.CANDIDATES if 1 < ch.nodes()[2] < ch.size else auto.FLAT)
         sizes = args.sizes or CALIBRATION_SIZES
     else:
         methods = args.methods or DEFAULT_METHODS
@@ -95,7 +107,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calls(ch: _p2p.Channel, methods: tuple[str, ...]) -> dict[str, Callable[[np.ndarray], Any]]:
+def calibrate(args: argparse.Namespace) -> int:
+    """Run one calibration job per world size in ``args.ranks``, one after the other; print the merged table."""
+    from .train import mpiexec
+
+    running = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE")
+    if running and int(running) > 1:
+        raise SystemExit("bench allreduce --calibrate launches its own jobs: run it without mpiexec")
+    ranks = args.ranks or default_ranks()
+    flags = ["--out", args.out, "--dtype", args.dtype, "--rounds", str(args.rounds), "--budget", str(args.budget),
+             "--max-iters", str(args.max_iters), "--margin", str(args.margin)]
+    if args.sizes:
+        flags += ["--sizes", ",".join(map(str, args.sizes))]
+    if args.methods:
+        flags += ["--methods", ",".join(args.methods)]
+    for n in ranks:
+        cmd = [*mpiexec(), "-n", str(n), sys.executable, "-m", "mpitrain.bench.allreduce", "--calibrate", "--job", *flags]
+        print(f"== calibrating {n} ranks: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        done = subprocess.run(cmd, timeout=7200)
+        if done.returncode != 0:
+            raise SystemExit(f"the calibration job on {n} ranks failed with status {done.returncode}: {' '.join(cmd)}")
+    path = os.path.abspath(os.path.join(args.out, "allreduce-table.json"))
+    with open(path) as f:
+        print(json.dumps(json.load(f), indent=1))
+    print(f"calibrated {','.join(map(str, ranks))} ranks into {path}\n"
+          f"use it with: export {auto.ENV}={path}   (or copy it to {auto.SITE_TABLE})")
+    return 0
+
+
+def default_ranks() -> list[int]:
+    """2, 4, 8, ... up to the cores this process may use (at least [2])."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    ranks = [2]
+    while ranks[-1] * 2 <= cores:
+        ranks.append(ranks[-1] * 2)
+    return ranks
+
+
+def _calls(ch: Comm, methods: tuple[str, ...]) -> dict[str, Callable[[np.ndarray], Any]]:
     """One in-place sum callable per method name."""
     table: dict[str, Callable[[np.ndarray], Any]] = {
         "mpi": ch.raw_allreduce(),
@@ -110,7 +159,7 @@ def _calls(ch: _p2p.Channel, methods: tuple[str, ...]) -> dict[str, Callable[[np
     return {name: table[name] for name in methods}
 
 
-def _measure(ch: _p2p.Channel, calls: dict[str, Callable[[np.ndarray], Any]], n: int, dtype: np.dtype,
+def _measure(ch: Comm, calls: dict[str, Callable[[np.ndarray], Any]], n: int, dtype: np.dtype,
              iters: int, rounds: int, seed: int) -> dict[str, list[float]]:
     """Per method, ``rounds`` samples (seconds): the median over calls of the slowest rank's time."""
     rng = np.random.default_rng([seed, ch.rank])
@@ -131,11 +180,11 @@ def _measure(ch: _p2p.Channel, calls: dict[str, Callable[[np.ndarray], Any]], n:
                 t0 = time.perf_counter()
                 call(buf)
                 times[i] = time.perf_counter() - t0
-            samples[name].append(float(np.median(ch.max_over_ranks(times))))
+            samples[name].append(float(np.median(ch.Allreduce(times.copy(), "max"))))
     return samples
 
 
-def _report(ch: _p2p.Channel, args: argparse.Namespace, sizes: list[int], dtype: np.dtype,
+def _report(ch: Comm, args: argparse.Namespace, sizes: list[int], dtype: np.dtype,
             methods: tuple[str, ...], results: dict[str, list[float]]) -> dict:
     """The JSON document: environment, settings and per-method latency, algbw and busbw."""
     p = ch.size
@@ -154,12 +203,13 @@ def _report(ch: _p2p.Channel, args: argparse.Namespace, sizes: list[int], dtype:
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "ranks": p,
+        "nodes": ch.nodes()[2],
         "dtype": str(dtype),
         "rounds": args.rounds,
-        "environment": dict(_p2p.library_info(), numpy=np.__version__, python=platform.python_version(),
+        "environment": dict(ch.info(), python=platform.python_version(),
                             cpus=os.cpu_count(), **{k: v for k, v in os.environ.items()
                                                     if k.startswith(("MPIR_CVAR", "MPI4PY", "OMP_", "OPENBLAS", "HYDRA"))}),
-        "auto_plan": [collectives.plan(b, dtype) for b in nbytes],
+        "auto_plan": [collectives.plan(b, comm=ch) for b in nbytes],
         "bytes": nbytes,
         "methods": table,
     }
@@ -190,7 +240,7 @@ def _write_table(report: dict, path: str, margin: float) -> str:
     if os.path.exists(path):
         with open(path) as f:
             table = json.load(f)
-    table.setdefault(report["environment"]["thread_level"], {})[str(report["ranks"])] = rows
+    table.setdefault(report["environment"]["thread_level"], {})[auto.key(report["ranks"], report.get("nodes", 1))] = rows
     auto.check_table(table)
     with open(path, "w") as f:
         json.dump(table, f, indent=1)
@@ -244,6 +294,17 @@ def _sizes(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"sizes must be at least 1 byte, not {value}")
         out.append(value)
     return sorted(out)
+
+
+def _ranks(text: str) -> list[int]:
+    """argparse type: '2,4,8' -> [2, 4, 8] (each at least 2)."""
+    try:
+        ranks = sorted({int(item) for item in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of world sizes like 2,4,8") from None
+    if ranks[0] < 2:
+        raise argparse.ArgumentTypeError(f"calibration needs at least 2 ranks, not {ranks[0]}")
+    return ranks
 
 
 def _methods(text: str) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import costmodel
+from .. import costmodel, guard
 from ..errors import JobError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,6 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated implementations")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (default 3)")
     p.add_argument("--steps", type=int, help="timed steps per job (default: per workload)")
+    p.add_argument("--per-rank-batch", type=int, metavar="B",
+                   help=f"weak scaling: each rank keeps a batch of B rows, so the global batch is B x ranks "
+                        f"(default: strong scaling, a global batch of {BATCH} at every world size)")
     p.add_argument("--tiny", action="store_true", help="tiny data and few steps: a smoke test, not a measurement")
     p.add_argument("--threads", choices=("1", "unset"), default="1",
                    help="BLAS threads per rank: 1 (default), or unset: no thread variables, what a user gets "
@@ -81,14 +84,14 @@ def mpiexec() -> list[str]:
 
 
 def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str, threads: str = "1",
-        tries: int = 2) -> dict:
+        tries: int = 2, batch: int = BATCH) -> dict:
     """Run one benchmark job under mpiexec, up to ``tries`` times; return the JSON line its rank 0 printed.
 
     JobError with the command and its error output if no try succeeds.
     """
     cmd = [*mpiexec(), "-n", str(ranks), sys.executable, *PROGRAMS[impl], "--workload", workload,
-           "--steps", str(steps), "--warmup", str(warmup), "--spec", spec]
-    env = {**os.environ, **thread_env(threads)}
+           "--steps", str(steps), "--warmup", str(warmup), "--spec", spec, "--batch", str(batch)]
+    env = guard.launch_env({**os.environ, **thread_env(threads)})
     for _ in range(tries):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if done.returncode == 0:
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(workloads) - set(WORKLOADS) | set(impls) - set(IMPLEMENTATIONS)
     if unknown:
         raise SystemExit(f"unknown workload or implementation: {', '.join(sorted(unknown))}")
+    if args.per_rank_batch is not None and args.per_rank_batch < 1:
+        raise SystemExit(f"--per-rank-batch must be at least 1, not {args.per_rank_batch}")
     notes = ["every job ran with " + (" ".join(f"{k}=1" for k in THREAD_VARS) if args.threads == "1" else
                                       "no thread variables set (" + ", ".join(THREAD_VARS) + " unset)")]
     if "torch" in impls and not torch_available():
@@ -123,15 +128,18 @@ def run(args: argparse.Namespace) -> int:
                 for impl in impls[repeat % len(impls):] + impls[: repeat % len(impls)]:
                     if impl == "torch" and workload not in TORCH_WORKLOADS:
                         continue
+                    batch = BATCH if args.per_rank_batch is None else args.per_rank_batch * n
                     try:
                         result = job(impl, workload, n, 3 if args.tiny else (args.steps or steps),
-                                     1 if args.tiny else warmup, tiny if args.tiny else spec, args.threads)
+                                     1 if args.tiny else warmup, tiny if args.tiny else spec, args.threads,
+                                     batch=batch)
                     except JobError as exc:
                         if impl != "torch":
                             raise
                         notes.append(f"a PyTorch job failed and is left out: {str(exc).splitlines()[0]}")
                         continue
-                    runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat, **result})
+                    runs.append({"workload": workload, "impl": impl, "ranks": n, "repeat": repeat,
+                                 "batch": None if WORKLOADS[workload][2] == "gd" else batch, **result})
                     print(f"  {workload} {impl} {n} rank(s) #{repeat}: {result['samples'] / result['seconds']:,.0f} "
                           "samples/s", file=sys.stderr, flush=True)
     summary = summarise(runs)
@@ -139,11 +147,16 @@ def run(args: argparse.Namespace) -> int:
               "command": " ".join(["python -m mpitrain bench train", *sys.argv[3:]]),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                           "numpy": np.__version__},
-              "threads": thread_env(args.threads), "tiny": args.tiny, "notes": notes, "runs": runs, "summary": summary}
+              "threads": thread_env(args.threads), "tiny": args.tiny, "notes": notes,
+              "scaling": "strong" if args.per_rank_batch is None else "weak", "per_rank_batch": args.per_rank_batch,
+              "runs": runs, "summary": summary}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "train.json"), "w") as f:
         json.dump(report, f, indent=2)
-    table = markdown(summary) + "".join(f"\nNote: {note}\n" for note in notes)
+    scaling = (f"Strong scaling: a global batch of {BATCH} at every world size" if args.per_rank_batch is None else
+               f"Weak scaling: {args.per_rank_batch} rows per rank, a global batch of {args.per_rank_batch} x ranks")
+    table = (f"{scaling} (gd: all rows). Efficiency: samples/s per rank over the 1-rank rate.\n\n" + markdown(summary)
+             + "".join(f"\nNote: {note}\n" for note in notes))
     with open(os.path.join(args.out, "train.md"), "w") as f:
         f.write(table)
     print(table)
@@ -170,22 +183,26 @@ def summarise(runs: list[dict]) -> list[dict]:
     for (workload, impl, ranks), rs in sorted(groups.items()):
         ms = {k: _median([None if r[k] is None else 1e3 * r[k] / r["iterations"] for r in rs])
               for k in ("seconds", "compute_seconds", "comm_seconds", "wait_seconds")}
-        rows.append({"workload": workload, "impl": impl, "ranks": ranks, "repeats": len(rs),
+        rows.append({"workload": workload, "impl": impl, "ranks": ranks, "repeats": len(rs), "batch": rs[0].get("batch"),
                      "samples_per_second": statistics.median(r["samples"] / r["seconds"] for r in rs),
                      "step_ms": ms["seconds"], "compute_ms": ms["compute_seconds"],
                      "comm_ms": ms["comm_seconds"], "wait_ms": ms["wait_seconds"],
                      "final_loss": statistics.median(r["final_loss"] for r in rs)})
     rate = {(r["workload"], r["impl"], r["ranks"]): r["samples_per_second"] for r in rows}
     compute_1 = {(r["workload"], r["impl"]): r["compute_ms"] for r in rows if r["ranks"] == 1}
+    batch_1 = {(r["workload"], r["impl"]): r["batch"] for r in rows if r["ranks"] == 1}
     for r in rows:
         # The prediction: this implementation's 1-rank compute split evenly, plus the cost model's
         # allreduce of the step buffer (see mpitrain/costmodel.py and `mpitrain explain`).
         one_compute = compute_1.get((r["workload"], r["impl"]))
+        one_batch = batch_1.get((r["workload"], r["impl"]))
+        share = 1 / r["ranks"] if not one_batch else r["batch"] / r["ranks"] / one_batch  # rows per rank, vs 1 rank
         r["predicted_step_ms"] = None if one_compute is None else (
-            one_compute / r["ranks"] + 1e3 * costmodel.DEFAULT.allreduce_seconds(step_bytes(r["workload"]), r["ranks"]))
+            one_compute * share + 1e3 * costmodel.DEFAULT.allreduce_seconds(step_bytes(r["workload"]), r["ranks"]))
         one = rate.get((r["workload"], r["impl"], 1))
         base = rate.get((r["workload"], "baseline", r["ranks"]))
         r["speedup_vs_1_rank"] = r["samples_per_second"] / one if one else None
+        r["efficiency"] = r["samples_per_second"] / (r["ranks"] * one) if one else None
         r["ratio_vs_baseline"] = r["samples_per_second"] / base if base else None
     return rows
 
@@ -195,12 +212,13 @@ def markdown(rows: list[dict]) -> str:
     def fmt(x: Any, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
-    lines = ["| workload | impl | ranks | samples/s | x 1 rank | x baseline | step ms | predicted | compute | comm | wait "
-             "| final loss |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | impl | ranks | batch | samples/s | x 1 rank | efficiency | x baseline | step ms | predicted "
+             "| compute | comm | wait | final loss |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['workload']} | {r['impl']} | {r['ranks']} | {r['samples_per_second']:,.0f} | "
-                     f"{fmt(r['speedup_vs_1_rank'], '.2f')} | {fmt(r['ratio_vs_baseline'], '.3f')} | "
+        lines.append(f"| {r['workload']} | {r['impl']} | {r['ranks']} | {fmt(r['batch'], 'd')} | "
+                     f"{r['samples_per_second']:,.0f} | {fmt(r['speedup_vs_1_rank'], '.2f')} | "
+                     f"{fmt(r['efficiency'], '.0%')} | {fmt(r['ratio_vs_baseline'], '.3f')} | "
                      f"{r['step_ms']:.3f} | {fmt(r['predicted_step_ms'], '.3f')} | {fmt(r['compute_ms'], '.3f')} | "
                      f"{fmt(r['comm_ms'], '.3f')} | "
                      f"{fmt(r['wait_ms'], '.3f')} | "
@@ -239,6 +257,7 @@ def worker() -> None:
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--overlap", action="store_true")
+    parser.add_argument("--batch", type=int, default=BATCH, help="global batch of the SGD workloads")
     args = parser.parse_args()
     _, _, algorithm, lr, _, _ = WORKLOADS[args.workload]
     comm = mt.world()
@@ -246,7 +265,7 @@ def worker() -> None:
     data = mt.as_dtype(mt.load(args.spec, comm), WORKLOAD_DTYPE[args.workload])
     name, kwargs = MODEL_OPTIONS[args.workload]
     model = mt.create_model(name, data.n_features, **kwargs)
-    batch = None if algorithm == "gd" else BATCH
+    batch = None if algorithm == "gd" else args.batch
     settings = mt.Settings(steps=args.warmup, lr=lr, batch_size=batch, overlap=args.overlap)
     warm = mt.fit(model, data, comm, algorithm, settings)
     comm.barrier()

@@ -1,8 +1,10 @@
 """Our own collectives on MPI point-to-point, with ``auto`` choosing the fastest per call.
 
 Every function is collective: all ranks of ``comm`` must call it in the same order with the
-same shape, dtype and options. ``comm=None`` means a private duplicate of ``COMM_WORLD``
-(created on first use), so these messages never match the user's own receives.
+same shape, dtype and options. ``comm`` is anything ``mpitrain.comm.as_comm`` takes: None (the
+process's private duplicate of ``COMM_WORLD``, the same as ``mpitrain.world()``), a
+``mpitrain.Comm``, or an mpi4py intracommunicator (which gets its own private duplicate), so
+these messages never match the user's own receives.
 
 >>> import numpy as np
 >>> from mpitrain import collectives
@@ -16,8 +18,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _p2p, auto, compress as _compress, deterministic as _deterministic
-from . import native, ordered, rabenseifner, recursive_doubling, ring, tree
+from ..comm import Comm, as_comm
+from . import auto, compress as _compress, deterministic as _deterministic
+from . import hierarchical, native, ordered, rabenseifner, recursive_doubling, ring, tree
 from ._ops import block_counts, block_offsets
 from .compress import Feedback, feedback_apply, feedback_init
 
@@ -39,49 +42,31 @@ __all__ = [
     "feedback_apply",
 ]
 
-ALGORITHMS: dict[str, Callable[[_p2p.Channel, np.ndarray, str], None]] = {
+
+def _auto(comm: Comm, buf: np.ndarray, op: str) -> None:
+    """Reduce ``buf`` (shape (n,)) in place with the algorithm ``auto`` picks for it on ``comm``."""
+    ALGORITHMS[auto.plan(comm, buf.nbytes)](comm, buf, op)
+
+
+ALGORITHMS: dict[str, Callable[[Comm, np.ndarray, str], None]] = {
     "native": native.allreduce,
     "ring": ring.allreduce,
     "recursive_doubling": recursive_doubling.allreduce,
     "rabenseifner": rabenseifner.allreduce,
     "tree": tree.allreduce,
     "ordered": ordered.allreduce,
+    "hierarchical": lambda comm, buf, op: hierarchical.allreduce(comm, buf, op, _auto),
 }
 OPS = ("sum", "avg", "max", "min")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
 
 _DTYPE_SET = frozenset(DTYPES)
 _FAST_OPS = frozenset(("sum", "max", "min"))  # valid for every dtype: skips a call on the latency path
-_table: Optional[dict] = None
-_digest = b""
-_world: Optional[_p2p.Channel] = None  # the channel for comm=None, once made
-_rows: dict[int, Optional[list]] = {}  # id(channel) -> its auto rows (channels live as long as the process)
 
 
-def _load_table() -> dict:
-    """The auto table, loaded on first use (the built-in one, updated from $MPITRAIN_ALLREDUCE_TABLE)."""
-    global _table, _digest
-    if _table is None:
-        _table = auto.load_table()
-        _digest = auto.digest(_table)
-    return _table
-
-
-def _channel(comm: Any) -> _p2p.Channel:
-    """The channel for ``comm`` (None: COMM_WORLD); channels check that ranks loaded the same table."""
-    global _world
-    _load_table()
-    ch = _p2p.channel(comm, _digest)
-    _rows[id(ch)] = auto.rows_for(_table, ch.thread_level, ch.size)
-    if comm is None:
-        _world = ch
-    return ch
-
-
-def plan(nbytes: int, dtype: Any = np.float64, op: str = "sum", *, comm: Any = None) -> str:
-    """The algorithm ``algorithm="auto"`` uses for a buffer of ``nbytes`` bytes on ``comm``."""
-    ch = _channel(comm)
-    return auto.choose(nbytes, ch.size, np.dtype(dtype), op, ch.thread_level, _table)
+def plan(nbytes: int, *, comm: Any = None) -> str:
+    """The algorithm ``algorithm="auto"`` uses for a buffer of ``nbytes`` bytes on ``comm`` (collective on first use)."""
+    return auto.plan(as_comm(comm), nbytes)
 
 
 def _check(buf: Any, name: str) -> None:
@@ -148,28 +133,33 @@ def allreduce(
     float sums bitwise independent of the number of ranks (see ``deterministic.py``). Every
     algorithm gives the same bits on every rank.
     """
-    _check(buf, "buf")
-    target = _target(buf, out)
+    flags = buf.flags if type(buf) is np.ndarray and out is None else None  # the latency path: one flags read
+    if flags is not None and flags.c_contiguous and flags.writeable and buf.dtype in _DTYPE_SET:
+        target = buf
+    else:
+        _check(buf, "buf")
+        target = _target(buf, out)
     if op not in _FAST_OPS:
         _check_op(op, buf.dtype)
     if algorithm != "auto" and algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, not {algorithm!r}")
     if compress is not None:
         _check_compress(compress, buf.dtype, op, algorithm, deterministic)
-    ch = _world if comm is None and _world is not None else _channel(comm)
+    ch = comm if type(comm) is Comm else as_comm(comm)
     if target is not buf:
         np.copyto(target, buf)
     reduce_op = "sum" if op == "avg" else op
     if deterministic and buf.dtype.kind == "f" and reduce_op == "sum":
-        run = None if algorithm == "auto" else ALGORITHMS[algorithm]
-        _deterministic.sum_shards(ch, target.reshape(1, -1), target.reshape(-1), lambda ints: _run(ch, ints, "sum", run))
+        run = _auto if algorithm == "auto" else ALGORITHMS[algorithm]
+        _deterministic.sum_shards(ch, target.reshape(1, -1), target.reshape(-1), lambda ints: run(ch, ints, "sum"))
     elif ch.size == 1:
         return target
     elif compress is not None:
         _compress.allreduce(ch, target.reshape(-1), reduce_op, compress)
     else:
         if algorithm == "auto":
-            algorithm = auto.pick(_rows[id(ch)], target.nbytes)
+            plans = ch.plans
+            algorithm = (plans.get(target.nbytes) if plans is not None else None) or auto.plan(ch, target.nbytes)
         if algorithm == "native":  # the MPI call takes any shape: skip the reshape on the latency path
             ch.native_allreduce(target, reduce_op)
         else:
@@ -193,7 +183,7 @@ def start_allreduce(buf: np.ndarray, *, op: str = "sum", comm: Any = None, call:
         raise ValueError(f"op must be one of {sorted(_FAST_OPS)}, not {op!r}")
     if not 0 <= call < ordered.TAG_SPAN // 2:
         raise ValueError(f"call must be between 0 and {ordered.TAG_SPAN // 2 - 1}, not {call}")
-    ch = _world if comm is None and _world is not None else _channel(comm)
+    ch = comm if type(comm) is Comm else as_comm(comm)
     return ordered.start(ch, buf.reshape(-1), op, call, slot=16 + call)
 
 
@@ -232,13 +222,6 @@ def _check_compress(compress: str, dtype: np.dtype, op: str, algorithm: str, det
         )
 
 
-def _run(ch: _p2p.Channel, work: np.ndarray, op: str, run: Optional[Callable]) -> None:
-    """Run ``run`` (None: the auto choice) on ``work`` (shape (n,)) in place."""
-    if run is None:
-        run = ALGORITHMS[auto.pick(_rows[id(ch)], work.nbytes)]
-    run(ch, work, op)
-
-
 def sum_shards(shards: np.ndarray, out: Optional[np.ndarray] = None, *, comm: Any = None) -> np.ndarray:
     """Sum every rank's rows of ``shards`` (shape (k, n), float) into ``out`` (shape (n,)), deterministically.
 
@@ -251,8 +234,8 @@ def sum_shards(shards: np.ndarray, out: Optional[np.ndarray] = None, *, comm: An
         out = np.empty(shards.shape[1], dtype=shards.dtype)
     elif out.shape != (shards.shape[1],) or out.dtype.kind != "f":
         raise ValueError(f"out must be a float array of shape ({shards.shape[1]},), not {out.shape} {out.dtype}")
-    ch = _channel(comm)
-    _deterministic.sum_shards(ch, shards, out, lambda ints: _run(ch, ints, "sum", None))
+    ch = as_comm(comm)
+    _deterministic.sum_shards(ch, shards, out, lambda ints: _auto(ch, ints, "sum"))
     return out
 
 
@@ -265,7 +248,7 @@ def reduce(buf: np.ndarray, out: Optional[np.ndarray] = None, *, op: str = "sum"
     """
     flat = _flat(buf, "buf")
     _check_op(op, buf.dtype)
-    ch = _channel(comm)
+    ch = as_comm(comm)
     _check_root(root, ch.size)
     if ch.rank == root:
         target = _target(buf, out)
@@ -292,12 +275,12 @@ def bcast(buf: np.ndarray, *, root: int = 0, algorithm: str = "tree", comm: Any 
     """Overwrite ``buf`` (any shape) on every rank with root's copy and return it."""
     flat = _flat(buf, "buf")
     _target(buf, None)
-    ch = _channel(comm)
+    ch = as_comm(comm)
     _check_root(root, ch.size)
     if algorithm == "tree":
         tree.bcast(ch, flat, root)
     elif algorithm == "native":
-        ch.native_bcast(flat, root)
+        ch.Bcast(flat, root)
     else:
         raise ValueError(f"bcast algorithm must be 'tree' or 'native', not {algorithm!r}")
     return buf
@@ -311,7 +294,7 @@ def reduce_scatter(buf: np.ndarray, *, op: str = "sum", algorithm: str = "ring",
     """
     _check_op(op, buf.dtype)
     flat = _flat(buf, "buf").copy() if algorithm == "ring" else _flat(buf, "buf")
-    ch = _channel(comm)
+    ch = as_comm(comm)
     reduce_op = "sum" if op == "avg" else op
     counts = block_counts(flat.size, ch.size)
     at = block_offsets(counts)
@@ -330,7 +313,7 @@ def reduce_scatter(buf: np.ndarray, *, op: str = "sum", algorithm: str = "ring",
 def allgather(block: np.ndarray, *, algorithm: str = "ring", comm: Any = None) -> np.ndarray:
     """Every rank's ``block`` (shape (m,), the same m everywhere) stacked in rank order: shape (size, m)."""
     flat = _flat(block, "block")
-    ch = _channel(comm)
+    ch = as_comm(comm)
     out = np.empty((ch.size, flat.size), dtype=flat.dtype)
     out[ch.rank] = flat
     counts = [flat.size] * ch.size

@@ -1,30 +1,51 @@
-"""``algorithm="auto"``: a fixed function of (bytes, ranks, dtype, op, thread level) over a table.
+"""``algorithm="auto"``: a fixed function of (bytes, ranks, nodes, thread level) over a table and a cost model.
 
-The table comes from a calibration run (``python -m mpitrain bench allreduce --calibrate``) and
-ships in ``_table.py``; a JSON file named by the environment variable
-``MPITRAIN_ALLREDUCE_TABLE`` overrides its entries. Every rank must load the same table (the
-channel checks a digest), so every rank picks the same plan. Where the table has nothing for the
-thread level and number of ranks, the MPI library's own call is used: a calibration on 2 ranks
-says nothing about 4, and native is never slower than itself.
+Where a calibration exists for the thread level and world (``python -m mpitrain bench allreduce
+--calibrate``), its table decides. The built-in table (``_table.py``) is updated from the JSON
+file named by ``MPITRAIN_ALLREDUCE_TABLE``, or else from ``SITE_TABLE`` if a site installed one
+there. Elsewhere a world that spans several nodes uses ``hierarchical``, and one node uses the
+algorithm the alpha-beta model (``costmodel.algorithm_seconds``) predicts fastest; the model
+charges the native call at ``serialized`` its measured large-buffer cost, so it is never picked
+where it is known to be slow. Every rank must load the same table (checked by a digest on a
+communicator's first plan), so every rank picks the same plan. Table keys are the number of
+ranks, "RxN" for R ranks over N nodes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from typing import Optional
+import sys
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from .. import costmodel
 from ._table import TABLE
 
+if TYPE_CHECKING:
+    from ..comm import Comm
+
 ENV = "MPITRAIN_ALLREDUCE_TABLE"
-CANDIDATES = ("native", "ring", "recursive_doubling", "rabenseifner", "tree")
+SITE_TABLE = os.path.join(sys.prefix, "share", "mpitrain", "allreduce-table.json")
+FLAT = ("native", "ring", "recursive_doubling", "rabenseifner", "tree")
+CANDIDATES = FLAT + ("hierarchical",)
+
+_loaded: Optional[tuple[dict, str]] = None  # (table, where it came from), loaded on first use
+
+
+def table_path() -> Optional[str]:
+    """The calibration file in force: $MPITRAIN_ALLREDUCE_TABLE, else SITE_TABLE if it exists, else None."""
+    path = os.environ.get(ENV)
+    if path:
+        return path
+    return SITE_TABLE if os.path.exists(SITE_TABLE) else None
 
 
 def load_table(path: Optional[str] = None) -> dict:
-    """The built-in table updated with the JSON file at ``path`` (default: $MPITRAIN_ALLREDUCE_TABLE)."""
+    """The built-in table updated with the JSON file at ``path`` (default: ``table_path()``)."""
     table = {level: dict(by_size) for level, by_size in TABLE.items()}
-    path = os.environ.get(ENV) if path is None else path
+    path = table_path() if path is None else path
     if path:
         try:
             with open(path) as f:
@@ -35,6 +56,15 @@ def load_table(path: Optional[str] = None) -> dict:
             table.setdefault(level, {}).update(by_size)
     check_table(table)
     return table
+
+
+def table() -> tuple[dict, str]:
+    """(the table in force, where it came from), loaded once per process."""
+    global _loaded
+    if _loaded is None:
+        path = table_path()
+        _loaded = load_table(path), "built in" + (f", updated from {path}" if path else "")
+    return _loaded
 
 
 def check_table(table: dict) -> None:
@@ -54,28 +84,57 @@ def digest(table: dict) -> bytes:
     return json.dumps(table, sort_keys=True).encode()
 
 
-def choose(nbytes: int, size: int, dtype: np.dtype, op: str, thread_level: str, table: dict) -> str:
-    """The algorithm for reducing ``nbytes`` bytes over ``size`` ranks.
-
-    ``dtype`` and ``op`` only matter through the byte count today: the table is calibrated with
-    float64 sums, and max/min cost the same per byte in NumPy.
-    """
-    return pick(rows_for(table, thread_level, size), nbytes)
+def key(size: int, nodes: int = 1) -> str:
+    """The table key of a world of ``size`` ranks over ``nodes`` nodes: "16", or "32x2"."""
+    return str(size) if nodes == 1 else f"{size}x{nodes}"
 
 
-def rows_for(table: dict, thread_level: str, size: int) -> Optional[list]:
-    """The table's rows for this thread level and number of ranks, or None if not calibrated."""
-    return None if size == 1 else table.get(thread_level, {}).get(str(size))
-
-
-def pick(rows: Optional[list], nbytes: int) -> str:
-    """The algorithm ``rows`` (see ``rows_for``) give a buffer of ``nbytes`` bytes."""
-    if rows is None:
+def choose(nbytes: int, size: int, thread_level: str, table: dict, nodes: int = 1) -> str:
+    """The algorithm for reducing ``nbytes`` bytes over ``size`` ranks on ``nodes`` nodes (pure)."""
+    if size == 1:
         return "native"
+    spans = 1 < nodes < size  # several nodes, some with more than one rank
+    rows = table.get(thread_level, {}).get(key(size, nodes))
+    if rows is not None:
+        algo = pick(rows, nbytes)
+        if algo != "hierarchical" or spans:
+            return algo
+    if spans:
+        return "hierarchical"
+    return costmodel.cheapest(nbytes, size, thread_level, FLAT)
+
+
+def pick(rows: list, nbytes: int) -> str:
+    """The algorithm table ``rows`` give a buffer of ``nbytes`` bytes."""
     for bound, algo in rows:  # check_table: the last bound is None
         if bound is None or nbytes < bound:
             break
     return algo
+
+
+def plan(comm: "Comm", nbytes: int) -> str:
+    """What auto does with ``nbytes`` bytes on ``comm``, kept in ``comm.plans``.
+
+    A communicator's first plan is collective: it checks that every rank loaded the same table
+    and learns the nodes.
+    """
+    plans = comm.plans
+    if plans is None:
+        _agree(comm)
+        plans = comm.plans = {}
+    found = plans.get(nbytes)
+    if found is None:
+        nodes = comm.nodes()[2] if comm.size > 1 else 1
+        found = plans[nbytes] = choose(nbytes, comm.size, comm.thread_level, table()[0], nodes)
+    return found
+
+
+def _agree(comm: "Comm") -> None:
+    """Raise RuntimeError on every rank unless all ranks loaded the same table (collective)."""
+    mine = int.from_bytes(hashlib.blake2b(digest(table()[0]), digest_size=7).digest(), "little")
+    both = comm.Allreduce(np.array([mine, -mine], dtype=np.int64), "max")
+    if both[0] != -both[1]:
+        raise RuntimeError(f"ranks loaded different allreduce tables; point {ENV} at one shared file")
 
 
 def rows_from_timings(sizes: list[int], seconds: dict[str, list[float]], margin: float = 0.1) -> list[list]:
@@ -99,3 +158,12 @@ def rows_from_timings(sizes: list[int], seconds: dict[str, list[float]], margin:
         bound = None if k + 1 == len(order) else int(round((sizes[i] * sizes[order[k + 1]]) ** 0.5))
         rows.append([bound, algo])
     return rows
+
+
+def describe(comm: "Comm") -> dict:
+    """The table in force and what auto picks on ``comm`` from 8 B to 32 MiB, for ``mpitrain info`` (collective)."""
+    sizes = [8 << (2 * k) for k in range(12)]
+    names = {b: f"{b >> 20} MiB" if b >= 1 << 20 else f"{b >> 10} KiB" if b >= 1 << 10 else f"{b} B" for b in sizes}
+    return {"allreduce_table": table()[1],
+            "nodes": comm.nodes()[2] if comm.size > 1 else 1,
+            "auto_plan": {names[b]: plan(comm, b) for b in sizes}}

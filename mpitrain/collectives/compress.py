@@ -13,23 +13,26 @@ from typing import NamedTuple
 import numpy as np
 
 from . import ring
-from ._p2p import Channel
+from ..comm import Comm
 
 WIRE_LIMIT_EXPONENT = 15  # partial sums are scaled below 2^15 < 65504, fp16's largest value
 
 
 class FP16:
-    """IEEE half precision on the wire (NumPy rounds to nearest even)."""
+    """IEEE half precision (NumPy rounds to nearest even) carried as its uint16 bits.
 
-    wire = np.dtype(np.float16)
+    Open MPI has no float16 datatype; every MPI has a 16-bit unsigned integer.
+    """
+
+    wire = np.dtype(np.uint16)
 
     def encode(self, block: np.ndarray, out: np.ndarray) -> None:
-        """Round ``block`` (float32, shape (n,)) to fp16 into ``out``."""
-        out[...] = block
+        """Round ``block`` (float32, shape (n,)) to fp16 bits into ``out`` (uint16)."""
+        out.view(np.float16)[...] = block
 
     def decode(self, wire: np.ndarray, out: np.ndarray) -> None:
-        """Widen ``wire`` (fp16, shape (n,)) into ``out`` (float32)."""
-        out[...] = wire
+        """Widen fp16 bits ``wire`` (uint16, shape (n,)) into ``out`` (float32)."""
+        out[...] = wire.view(np.float16)
 
 
 class BF16:
@@ -50,9 +53,9 @@ class BF16:
 CODECS = {"fp16": FP16(), "bf16": BF16()}
 
 
-def shared_exponent(ch: Channel, buf: np.ndarray) -> int:
+def shared_exponent(ch: Comm, buf: np.ndarray) -> int:
     """k such that size * max|buf| * 2^k < 2^15 on every rank (collective), within [-1000, 1000]."""
-    peak = ch.max_over_ranks(np.array([max(buf.max(), -buf.min()) if buf.size else 0.0]))[0]
+    peak = ch.Allreduce(np.array([max(buf.max(), -buf.min()) if buf.size else 0.0], dtype=np.float64), "max")[0]
     if not np.isfinite(peak):
         raise ValueError("compressed allreduce needs finite inputs, but some rank has inf or nan; pass compress=None")
     if peak == 0:
@@ -60,7 +63,7 @@ def shared_exponent(ch: Channel, buf: np.ndarray) -> int:
     return int(np.clip(WIRE_LIMIT_EXPONENT - int(np.frexp(peak * ch.size)[1]), -1000, 1000))
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str, codec: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str, codec: str) -> None:
     """Sum ``buf`` (float32 or float64, shape (n,)) in place with ``codec`` payloads on a ring."""
     k = shared_exponent(ch, buf)
     work = ch.scratch(buf.size, np.float32, slot=1)

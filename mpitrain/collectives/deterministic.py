@@ -16,22 +16,22 @@ from typing import Callable
 
 import numpy as np
 
-from ._p2p import Channel
+from ..comm import Comm
 
 FRACTION_BITS = 46
 MAX_CONTRIBUTIONS = 1 << (62 - FRACTION_BITS)
 
 
 def sum_shards(
-    ch: Channel, shards: np.ndarray, out: np.ndarray, int_allreduce: Callable[[np.ndarray], None]
+    ch: Comm, shards: np.ndarray, out: np.ndarray, int_allreduce: Callable[[np.ndarray], None]
 ) -> None:
     """Write into ``out`` (shape (n,)) the sum of every rank's rows of ``shards`` (shape (k, n)).
 
     The bits of ``out`` depend only on the multiset of rows over all ranks; ``k`` may differ
     between ranks (including 0). ``int_allreduce`` sums an int64 array in place over ranks.
     """
-    peak, rows = ch.max_over_ranks(
-        np.array([max(shards.max(), -shards.min()) if shards.size else 0.0, shards.shape[0]])
+    peak, rows = ch.Allreduce(
+        np.array([max(shards.max(), -shards.min()) if shards.size else 0.0, shards.shape[0]], dtype=np.float64), "max"
     )
     if not np.isfinite(peak):
         raise ValueError("deterministic sums need finite inputs, but some rank has inf or nan")

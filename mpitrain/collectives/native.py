@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._p2p import Channel
+from ..comm import Comm
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """``MPI_Allreduce`` in place on ``buf`` (shape (n,))."""
     ch.native_allreduce(buf, op)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ops import UFUNCS, block_counts, block_offsets
-from ._p2p import Channel
+from ..comm import Comm
 
 TAG_BASE, TAG_SPAN = 4096, 8192  # tags of concurrent calls differ (2 per call, cycling)
 
@@ -28,7 +28,7 @@ class Pending:
     rank's block. Every rank must start its reductions in the same order with the same sizes.
     """
 
-    def __init__(self, ch: Channel, buf: np.ndarray, op: str, scratch: np.ndarray, call: int) -> None:
+    def __init__(self, ch: Comm, buf: np.ndarray, op: str, scratch: np.ndarray, call: int) -> None:
         self.ch, self.buf, self.ufunc, self.done = ch, buf, UFUNCS[op], ch.size == 1
         self.tag = TAG_BASE + (2 * call) % TAG_SPAN
         self.offsets = block_offsets(block_counts(buf.size, ch.size))
@@ -79,12 +79,12 @@ class Pending:
         return self.buf
 
 
-def start(ch: Channel, buf: np.ndarray, op: str, call: int, slot: int) -> Pending:
+def start(ch: Comm, buf: np.ndarray, op: str, call: int, slot: int) -> Pending:
     """Start reducing ``buf`` (shape (n,)) with scratch from the channel's ``slot``; ``call`` numbers it."""
     rows, width = ch.size, -(-buf.size // ch.size)  # room for every rank's piece of the largest block
     return Pending(ch, buf, op, ch.scratch(rows * width, buf.dtype, slot).reshape(rows, width), call)
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """Reduce ``buf`` (shape (n,)) in place over all ranks, in rank order (blocking)."""
     start(ch, buf, op, 0, 0).wait()

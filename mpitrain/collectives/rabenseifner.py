@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from ._ops import UFUNCS, block_counts, block_offsets
-from ._p2p import Channel
+from ..comm import Comm
 from .recursive_doubling import fold_in, fold_out, real_rank
 
 TAG = 13
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """Reduce ``buf`` (shape (n,)) in place over all ranks with Rabenseifner's algorithm."""
     if ch.size == 1:
         return

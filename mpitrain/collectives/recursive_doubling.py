@@ -13,12 +13,12 @@ from typing import Optional
 import numpy as np
 
 from ._ops import UFUNCS
-from ._p2p import Channel
+from ..comm import Comm
 
 TAG = 12
 
 
-def fold_in(ch: Channel, buf: np.ndarray, op: str) -> Optional[int]:
+def fold_in(ch: Comm, buf: np.ndarray, op: str) -> Optional[int]:
     """Fold extra ranks into their partners; return this rank's index among the 2^k survivors, or None."""
     p, r = ch.size, ch.rank
     pof2 = 1 << (p.bit_length() - 1)
@@ -34,7 +34,7 @@ def fold_in(ch: Channel, buf: np.ndarray, op: str) -> Optional[int]:
     return r - rem
 
 
-def fold_out(ch: Channel, buf: np.ndarray) -> None:
+def fold_out(ch: Comm, buf: np.ndarray) -> None:
     """Send the finished ``buf`` from each survivor back to the rank that folded into it."""
     rem = ch.size - (1 << (ch.size.bit_length() - 1))
     if ch.rank < 2 * rem:
@@ -50,7 +50,7 @@ def real_rank(virtual: int, size: int) -> int:
     return 2 * virtual + 1 if virtual < rem else virtual + rem
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """Reduce ``buf`` (shape (n,)) in place over all ranks by recursive doubling."""
     if ch.size == 1:
         return

@@ -12,7 +12,7 @@ from typing import Optional, Protocol
 import numpy as np
 
 from ._ops import UFUNCS, block_counts, block_offsets
-from ._p2p import Channel
+from ..comm import Comm
 
 TAG = 11
 SEGMENT_BYTES = 512 * 1024  # per rank and segment
@@ -30,7 +30,7 @@ class Codec(Protocol):
         """Write ``wire`` (shape (n,)) decoded as float32 into ``out``."""
 
 
-def reduce_scatter(ch: Channel, buf: np.ndarray, op: str, codec: Optional[Codec] = None) -> list[int]:
+def reduce_scatter(ch: Comm, buf: np.ndarray, op: str, codec: Optional[Codec] = None) -> list[int]:
     """Reduce ``buf`` (shape (n,)) so that rank r's block holds the reduction; returns the offsets.
 
     With a codec, blocks travel in the codec's wire dtype and accumulate in ``buf`` (float32).
@@ -61,7 +61,7 @@ def reduce_scatter(ch: Channel, buf: np.ndarray, op: str, codec: Optional[Codec]
     return offsets
 
 
-def allgather(ch: Channel, buf: np.ndarray, offsets: list[int]) -> None:
+def allgather(ch: Comm, buf: np.ndarray, offsets: list[int]) -> None:
     """Fill every block of ``buf`` (shape (n,)) from its owner: rank r owns ``buf[offsets[r]:offsets[r+1]]``."""
     p, r = ch.size, ch.rank
     right, left = (r + 1) % p, (r - 1) % p
@@ -70,7 +70,7 @@ def allgather(ch: Channel, buf: np.ndarray, offsets: list[int]) -> None:
         ch.sendrecv(buf[offsets[s]:offsets[s + 1]], right, buf[offsets[d]:offsets[d + 1]], left, TAG)
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """Reduce ``buf`` (shape (n,)) in place over all ranks with the ring, one segment at a time.
 
     Segments of at most p * SEGMENT_BYTES keep each step's blocks in cache; measured at 2 ranks

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._ops import UFUNCS
-from ._p2p import Channel
+from ..comm import Comm
 
 TAG = 14
 
 
-def reduce(ch: Channel, buf: np.ndarray, op: str, root: int) -> None:
+def reduce(ch: Comm, buf: np.ndarray, op: str, root: int) -> None:
     """Reduce ``buf`` (shape (n,)) onto ``root``; other ranks' ``buf`` is left as partial results."""
     p = ch.size
     me = (ch.rank - root) % p
@@ -29,7 +29,7 @@ def reduce(ch: Channel, buf: np.ndarray, op: str, root: int) -> None:
         mask <<= 1
 
 
-def bcast(ch: Channel, buf: np.ndarray, root: int) -> None:
+def bcast(ch: Comm, buf: np.ndarray, root: int) -> None:
     """Copy ``buf`` (shape (n,)) from ``root`` to every rank."""
     p = ch.size
     me = (ch.rank - root) % p
@@ -46,7 +46,7 @@ def bcast(ch: Channel, buf: np.ndarray, root: int) -> None:
         mask >>= 1
 
 
-def allreduce(ch: Channel, buf: np.ndarray, op: str) -> None:
+def allreduce(ch: Comm, buf: np.ndarray, op: str) -> None:
     """Reduce ``buf`` (shape (n,)) in place over all ranks: tree reduce to rank 0, then tree bcast."""
     reduce(ch, buf, op, 0)
     bcast(ch, buf, 0)

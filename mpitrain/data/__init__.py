@@ -152,6 +152,9 @@ def load(
     ``label_column``, ``header`` and ``delimiter``: see ``open_source``. A sparse source
     (LIBSVM) gives X as a scipy.sparse CSR matrix with ``sparse``, and dense rows otherwise.
     """
+    from ..comm import as_comm
+
+    comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     with comm.together():
         source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
         local_count = source.scan(comm.rank, comm.size) if isinstance(source, ByteRanges) else 0

@@ -48,6 +48,16 @@ def test_codec_round_trip_is_nearest(codec: object) -> None:
     assert np.all(np.abs(back - x) <= step * np.abs(x))
 
 
+def test_every_codec_travels_as_a_type_every_mpi_has() -> None:
+    """Open MPI has no float16 datatype: payloads must go as uint16 bits (checked on any MPI)."""
+    for codec in (FP16(), BF16()):
+        assert codec.wire == np.uint16
+    x = np.array([1.0, 65504.0, 2.0**-24, -0.1, np.inf], dtype=np.float32)
+    wire = np.empty(x.size, dtype=np.uint16)
+    FP16().encode(x, wire)
+    assert np.array_equal(wire, x.astype(np.float16).view(np.uint16))  # IEEE half bits, rounded by NumPy
+
+
 def test_error_feedback_carries_the_encoding_error() -> None:
     grads = np.linspace(-1, 1, 101) * 1e-2 + 1e-6
     state = collectives.feedback_init(grads)

@@ -3,15 +3,13 @@
 Every assertion is on values that every rank computes alike, so a failure fails on all ranks
 instead of leaving the others waiting in a collective.
 """
-import dataclasses
-
 import numpy as np
 import pytest
 from mpi4py import MPI
 
 import mpitrain as mt
 from mpitrain.data import BatchSampler, batch_shares, block_bounds, block_sizes, open_source
-from helpers import linear_gradient, logistic_gradient, ridge, with_intercept
+from helpers import equal_shares, linear_gradient, logistic_gradient, ridge, with_intercept
 
 pytestmark = pytest.mark.mpi
 
@@ -79,13 +77,14 @@ def test_sgd_equals_serial_sgd_with_the_same_global_batches(comm):
 
 @pytest.mark.parametrize("kind", ["linear", "logistic"])
 def test_local_sgd_with_sync_every_1_equals_sgd_on_equal_shares(comm, kind):
-    # 1200 rows and a batch of 60 split evenly over 1 to 5 ranks.
-    spec = f"synthetic:{'regression' if kind == 'linear' else 'classification'},n=1200,d=5,seed=1"
+    # Rows and batch split evenly over the ranks (1200 and 60 at 1 to 5 ranks).
+    rows, batch = equal_shares(comm.size)
+    spec = f"synthetic:{'regression' if kind == 'linear' else 'classification'},n={rows},d=5,seed=1"
     data = mt.load(spec, comm)
     model = mt.create_model(kind, data.n_features)
-    settings = mt.Settings(steps=30, lr=0.2, l2=0.01, batch_size=60, seed=9)
+    settings = mt.Settings(steps=30, lr=0.2, l2=0.01, batch_size=batch, sync_every=1, seed=9)
     sgd = mt.fit(model, data, comm, "sgd", settings)
-    local = mt.fit(model, data, comm, "local-sgd", dataclasses.replace(settings, sync_every=1))
+    local = mt.fit(model, data, comm, "local-sgd", settings)
     np.testing.assert_allclose(local.theta, sgd.theta, rtol=1e-11, atol=1e-13)
     assert same_bits_everywhere(local.theta)
 

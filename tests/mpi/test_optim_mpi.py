@@ -12,7 +12,7 @@ from mpi4py import MPI
 import mpitrain as mt
 from mpitrain import optim
 from mpitrain.data import BatchSampler, batch_shares, block_bounds, block_sizes, open_source
-from helpers import logistic_gradient
+from helpers import equal_shares, logistic_gradient
 
 pytestmark = pytest.mark.mpi
 
@@ -100,11 +100,12 @@ def test_sync_sgd_with_an_optimizer_equals_the_serial_run(comm, case):
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
 def test_local_sgd_h1_keeping_momentum_equals_sync_sgd(comm, optimizer):
     # The update is linear, so per-rank momentum averaged every step is momentum on the mean
-    # gradient. 1200 rows and a batch of 60 split evenly over 1 to 5 ranks.
-    spec = "synthetic:classification,n=1200,d=5,seed=1"
+    # gradient. Rows and batch split evenly over the ranks (1200 and 60 at 1 to 5 ranks).
+    rows, batch = equal_shares(comm.size)
+    spec = f"synthetic:classification,n={rows},d=5,seed=1"
     data = mt.load(spec, comm)
     model = mt.create_model("logistic", data.n_features)
-    settings = mt.Settings(steps=25, lr=0.2, l2=0.01, batch_size=60, sync_every=1, seed=9, optimizer=optimizer)
+    settings = mt.Settings(steps=25, lr=0.2, l2=0.01, batch_size=batch, sync_every=1, seed=9, optimizer=optimizer)
     sync = mt.fit(model, data, comm, "sgd", settings)
     local = mt.fit(model, data, comm, "local-sgd", settings)
     np.testing.assert_allclose(local.theta, sync.theta, rtol=1e-11, atol=1e-13)
