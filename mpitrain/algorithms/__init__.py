@@ -15,7 +15,8 @@ from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError,
-                     PostLocalSGD, Reduce, Settings, SlowMo, ZeRO1, as_loop, check_training)
+                     PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop, check_training)
+from .settings import Settings
 from .global_sampling import Deterministic
 from .gossip import GossipAveraging
 from .hierarchical import Hierarchical

@@ -363,7 +363,7 @@ def test_deterministic_parameters_are_bitwise_those_of_one_rank(comm, loop, kind
 
 
 def test_global_sampling_takes_the_same_rows_at_any_rank_count(comm):
-    from mpitrain.algorithms.global_sampling import GlobalBatches
+    from mpitrain.algorithms.sync import GlobalBatches
     from mpitrain.data.sampler import epoch_order
 
     data = mt.load(SPEC, comm)
