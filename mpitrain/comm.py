@@ -165,7 +165,7 @@ class Comm:
         """Sum every rank's rows of ``shards`` (shape (k, n), k may differ) into ``out`` (n,), in fixed point:
         the bits depend only on the set of rows over all ranks (``collectives.sum_shards``)."""
         self.busy = True
-        collectives.sum_shards(shards, out, comm=self._comm)
+        _reductions().sum_shards(shards, out, comm=self._comm)
         self.busy = False
         return out
 
@@ -175,7 +175,7 @@ class Comm:
         ``algorithm`` is "ring" (the first half of the ring allreduce: the same bits) or "native".
         """
         self.busy = True
-        mine = collectives.reduce_scatter(buf, algorithm=algorithm, comm=self._comm)
+        mine = _reductions().reduce_scatter(buf, algorithm=algorithm, comm=self._comm)
         self.busy = False
         return mine
 

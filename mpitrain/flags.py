@@ -206,7 +206,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.algorithm == "post-local-sgd" and args.switch_step is None:
         parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
-        (("sync_every", "local_state", "max_drift", "drift_action"), averaging, "an averaging --algorithm (local-sgd, ...)"),
+        (("sync_every", "local_state", "max_drift", "drift_action"), averaging, "--algorithm local-sgd (or post-local-sgd, slowmo, hierarchical-sgd)"),
         (("accumulate", "sampling"), args.algorithm == "sgd", "--algorithm sgd"),
         (("deterministic",), args.algorithm in ("gd", "sgd"), "--algorithm gd or sgd"),
         (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),

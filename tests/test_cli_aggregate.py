@@ -37,7 +37,7 @@ def test_each_algorithm_trains_from_the_command_line(tmp_path, flags):
     (["--algorithm", "sgd", "--deterministic"], "--deterministic needs --sampling='global'"),
     (["--algorithm", "local-sgd", "--sync-every", "2", "--deterministic"], "--deterministic only applies to --algorithm gd or sgd"),
     (["--algorithm", "zero-1", "--allreduce", "tree"], "zero-1 reduce-scatters with the ring"),
-    (["--algorithm", "gossip", "--sync-every", "2"], "--sync-every only applies to an averaging --algorithm"),
+    (["--algorithm", "gossip", "--sync-every", "2"], "--sync-every only applies to --algorithm local-sgd (or post-local-sgd, slowmo, hierarchical-sgd)"),
     (["--algorithm", "sgd", "--slow-lr", "0.5"], "--slow-lr only applies to --algorithm slowmo"),
     (["--algorithm", "slowmo", "--sync-every", "2", "--slow-momentum", "1.5"], "--slow-momentum must be below 1"),
     (["--algorithm", "sgd", "--accumulate", "4", "--overlap"], "cannot be combined with --accumulate=4"),
