@@ -18,6 +18,10 @@ Importing mpitrain does not start MPI; ``world()`` (or the first collective) doe
 """
 from __future__ import annotations
 
+from .guard import guard_signals  # first: the command line catches stop signals before any thread starts
+
+guard_signals()
+
 from ._version import __version__  # noqa: E402
 
 from typing import Any
@@ -42,6 +46,12 @@ __all__ = [
     "fit", "load", "load_model", "n_classes", "optim", "predict", "register_model", "split", "standardize", "train",
     "world", "Schema", "encode_labels", "impute",
 ]
+
+# Full-batch solvers for convex models (issue 17): L-BFGS, Newton-CG and exact least squares.
+from .algorithms import LBFGS, NewtonCG, Normal  # noqa: E402
+from .algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal  # noqa: E402
+
+__all__ += ["LBFGS", "NewtonCG", "Normal", "fit_lbfgs", "fit_newton_cg", "fit_normal"]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,10 @@ def init() -> ModuleType:
     mpi4py.rc.thread_level = THREAD_LEVEL
     from mpi4py import MPI
 
+    from .guard import guard_signals
+
+    if guard_signals() is not None:  # the command line: MPI's initialisation installed a SIGUSR1 handler
+        guard_signals().catch()
     return MPI
 
 

@@ -21,7 +21,8 @@ from .bench import train as bench_train
 from .comm import Comm, world
 from .data import load
 from .errors import JobError, UsageError
-from .guard import EXIT_RESUMABLE, blas_threads, limit_blas_threads, refuse_mismatched_launch, startup_warnings
+from .guard import (EXIT_RESUMABLE, blas_threads, guard_signals, limit_blas_threads, refuse_mismatched_launch,
+                    start_up_watchdog, startup_warnings)
 from .inference import predict
 from .outputs import check_distinct, spec_files, write_npy
 from .phases import describe
@@ -153,8 +154,10 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
             return
         if record["step"] == steps or record["seconds"] - printed[0] >= LINE_SECONDS:
             printed[0] = record["seconds"]
+            gradient = f"  |grad|max {record['gradient_max']:.3g}" if "gradient_max" in record else ""
             print(f"step {record['step']:>7}  epoch {record['epoch']:8.2f}  loss {record['loss']:.6g}  "
-                  f"{model.metric_name} {record['metric']:.4f}  {record['seconds']:.2f}s", file=sys.stderr, flush=True)
+                  f"{model.metric_name} {record['metric']:.4f}{gradient}  {record['seconds']:.2f}s", file=sys.stderr,
+                  flush=True)
 
     watched = has_terminal() if args.progress is None else args.progress
     progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
@@ -194,6 +197,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
               f"train {model.metric_name} {summary['final_train_metric']:.4f}{test_part}; "
               f"wrote {os.path.join(args.out, '')}{{model.npz,metrics.jsonl,summary.json}}"
               + (f" and {args.trace}" if args.trace else ""))
+    if getattr(done.result, "message", "") and not args.quiet:
+        say(comm, f"{args.algorithm}: {done.result.message}", sys.stderr)
     if not args.quiet:
         say(comm, describe(summary["phases"]), sys.stderr)
     return 0
@@ -236,6 +241,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"mpitrain: error: {exc}", file=sys.stderr)
                 return 2
     args = parser.parse_args(words)
+    if args.command != "train" and guard_signals() is not None:
+        guard_signals().restore()  # only training stops gracefully on a signal; the rest end as usual
     if args.command == "bench" and args.bench == "train":
         return bench_train.run(args)  # launches its own jobs: starts no MPI here
     if args.command == "plot":
@@ -251,10 +258,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "doctor":
         return doctor.run(args, comm)
     if args.command == "train":
+        start_up_watchdog(args.watchdog_seconds, comm.rank, lambda: comm.busy)  # until the first step
         try:
             return run_train(args, comm)
         except OptionError as exc:
             raise JobError(flags.flag_words(str(exc))) from None
+        finally:
+            start_up_watchdog(0, comm.rank, lambda: False)
     if args.command == "predict":
         return run_predict(args, comm)
     if args.command == "bench":

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
 GD_STEPS = 200  # gd's default length
+SOLVER_STEPS = 100  # the most iterations of lbfgs and newton-cg by default (scikit-learn's max_iter)
+SOLVER_NAMES = ("lbfgs", "newton-cg", "normal")
+FULL_BATCH = ("gd", *SOLVER_NAMES)
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 64
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
@@ -46,11 +49,16 @@ def add_train_flags(train: Any) -> None:
                             "for labels that are not integers; mlp when --hidden is given)")
     train.add_argument("--algorithm", choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
-                            "one-shot: average once at the end; post-local-sgd: sgd for --switch-step steps, then "
-                            "local-sgd; slowmo: local-sgd with an outer momentum step at each average; hierarchical-sgd: "
-                            "average inside nodes every --sync-every, over all every --sync-every-global; gossip: "
-                            "average with --graph neighbours every step (see 'More ways to aggregate' in the README; "
-                            f"default: gd for linear, logistic and softmax on up to {GD_ROWS:,} rows, else sgd)")
+                            "one-shot: average once at the end; post-local-sgd, slowmo, hierarchical-sgd, gossip, "
+                            "zero-1: see 'More ways to aggregate' in the README (default: gd for linear, logistic and "
+                            f"softmax on up to {GD_ROWS:,} rows, else sgd); lbfgs, newton-cg: full-batch solvers that "
+                            "stop at --tol (no --lr; --steps is their most iterations, default 100); normal: the exact "
+                            "ridge solution of --model linear in one pass")
+    train.add_argument("--history", type=positive_int, metavar="M",
+                       help="lbfgs: curvature pairs kept (default 10)")
+    train.add_argument("--tol", type=non_negative_float,
+                       help="lbfgs, newton-cg: stop when the largest entry of the objective's gradient is at most "
+                            "this, as scikit-learn's tol (default 1e-4)")
     train.add_argument("--data", metavar="SPEC",
                        help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
                             "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
@@ -73,17 +81,13 @@ def add_train_flags(train: Any) -> None:
     more.add_argument("--accumulate", type=positive_int, metavar="K",
                       help="sgd: compute each batch as K micro-batches summed before the one reduction (less memory)")
     more.add_argument("--sampling", choices=("local", "global"),
-                      help="sgd: local (default) draws each rank's share from its rows; global draws each batch "
-                           "from one order of all rows, the same batches at any number of ranks")
+                      help="sgd: global draws each batch from one order of all rows (the same at any rank count)")
     more.add_argument("--deterministic", action="store_true",
-                      help="gd, and sgd with --sampling global: exact fixed-point sums row by row, so the parameters "
-                           "are bitwise the same at any number of ranks (slower)")
+                      help="gd; sgd with --sampling global: exact row-by-row sums, bitwise at any rank count (slower)")
     more.add_argument("--sync-every-global", type=positive_int, metavar="H2",
-                      help="hierarchical-sgd: local steps between averages over all ranks (--sync-every H1: "
-                           "inside each node)")
+                      help="hierarchical-sgd: steps between averages over all ranks (--sync-every: in a node)")
     more.add_argument("--graph", choices=GRAPHS, help="gossip: whom each rank averages with every step (default ring)")
-    more.add_argument("--consensus-every", type=positive_int, metavar="N",
-                      help="gossip: steps between the small reductions that log loss and spread (default 10)")
+    more.add_argument("--consensus-every", type=positive_int, metavar="N", help="gossip: steps between logs (10)")
     more.add_argument("--switch-step", type=non_negative_int, metavar="K",
                       help="post-local-sgd: synchronous sgd steps before switching to local sgd")
     more.add_argument("--slow-momentum", type=non_negative_float, metavar="BETA",
@@ -194,9 +198,16 @@ def add_model_flags(train: Any) -> None:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot apply to the chosen model, algorithm and optimizer
     (after ``resolve`` has filled in the defaults that depend on the data)."""
-    minibatch = args.algorithm != "gd"
+    minibatch = args.algorithm not in FULL_BATCH
     if not minibatch and args.batch_size is not None:
-        parser.error("--batch-size has no effect with --algorithm gd (full batch); drop it or use sgd")
+        parser.error(f"--batch-size has no effect with --algorithm {args.algorithm} (full batch); drop it or use sgd")
+    if args.algorithm == "normal" and args.model != "linear":
+        parser.error(f"--algorithm normal solves --model linear exactly, not {args.model}; use lbfgs or newton-cg")
+    if args.algorithm == "newton-cg" and args.model == "mlp":
+        parser.error("--algorithm newton-cg needs Hessian-vector products, which --model mlp lacks; use lbfgs")
+    if args.algorithm in SOLVER_NAMES and args.optimizer != "sgd":
+        parser.error(f"--optimizer applies to gradient steps, not to --algorithm {args.algorithm}, which chooses "
+                     "its own steps")
     averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
     if averaging and args.sync_every is None:
         parser.error(f"--algorithm {args.algorithm} needs --sync-every H (local steps between averages)")
@@ -213,6 +224,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (("sync_every_global",), args.algorithm == "hierarchical-sgd", "--algorithm hierarchical-sgd"),
         (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),
         (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
+        (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
+        (("tol",), args.algorithm in ("lbfgs", "newton-cg"), "--algorithm lbfgs or newton-cg"),
+        (("scale_lr", "clip_norm"), args.algorithm not in SOLVER_NAMES,
+         "gradient steps (not --algorithm lbfgs, newton-cg or normal)"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
         (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
@@ -295,6 +310,8 @@ def add_data_flags(parser: Any, command: str) -> None:
                        help="CSV: the first line names the columns (--header) or is data (--no-header); "
                             "default: data when all its fields are numbers, and the run says so")
     group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
+    group.add_argument("--sparse", action=argparse.BooleanOptionalAction, default=None,
+                       help="LIBSVM rows stay sparse (CSR; default) or become dense (--no-sparse)")
     if command == "train":
         group.add_argument("--impute", choices=IMPUTE,
                            help="fill missing cells with the training rows' global mean or median of the feature, "
@@ -307,7 +324,7 @@ def add_data_flags(parser: Any, command: str) -> None:
 def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
     """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
     return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
-            "allow_missing": missing or getattr(args, "impute", None) is not None}
+            "sparse": args.sparse, "allow_missing": missing or getattr(args, "impute", None) is not None}
 
 
 def describe_data(data: Dataset, schema: Schema) -> str:
@@ -352,14 +369,17 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
         args.algorithm = "gd" if convex and data.n_total <= GD_ROWS else "sgd"
         notes.append(f"--algorithm {args.algorithm} ({'full batch: ' if args.algorithm == 'gd' else ''}"
                      f"{data.n_total:,} rows)")
-    if args.algorithm != "gd" and args.batch_size is None:
+    if args.algorithm not in FULL_BATCH and args.batch_size is None:
         args.batch_size = DEFAULT_BATCH
         notes.append(f"--batch-size {DEFAULT_BATCH}")
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
-        notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
+        if args.algorithm not in SOLVER_NAMES:  # the solvers choose their own steps
+            notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
     if args.steps is None and args.epochs is None:
-        if args.algorithm == "gd":
+        if args.algorithm in SOLVER_NAMES:
+            args.steps = 1 if args.algorithm == "normal" else SOLVER_STEPS
+        elif args.algorithm == "gd":
             args.steps = GD_STEPS
         else:
             args.epochs = DEFAULT_EPOCHS

@@ -1,8 +1,12 @@
 """Keeping a job from hanging or losing work: stop signals, a step watchdog, start-up checks.
 
 Exit statuses of ``python -m mpitrain``: 0 done; 1 unexpected error (the job was aborted);
-2 bad input or a failed run (one message from rank 0); 4 a step exceeded --watchdog-seconds;
-75 stopped by SIGUSR1/SIGTERM after writing a checkpoint: resumable with ``--resume auto``.
+2 bad input or a failed run (one message from rank 0); 4 a step (or start-up) exceeded
+--watchdog-seconds; 75 stopped by SIGUSR1, SIGTERM or SIGINT, resumable with ``--resume auto``;
+130 a second SIGINT (Ctrl-C) aborted the job.
+
+The command line (not a program that imports mpitrain) catches the stop signals from before MPI
+starts: see SignalGuard.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from typing import Callable, Mapping, Optional
 
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+COMMAND_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 # Launchers and the variables with which they tell each task the number of tasks and its rank.
 # srun sets SLURM_STEP_NUM_TASKS in each task of a step (not in the batch shell, where one
 # process with SLURM_NTASKS or SLURM_NPROCS > 1 is a legitimate serial run).
@@ -29,7 +35,10 @@ EXIT_USAGE = 2
 
 
 class StopRequest:
-    """Records SIGUSR1/SIGTERM in a flag; the ranks act on it together at the next step."""
+    """Records SIGUSR1/SIGTERM in a flag; the ranks act on it together at the next step.
+
+    On the command line, the process's SignalGuard sets the flag (SIGINT too) instead.
+    """
 
     def __init__(self) -> None:
         self.signum = 0
@@ -37,6 +46,9 @@ class StopRequest:
 
     def install(self) -> "StopRequest":
         """Catch the stop signals (main thread only); return self."""
+        if _guard is not None:
+            _guard.listen(self)
+            return self
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -46,6 +58,8 @@ class StopRequest:
 
     def uninstall(self) -> None:
         """Restore the previous handlers."""
+        if _guard is not None:
+            _guard.listen(None)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
@@ -54,6 +68,107 @@ class StopRequest:
     def requested(self) -> bool:
         """True once a stop signal has arrived on this rank."""
         return self.signum != 0
+
+
+class SignalGuard:
+    """The stop signals of the command line, from before MPI starts until the process ends.
+
+    SIGUSR1, SIGTERM and SIGINT are blocked in the main thread before MPI (or NumPy's BLAS)
+    starts threads, so every thread inherits the block, and one thread takes them with sigwait,
+    whatever the main thread is doing (reading a file, waiting in a collective). Python handlers
+    catch them too, for threads started earlier. What a signal does depends on the phase:
+
+    - start-up (before training): run the cleanups, say that nothing was trained, exit 75 at once;
+    - training (a StopRequest listens): the flag is set, the ranks stop together after the
+      next step, write a checkpoint and exit 75; repeats change nothing;
+    - finishing (training is over): the run completes (a stop is no longer needed).
+
+    A second SIGINT (Ctrl-C twice) aborts at any moment with status 130, without a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.rank = next((int(os.environ[v]) for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
+                          if os.environ.get(v, "").isdigit()), 0)
+        self.phase = "start-up"
+        self.cleanups: list[Callable[[], None]] = []
+        self._listener: Optional[StopRequest] = None
+        self._interrupts = 0
+        self._lock = threading.RLock()  # a Python handler may run while the main thread holds it
+
+    def install(self) -> "SignalGuard":
+        """Catch the command's signals in this process (main thread, before other threads start)."""
+        self.catch()
+        signal.pthread_sigmask(signal.SIG_BLOCK, COMMAND_SIGNALS)
+        threading.Thread(target=self._wait, name="mpitrain-signals", daemon=True).start()
+        return self
+
+    def catch(self) -> None:
+        """(Re-)install the Python handlers: MPI's initialisation replaces SIGUSR1's with its own."""
+        for sig in COMMAND_SIGNALS:
+            signal.signal(sig, lambda signum, frame: self.handle(signum))
+
+    def restore(self) -> None:
+        """Give the signals back their default actions (commands other than train)."""
+        for sig in COMMAND_SIGNALS:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, COMMAND_SIGNALS)
+
+    def _wait(self) -> None:
+        while True:
+            self.handle(signal.sigwait(COMMAND_SIGNALS))
+
+    def listen(self, stop: Optional[StopRequest]) -> None:
+        """Training starts (``stop`` receives the signals) or ends (None)."""
+        with self._lock:
+            self._listener = stop
+            self.phase = "training" if stop is not None else "finishing"
+
+    def handle(self, signum: int) -> None:
+        """Act on one stop signal (from the signal thread or a Python handler)."""
+        name = signal.Signals(signum).name
+        with self._lock:
+            self._interrupts += signum == signal.SIGINT
+            if self._interrupts >= 2:
+                self._leave(EXIT_INTERRUPTED, "interrupted twice (SIGINT): aborting at once, without a checkpoint")
+            if self.phase == "start-up":
+                self._leave(EXIT_RESUMABLE, f"stopped by {name} during start-up: nothing was trained yet; the same "
+                                            f"command with --resume auto starts it (exit status {EXIT_RESUMABLE})")
+            if self._listener is not None and not self._listener.signum:
+                self._listener.signum = signum
+
+    def run_cleanups(self) -> None:
+        """Run the cleanups (release the lock of --out) before the process ends abruptly."""
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - leaving anyway; the next job copes with what is left
+                pass
+
+    def _leave(self, status: int, message: str) -> None:
+        self.run_cleanups()
+        if self.rank == 0:
+            sys.stderr.write(f"mpitrain: {message}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(status)
+
+
+_guard: Optional[SignalGuard] = None
+
+
+def launched_as_command() -> bool:
+    """True in ``python -m mpitrain ...`` and the ``mpitrain`` script, not in a program importing mpitrain."""
+    argv = getattr(sys, "orig_argv", [])
+    return ["-m", "mpitrain"] in [argv[i : i + 2] for i in range(len(argv) - 1)] or \
+        os.path.basename(sys.argv[0]) == "mpitrain"
+
+
+def guard_signals() -> Optional[SignalGuard]:
+    """The command line's SignalGuard, installed on the first call; None when not the command line."""
+    global _guard
+    if _guard is None and launched_as_command() and threading.current_thread() is threading.main_thread():
+        _guard = SignalGuard().install()
+    return _guard
 
 
 class Watchdog:
@@ -75,8 +190,12 @@ class Watchdog:
         self._thread = threading.Thread(target=self._watch, name="mpitrain-watchdog", daemon=True)
         self._thread.start()
 
-    def arm(self, step: int) -> None:
-        """Start the clock for ``step``."""
+    def arm(self, step: int | str) -> None:
+        """Start the clock for ``step`` (a step number, or a phase such as "start-up"); the start-up watchdog stops."""
+        global _start_up
+        if _start_up is not None and _start_up is not self:
+            _start_up.stop()
+            _start_up = None
         now = time.monotonic()
         with self._lock:
             self.step, self._deadline = step, now + self.seconds
@@ -107,18 +226,37 @@ class Watchdog:
 
     def _fire(self) -> None:
         where = ("waiting in a collective for the other ranks" if self.in_collective()
-                 else "still computing: it has not reached the step's collective")
+                 else "still computing: it has not reached the step's collective" if isinstance(self.step, int)
+                 else "not in a collective: blocked in its own work (reading a file?) or stopped")
         prefix = f"[rank {self.rank}] "
         stacks = [traceback.format_stack(frame) for ident, frame in sys._current_frames().items()
                   if ident != threading.get_ident()]
         lines = "".join(prefix + line for stack in stacks for entry in stack for line in entry.splitlines(True))
+        what = f"step {self.step}" if isinstance(self.step, int) else self.step
         sys.stderr.write(
-            f"mpitrain: watchdog on rank {self.rank}: step {self.step} has taken more than {self.seconds:g}s; "
+            f"mpitrain: watchdog on rank {self.rank}: {what} has taken more than {self.seconds:g}s; "
             f"this rank is {where}. Stack:\n{lines}"
         )
         sys.stderr.flush()
         time.sleep(self.grace)  # let the other ranks' watchdogs report too
+        if _guard is not None:
+            _guard.run_cleanups()
         os._exit(EXIT_WATCHDOG)
+
+
+_start_up: Optional[Watchdog] = None
+START_UP = "start-up (loading and preparing the data, claiming --out, reading a checkpoint)"
+
+
+def start_up_watchdog(seconds: float, rank: int, in_collective: Callable[[], bool]) -> None:
+    """Guard start-up with a watchdog of ``seconds`` (0: stop it) until another watchdog arms a step."""
+    global _start_up
+    if _start_up is not None:
+        _start_up.stop()
+        _start_up = None
+    if seconds > 0:
+        _start_up = Watchdog(seconds, rank, in_collective)
+        _start_up.arm(START_UP)
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")

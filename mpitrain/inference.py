@@ -38,7 +38,8 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", *,
         names, trained = data.feature_names, schema.feature_names
         comm.raise_if_any(f"{data.spec} has the features ({', '.join(names)}), but the model was trained on "
                           f"({', '.join(trained)})" if names and trained and tuple(names) != tuple(trained) else "")
-        X = schema.transform(X)
+        with comm.together():
+            X = schema.transform(X)
         if y is not None and schema.classes is not None:
             with comm.together():
                 y = encode(y, schema.classes, data.start, data.spec)

@@ -19,7 +19,8 @@ import numpy as np
 from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
-from .algorithms.config import LR, LocalSGD, Loop, OneShot, OptionError, as_loop, check_training
+from .algorithms.config import LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, OptionError, as_loop, check_training
+from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
 from .errors import UsageError
@@ -118,9 +119,12 @@ def train(
     else:
         options = {"loop": as_loop(loop), "steps": steps, "lr": lr, "optimizer": optimizer, "l2": l2, "seed": seed,
                    "reduce": reduce}
-        if steps is None or lr is None:
+        solver = isinstance(options["loop"], SOLVERS)  # needs no lr; steps default to its most iterations
+        if solver and steps is None:
+            options["steps"] = steps = 1 if isinstance(options["loop"], Normal) else DEFAULT_STEPS
+        if steps is None or (lr is None and not solver):
             raise OptionError("train needs steps and lr (or a Settings)")
-        check_training(steps, lr, l2, seed)
+        check_training(steps, 1.0 if solver else lr, l2, seed)
         record = _record(options)
     if overwrite and resume:
         raise OptionError("overwrite starts a new run and resume continues one; give one of them")

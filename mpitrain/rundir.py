@@ -25,6 +25,7 @@ import numpy as np
 from ._version import __version__
 from .checkpoint import CheckpointError, pid_alive, run_of, step_dirs
 from .errors import UsageError
+from .guard import guard_signals
 from .outputs import umask, write_json, writing
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class RunLock:
                 os.fsync(f.fileno())
             self._thread = threading.Thread(target=self._renew, name="mpitrain-lock", daemon=True)
             self._thread.start()
+            if guard_signals() is not None:  # a job ended early by a signal or its watchdog releases it too
+                guard_signals().cleanups.append(self.release)
             return notes
         raise RunDirError(f"cannot take the lock {self.path}: other jobs keep taking it")
 
@@ -265,8 +268,22 @@ def check_resume(path: str, saved: dict, run: dict) -> None:
                               f"give --steps {saved['step']} or more to continue it")
 
 
+def _row_bits(X, lo: int, hi: int, mult: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """For rows [lo, hi) of X (dense, or scipy.sparse CSR): the sum of each cell's bits times its
+    column's multiplier, shape (hi - lo,) uint64 (wrapping). Zero cells add nothing, so a sparse
+    matrix and its dense copy give the same sums."""
+    if isinstance(X, np.ndarray):
+        block = np.ascontiguousarray(X[lo:hi], dtype=np.float64).view(np.uint64)
+        return (block * mult).sum(axis=1, dtype=np.uint64)
+    rows = X[lo:hi]
+    h = np.zeros(hi - lo, dtype=np.uint64)
+    cells = np.ascontiguousarray(rows.data, dtype=np.float64).view(np.uint64) * mult[rows.indices]
+    np.add.at(h, np.repeat(np.arange(hi - lo), np.diff(rows.indptr)), cells)
+    return h
+
+
 def data_fingerprint(X: np.ndarray, y: Optional[np.ndarray], start: int, comm: "Comm") -> str:
-    """Collective: a 64-bit hex digest of every rank's rows (X (n_local, d), y (n_local,)).
+    """Collective: a 64-bit hex digest of every rank's rows (X (n_local, d), dense or sparse CSR; y (n_local,)).
 
     Each row's bits are hashed with its global index and the hashes summed modulo 2**64, so
     the digest is the same however the rows are split over ranks.
@@ -274,11 +291,11 @@ def data_fingerprint(X: np.ndarray, y: Optional[np.ndarray], start: int, comm: "
     mult = (np.arange(X.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
     total = np.zeros(1, dtype=np.uint64)
     for lo in range(0, X.shape[0], 1 << 16):
-        block = np.ascontiguousarray(X[lo:lo + (1 << 16)], dtype=np.float64).view(np.uint64)
-        h = (block * mult[:-1]).sum(axis=1, dtype=np.uint64)
+        hi = min(lo + (1 << 16), X.shape[0])
+        h = _row_bits(X, lo, hi, mult[:-1])
         if y is not None:
-            h += np.ascontiguousarray(y[lo:lo + len(block)], dtype=np.float64).view(np.uint64) * mult[-1]
-        h ^= np.arange(start + lo, start + lo + len(block), dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+            h += np.ascontiguousarray(y[lo:hi], dtype=np.float64).view(np.uint64) * mult[-1]
+        h ^= np.arange(start + lo, start + hi, dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
         for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64's mixer
             h ^= h >> np.uint64(shift)
             h *= np.uint64(factor)

@@ -19,9 +19,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Optional
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: the same parser, installed with mpitrain
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"

@@ -1,22 +1,26 @@
 """Runs `python -m mpitrain` with one fault injected, for the fault-handling tests.
 
-usage: fault_runner.py KIND RANK STEP -- ARGS...   (KIND: raise, hang, signal, pidfile, missing-data, full-disk)
+usage: fault_runner.py KIND RANK STEP -- ARGS...
+(KIND: raise, hang, signal, pidfile, missing-data, full-disk, stop-loading, pidfile-loading)
 
 The fault happens on rank RANK when it begins step STEP (counted from 0): raise an exception,
 hang (sleep), send itself SIGUSR1, or write its pid to $FAULT_PIDFILE and then slow down so the
 test can kill it. missing-data gives rank RANK a --data path that does not exist. full-disk
 points every open file descriptor of metrics.jsonl at /dev/full, so the next write fails with
-ENOSPC as on a full disk.
+ENOSPC as on a full disk. stop-loading makes rank RANK stop itself with SIGSTOP as it starts
+loading --data; pidfile-loading makes it write its pid to $FAULT_PIDFILE then.
 """
 import os
 import signal
 import sys
 import time
 
-from mpi4py import MPI
+sys.argv[0] = "mpitrain"  # run as the `mpitrain` script does: stop signals are caught before MPI starts
+import mpitrain.cli  # noqa: E402
+from mpitrain._mpi import init  # noqa: E402
+from mpitrain.supervisor import Supervisor  # noqa: E402
 
-import mpitrain.cli
-from mpitrain.supervisor import Supervisor
+MPI = init()  # as the command starts it: its thread level, and the signal handlers after MPI's
 
 kind, rank, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 argv = sys.argv[sys.argv.index("--") + 1 :]
@@ -31,8 +35,10 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
             raise RuntimeError(f"injected fault at step {current}")
         if kind == "hang":
             time.sleep(3600)
-        if kind == "signal":
-            os.kill(os.getpid(), signal.SIGUSR1)
+        if kind == "signal":  # $FAULT_SIGNALS: the signals to send, e.g. TERM,INT (default USR1)
+            for name in os.environ.get("FAULT_SIGNALS", "USR1").split(","):
+                os.kill(os.getpid(), getattr(signal, "SIG" + name))
+                time.sleep(0.02)
         if kind == "pidfile":
             with open(os.environ["FAULT_PIDFILE"], "w") as f:
                 f.write(str(os.getpid()))
@@ -50,6 +56,18 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
 
 
 Supervisor.begin_step = faulty_begin_step
+if kind in ("stop-loading", "pidfile-loading") and me == rank:
+    real_load = mpitrain.cli.load
+
+    def faulty_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kind == "stop-loading":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        else:
+            with open(os.environ["FAULT_PIDFILE"], "w") as f:
+                f.write(str(os.getpid()))
+        return real_load(*args, **kwargs)
+
+    mpitrain.cli.load = faulty_load
 if kind == "missing-data" and me == rank:
     argv[argv.index("--data") + 1] = "/nonexistent/rank-data.csv"
 sys.exit(mpitrain.cli.main(argv))

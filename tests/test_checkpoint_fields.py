@@ -111,3 +111,17 @@ def test_saving_a_step_again_replaces_it_whole(tmp_path):
     path = checkpoint.save(str(tmp_path), 4, other, META)
     found = checkpoint.load(path)
     assert found.arrays["rows"].shape == (1, 3) and checkpoint.step_dirs(str(tmp_path)) == ["step-000000004"]
+
+
+def test_pid_alive_tells_a_live_process_from_a_finished_one():
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert checkpoint.pid_alive(os.getpid()) is True
+    assert checkpoint.pid_alive(int(child.stdout)) is False  # reaped: no such process (pids are not reused at once)
+
+
+def test_a_checkpoint_at_step_zero_loads(tmp_path):
+    path = checkpoint.save(str(tmp_path), 0, ARRAYS, META)
+    assert checkpoint.load(path).manifest["step"] == 0

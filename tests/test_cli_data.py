@@ -142,3 +142,30 @@ def test_missing_cells_stop_the_run_by_name_unless_imputed_and_predict_fills_the
     assert pred.returncode == 0, pred.stderr
     filled = np.where(np.isnan(holes), np.nanmedian(holes, axis=0), holes)
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), filled @ saved["coef"] + saved["intercept"], rtol=1e-12)
+
+
+def test_libsvm_rows_train_and_predict_sparse_and_refuse_standardisation(tmp_path):
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(6)
+    n, d = 300, 2000
+    lines, truth = [], rng.standard_normal(d)
+    for _ in range(n):
+        cols = np.sort(rng.choice(d, 8, replace=False))
+        vals = rng.standard_normal(8)
+        lines.append(f"{'+1' if vals @ truth[cols] > 0 else '-1'} " + " ".join(f"{c + 1}:{v!r}" for c, v in zip(cols.tolist(), vals.tolist())))
+    (tmp_path / "d.svm").write_text("\n".join(lines) + "\n")
+    done = run("train", "--model", "logistic", *GD, "--data", str(tmp_path / "d.svm"), "--out", str(tmp_path / "r"),
+               ranks=2)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["n_features"] <= d and summary["data_schema"]["classes"] == [-1.0, 1.0]
+    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.svm"),
+               "--out", str(tmp_path / "p.npy"), ranks=3)
+    assert pred.returncode == 0, pred.stderr
+    labels = np.array([1.0 if line.startswith("+") else -1.0 for line in lines])
+    predicted = np.load(tmp_path / "p.npy")
+    assert set(predicted.tolist()) <= {-1.0, 1.0}
+    assert np.mean(predicted == labels) == pytest.approx(summary["final_train_metric"], abs=1e-12)
+    refused = run("train", "--model", "logistic", *GD, "--standardize", "--data", str(tmp_path / "d.svm"),
+                  "--out", str(tmp_path / "s"), ranks=2, timeout=180)
+    assert refused.returncode == 2 and refused.stderr.count("cannot standardise the sparse rows") == 1

@@ -117,7 +117,8 @@ def test_signal_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
     job = start(*SGD, "--steps", "1000000", "--out", str(tmp_path), ranks=2)
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        metrics = tmp_path / "metrics.jsonl"
+        while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
             time.sleep(0.05)  # an epoch (100 steps) has been logged: training is under way
         time.sleep(0.2)
         job.send_signal(signal.SIGUSR1)

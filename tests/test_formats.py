@@ -88,3 +88,31 @@ def test_a_missing_library_names_the_extra_that_installs_it(tmp_path, monkeypatc
         monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     with pytest.raises(UsageError, match=rf"pip install 'mpitrain\[{extra}\]'"):
         open_source(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("name, options", [("linear", {}), ("logistic", {}), ("softmax", {"n_classes": 3}),
+                                           ("mlp", {"hidden": (4,), "n_classes": 3})])
+def test_models_take_sparse_rows_without_densifying_them(name, options):
+    sparse = pytest.importorskip("scipy.sparse")
+    import mpitrain as mt
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 50)) * (rng.random((30, 50)) < 0.05)
+    y = rng.integers(0, 3 if options else 2, 30).astype(float)
+    model = mt.create_model(name, 50, **options)
+    theta = rng.standard_normal(model.n_params) * 0.1
+    grads = [np.empty(model.n_params), np.empty(model.n_params)]
+    sums = [model.sums(theta, rows, y, grad) for rows, grad in ((X, grads[0]), (sparse.csr_matrix(X), grads[1]))]
+    np.testing.assert_allclose(sums[1], sums[0], rtol=1e-12)
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(model.predict(theta, sparse.csr_matrix(X)), model.predict(theta, X), rtol=1e-12)
+
+
+def test_the_memory_check_does_not_count_sparse_rows_as_dense():
+    sparse = pytest.importorskip("scipy.sparse")
+    import mpitrain as mt
+    from mpitrain.algorithms import _memory_error
+
+    n, d = 10**6, 10**5  # dense: 745 GiB; as CSR without non-zeros: 8 MB
+    data = mt.Dataset(sparse.csr_matrix((n, d)), np.zeros(n), 0, n, "mem", np.array([n]))
+    assert _memory_error(mt.create_model("logistic", d), data, None, 1) == ""

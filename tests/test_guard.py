@@ -139,3 +139,58 @@ def test_each_rank_gets_its_share_of_the_cores_for_blas_unless_the_user_chose(mo
         assert guard.limit_blas_threads(2) is None  # the user's choice stands
     finally:
         original.restore_original_limits()
+
+
+class Left(Exception):
+    """os._exit, caught."""
+
+
+@pytest.fixture
+def guard_exits(monkeypatch):
+    def leave(status):
+        raise Left(status)
+
+    monkeypatch.setattr(guard.os, "_exit", leave)
+
+
+def test_a_signal_during_start_up_cleans_up_and_exits_resumably(guard_exits, capsys):
+    g = guard.SignalGuard()
+    g.rank, cleaned = 0, []
+    g.cleanups.append(lambda: cleaned.append(True))
+    with pytest.raises(Left) as left:
+        g.handle(signal.SIGTERM)
+    assert left.value.args == (guard.EXIT_RESUMABLE,) and cleaned == [True]
+    assert "stopped by SIGTERM during start-up: nothing was trained yet; the same command with --resume auto " \
+           "starts it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signals, status", [
+    ((signal.SIGUSR1,), None), ((signal.SIGINT,), None),  # Ctrl-C once: a graceful stop
+    ((signal.SIGTERM, signal.SIGINT), None), ((signal.SIGINT, signal.SIGTERM, signal.SIGUSR1), None),
+    ((signal.SIGINT, signal.SIGINT), guard.EXIT_INTERRUPTED),  # Ctrl-C twice: abort
+])
+def test_signals_during_training_only_request_a_stop_unless_interrupted_twice(guard_exits, signals, status):
+    g = guard.SignalGuard()
+    stop = guard.StopRequest()
+    g.listen(stop)
+    try:
+        for sig in signals:
+            g.handle(sig)
+    except Left as left:
+        assert left.args == (status,)
+    else:
+        assert status is None
+        g.listen(None)  # training over: a stop changes nothing any more
+        g.handle(signal.SIGTERM)
+    assert stop.signum == signals[0]  # the first signal is the one reported
+
+
+def test_only_the_command_line_catches_signals_before_mpi_starts(monkeypatch):
+    monkeypatch.setattr(guard.sys, "orig_argv", ["python", "-m", "pytest"], raising=False)
+    monkeypatch.setattr(guard.sys, "argv", ["pytest"])
+    assert not guard.launched_as_command() and guard.guard_signals() is None
+    monkeypatch.setattr(guard.sys, "orig_argv", ["python", "-m", "mpitrain", "train"], raising=False)
+    assert guard.launched_as_command()
+    monkeypatch.setattr(guard.sys, "orig_argv", ["python", "/venv/bin/mpitrain", "train"], raising=False)
+    monkeypatch.setattr(guard.sys, "argv", ["/venv/bin/mpitrain", "train"])
+    assert guard.launched_as_command()

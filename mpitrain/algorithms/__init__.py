@@ -14,8 +14,9 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
-from .config import (GD, LOCAL_STATES, LOOPS, LR, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError,
-                     PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop, check_training)
+from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop,
+                     NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop,
+                     check_training)
 from .settings import Settings
 from .global_sampling import Deterministic
 from .gossip import GossipAveraging
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip", "ZeRO1", "Reduce", "Settings", "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip",
+           "ZeRO1", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings", "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -62,7 +64,9 @@ def fit(
     ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
-    or an algorithm name with a flat ``Settings``. The arithmetic follows ``data.X.dtype``.
+    or an algorithm name with a flat ``Settings``. The full-batch solvers (``LBFGS(..)``,
+    ``NewtonCG(..)``, ``Normal()``) need no ``lr`` or optimizer: ``steps`` is their most iterations
+    (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
     ``theta`` (n_params,) is the starting point (by default ``model.init(seed)`` broadcast from
     rank 0); ``state`` resumes a run instead; ``hooks`` receive stop votes and checkpoints
     (``mpitrain.run`` uses them); ``timeline`` records where the time goes. Afterwards
@@ -77,6 +81,10 @@ def fit(
         return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
                    **settings.options(loop, model.n_penalized))
     loop = as_loop(loop)
+    if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
+        from .solve import fit_solver
+
+        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline)
     if steps is None or lr is None:
         raise OptionError("fit needs steps and lr (or a Settings)")
     check_training(steps, lr, l2, seed)
@@ -126,7 +134,9 @@ def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_
         return ""
     itemsize = data.X.dtype.itemsize
     rows = data.n_local if batch_size is None else -(-batch_size * max(data.n_local, 1) // max(data.n_total, 1))
-    widths = getattr(model, "sizes", (model.n_features,))
+    widths = list(getattr(model, "sizes", (model.n_features,)))
+    if not isinstance(data.X, np.ndarray):
+        widths[0] = 0  # sparse CSR rows: batches are never dense copies of width n_features
     need = itemsize * (8 * model.n_params + 3 * rows * sum(widths))
     share = physical / max(ranks_on_node, 1)
     if need <= share:

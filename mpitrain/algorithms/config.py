@@ -223,21 +223,67 @@ class Gossip:
             raise OptionError(f"unknown graph {self.graph!r}; choose one of {', '.join(GRAPHS)}")
 
 
-Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip, ZeRO1]
+@dataclass(frozen=True)
+class LBFGS:
+    """Full-batch L-BFGS (``algorithms.lbfgs``) with ``history`` curvature pairs; it stops when the
+    largest gradient entry is at most ``tol`` (scikit-learn's meaning), ``steps`` being the most
+    iterations. It needs no learning rate."""
+
+    history: int = 10
+    tol: float = 1e-4
+    name = "lbfgs"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _positive_int("history", self.history)
+        _non_negative("tol", self.tol)
+
+
+@dataclass(frozen=True)
+class NewtonCG:
+    """Truncated Newton (``algorithms.newton_cg``) for the linear, logistic and softmax models: at most
+    ``max_inner`` conjugate-gradient products per step; stops as ``LBFGS`` does, at ``tol``."""
+
+    tol: float = 1e-4
+    max_inner: int = 200
+    name = "newton-cg"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _non_negative("tol", self.tol)
+        _positive_int("max_inner", self.max_inner)
+
+
+@dataclass(frozen=True)
+class Normal:
+    """The exact ridge solution of linear regression in one step (``algorithms.normal``); refuses a
+    d x d system larger than ``memory_limit`` bytes per rank."""
+
+    memory_limit: int = 2 << 30
+    name = "normal"
+    batch_size = None
+
+    def __post_init__(self) -> None:
+        _positive_int("memory_limit", self.memory_limit)
+
+
+SOLVERS = (LBFGS, NewtonCG, Normal)  # full-batch solvers: no learning rate, they stop when they converge
+Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip, ZeRO1, LBFGS, NewtonCG, Normal]
 LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
                           "post-local-sgd": PostLocalSGD, "slowmo": SlowMo, "hierarchical-sgd": HierarchicalSGD,
-                          "gossip": Gossip, "zero-1": ZeRO1}
+                          "gossip": Gossip, "zero-1": ZeRO1, "lbfgs": LBFGS, "newton-cg": NewtonCG, "normal": Normal}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
-    """``loop`` itself, or ``GD()`` for "gd"; OptionError for anything else."""
+    """``loop`` itself, or the default options of "gd", "lbfgs", "newton-cg" or "normal"; else OptionError."""
     if isinstance(loop, tuple(LOOPS.values())):
         return loop
-    if loop == "gd":
-        return GD()
+    if loop in ("gd", "lbfgs", "newton-cg", "normal"):
+        return LOOPS[loop]()
     if isinstance(loop, str) and loop in LOOPS:
         raise OptionError(f"{loop} needs options: pass {LOOPS[loop].__name__}(batch_size=...) instead of {loop!r}")
-    raise OptionError(f"loop must be GD(), SGD(..), LocalSGD(..) or OneShot(..) (or 'gd'), not {loop!r}")
+    raise OptionError("loop must be GD(), SGD(..), LocalSGD(..), OneShot(..), LBFGS(..), NewtonCG(..) or Normal() "
+                      f"(or 'gd', 'lbfgs', 'newton-cg', 'normal'), not {loop!r}")
 
 
 @dataclass(frozen=True)

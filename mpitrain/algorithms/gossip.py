@@ -76,7 +76,7 @@ class GossipAveraging(LocalAveraging):
         self.timeline.mark(REDUCE)
         self.pending[:] = 0
         return Outcome(bool(small[4] > 0), small[:3].copy(), 0.0, synced=False,
-                       extra={"neighbour_rms": float(np.sqrt(small[3] / self.comm.size))})
+                       record={"neighbour_rms": float(np.sqrt(small[3] / self.comm.size))})
 
     def mix(self, step: int) -> float:
         """theta <- the mean of theta and the neighbours' thetas; returns ||theta_before - theta_after||^2."""

@@ -132,7 +132,7 @@ class LocalAveraging:
         self.averaged(step)
         self.anchor[:] = theta
         return Outcome(bool(v["vote"] > 0), v["sums"].copy(), penalty(theta, self.l2, model.n_penalized),
-                       extra=drift)
+                       record=drift)
 
     def averaged(self, step: int) -> None:
         """Called after each averaging, with theta the mean and ``anchor`` still the previous one."""

@@ -40,15 +40,17 @@ class Outcome:
     stop : the ranks agreed to stop (their votes summed > 0); totals : (loss sum, metric sum,
     samples) over all ranks since the previous report, or None when this step reduced none;
     penalty : the L2 term to add to the logged mean loss; synced : the parameters are identical
-    on every rank (false between the averagings of local SGD); extra : more fields for the
-    metrics record of this report.
+    on every rank (false between the averagings of local SGD); done : the algorithm has finished
+    before ``steps`` (a solver that converged); record : more fields for this step's log record
+    (e.g. the replicas' drift at an averaging).
     """
 
     stop: bool
     totals: Optional[np.ndarray]
     penalty: float
     synced: bool = True
-    extra: Optional[dict] = None  # more numbers for this report's metrics record (e.g. the replicas' drift)
+    done: bool = False
+    record: Optional[dict] = None
 
 
 class Algorithm(Protocol):
@@ -89,8 +91,8 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
                         "epoch": (step + 1) / per_epoch,
                         "loss": loss,
                         "metric": model.metric(period[1], int(period[2])),
+                        **(outcome.record or {}),
                         "seconds": timeline.elapsed(),
-                        **(outcome.extra or {}),
                     })
                 _check_growth(first_loss, loss, step)
                 period[:] = 0
@@ -105,7 +107,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
             same = outcome.synced and snapshot.residual is None and not algorithm.per_rank_state
             hooks.save(snapshot, synced=same)
             timeline.mark(CHECKPOINT)
-        if result.stopped:
+        if result.stopped or outcome.done:
             break
     if not result.stopped:
         check_finite(algorithm.theta, steps - 1)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import optim
-from .config import (GD, LOOPS, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, OneShot, OptionError, PostLocalSGD,
-                     Reduce, SlowMo, ZeRO1, check_training)
+from .config import (GD, LBFGS, LOOPS, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal, OneShot,
+                     OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, check_training)
 
 
 @dataclass
@@ -25,7 +25,8 @@ class Settings:
     local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; accumulate
     (sgd), switch_step (post-local-sgd), sync_every_global (hierarchical-sgd), graph and
     consensus_every (gossip), slow_momentum and slow_lr (slowmo), max_drift and drift_action
-    (averaging algorithms): see the loop option of each algorithm.
+    (averaging algorithms): see the loop option of each algorithm; history, tol : see ``LBFGS``
+    (tol also ``NewtonCG``).
     """
 
     steps: int
@@ -59,6 +60,8 @@ class Settings:
     slow_lr: Optional[float] = None
     max_drift: Optional[float] = None
     drift_action: str = "warn"
+    history: int = 10
+    tol: float = 1e-4
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
@@ -78,6 +81,12 @@ class Settings:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
             return GD(self.deterministic)
+        if algorithm == "lbfgs":
+            return LBFGS(self.history, self.tol)
+        if algorithm == "newton-cg":
+            return NewtonCG(self.tol)
+        if algorithm == "normal":
+            return Normal()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
         if algorithm == "sgd":

@@ -68,7 +68,8 @@ class Batches:
         self.sampler = BatchSampler(data.start, data.n_local, share, seed)
         self.cuts = [share * i // parts for i in range(parts + 1)]
         rows = max(b - a for a, b in zip(self.cuts, self.cuts[1:]))
-        self.X = np.empty((rows, data.n_features), dtype=data.X.dtype)
+        self.sparse = not isinstance(data.X, np.ndarray)  # scipy.sparse CSR rows are taken by indexing
+        self.X = np.empty((0 if self.sparse else rows, data.n_features), dtype=data.X.dtype)
         self.y = np.empty(rows, dtype=data.y.dtype)
 
     @property
@@ -82,8 +83,10 @@ class Batches:
             return self.data.X, self.data.y
         idx = self.sampler.indices(step)
         # mode="clip": the sampler's indices are in range, and "raise" would buffer the copy
-        np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
         np.take(self.data.y, idx, axis=0, out=self.y, mode="clip")
+        if self.sparse:
+            return self.data.X[idx], self.y
+        np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
         return self.X, self.y
 
     def micro(self, step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

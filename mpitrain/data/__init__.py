@@ -46,7 +46,7 @@ CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 class Dataset:
     """One rank's rows of a data set.
 
-    X : ndarray of shape (n_local, n_features), float64
+    X : ndarray of shape (n_local, n_features), float64, or a scipy.sparse CSR matrix (LIBSVM)
     y : ndarray of shape (n_local,), float64 (or str for text labels, until ``encode_labels``),
         or None when the data has no labels
     start : global index of this rank's first row; n_total : rows over all ranks
@@ -141,7 +141,7 @@ def load(
     header: Optional[bool] = None,
     delimiter: Optional[str] = None,
     allow_missing: bool = False,
-    sparse: bool = False,
+    sparse: Optional[bool] = None,
 ) -> Dataset:
     """Collective: every rank opens SPEC and reads only its own block of rows.
 
@@ -150,7 +150,7 @@ def load(
     stays for ``impute`` to fill. Text labels become numbers when every label on every rank is
     one. Any failure on any rank raises the same JobError everywhere, naming the ranks.
     ``label_column``, ``header`` and ``delimiter``: see ``open_source``. A sparse source
-    (LIBSVM) gives X as a scipy.sparse CSR matrix with ``sparse``, and dense rows otherwise.
+    (LIBSVM) gives X as a scipy.sparse CSR matrix unless ``sparse`` is False (then dense rows).
     """
     from ..comm import as_comm
 
@@ -179,7 +179,7 @@ def load(
     if isinstance(source, LibsvmSource):
         with comm.together():
             X = source.width(X, comm)
-        if not sparse:
+        if sparse is False:
             X = X.toarray()
     comm.agree_int("features", source.n_features, spec)
     if n_features is not None and source.n_features != n_features:

@@ -84,6 +84,9 @@ def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.
     comm = _comm(comm)
     if train.n_total == 0:
         raise JobError("cannot standardise: the training data has no rows")
+    if not isinstance(train.X, np.ndarray):
+        raise JobError(f"cannot standardise the sparse rows of {train.spec}: centring would make them dense; "
+                       f"scale the features beforehand, or read them dense (sparse=False, --no-sparse)")
     mean = comm.Allreduce(train.X.sum(axis=0)) / train.n_total
     var = comm.Allreduce(np.square(train.X - mean).sum(axis=0)) / train.n_total
     std = np.sqrt(var)
@@ -101,7 +104,8 @@ def as_dtype(data: "Dataset", dtype: str) -> "Dataset":
     if dtype not in ("float64", "float32"):
         raise JobError(f"--dtype must be float64 or float32, not {dtype!r}")
     y = None if data.y is None else data.y.astype(dtype, copy=False)
-    return dataclasses.replace(data, X=np.ascontiguousarray(data.X, dtype=dtype), y=y)
+    X = np.ascontiguousarray(data.X, dtype=dtype) if isinstance(data.X, np.ndarray) else data.X.astype(dtype)
+    return dataclasses.replace(data, X=X, y=y)
 
 
 IMPUTE = ("mean", "median", "zero")
@@ -118,6 +122,8 @@ def impute(train: "Dataset", comm: "Comm", how: str, *others: "Dataset") -> np.n
     comm = _comm(comm)
     if how not in IMPUTE:
         raise JobError(f"impute must be one of {', '.join(IMPUTE)}, not {how!r}")
+    if not isinstance(train.X, np.ndarray):
+        raise JobError(f"{train.spec} has sparse rows, which have no missing cells to impute")
     present = ~np.isnan(train.X)
     counts = comm.Allreduce(present.sum(axis=0).astype(np.int64))
     if how == "zero":

@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import UsageError
+
 
 @dataclass
 class Schema:
@@ -32,7 +34,16 @@ class Schema:
     scale: Optional[np.ndarray] = None
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """New rows (n, d) as training saw them: missing cells filled, then standardised (a new array)."""
+        """New rows (n, d) as training saw them: missing cells filled, then standardised (a new array).
+
+        Sparse rows (scipy.sparse CSR) come back as they are: a model with a fill or a scaling was
+        trained on dense rows, and sparse ones are refused for it.
+        """
+        if not isinstance(X, np.ndarray):
+            if self.fill is not None or self.mean is not None:
+                raise UsageError("this model fills or standardises its inputs, which sparse rows cannot take; "
+                                 "read the rows dense (sparse=False, --no-sparse)")
+            return X
         X = np.array(X, dtype=np.float64)
         if self.fill is not None:
             missing = np.isnan(X)

@@ -21,6 +21,14 @@ def dense(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 Ready = Callable[[np.ndarray], None]
 
 
+def row_sums(r: np.ndarray, X, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """out = r @ X (= X^T r) for X dense (n, d) or scipy.sparse CSR, without densifying a sparse X."""
+    if isinstance(X, np.ndarray):
+        np.matmul(r, X, out=out)
+    else:
+        out[...] = X.T @ r
+
+
 def dense_backward(
     X: np.ndarray, W: np.ndarray, dZ: np.ndarray, gW: np.ndarray, gb: np.ndarray, input_grad: bool = True,
     ready: Optional[Ready] = None,
@@ -30,7 +38,10 @@ def dense_backward(
     The first layer passes ``input_grad=False`` and gets None: nothing needs dL/dX there.
     ``ready`` gets gW, then gb, as soon as each is written (the reduction can start then).
     """
-    np.matmul(X.T, dZ, out=gW)
+    if isinstance(X, np.ndarray):
+        np.matmul(X.T, dZ, out=gW)
+    else:  # scipy.sparse CSR rows: the product is dense, X stays sparse
+        gW[...] = X.T @ dZ
     if ready is not None:
         ready(gW)
     np.matmul(ones(dZ.shape[0], dZ.dtype), dZ, out=gb)  # column sums: 2-5x faster than dZ.sum(axis=0)

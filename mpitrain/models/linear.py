@@ -1,13 +1,13 @@
 """Linear regression with squared error: loss(x, y) = (x.w + b - y)^2 / 2."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..params import Layout
 from .base import Model, text_label_error
-from .layers import Ready
+from .layers import Ready, row_sums
 
 
 class LinearModel(Model):
@@ -35,12 +35,23 @@ class LinearModel(Model):
         r = X @ p["coef"] + p["intercept"] - y
         if grad is not None:
             g = self.layout.views(grad)
-            np.matmul(r, X, out=g["coef"])
+            row_sums(r, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
             g["intercept"][...] = r.sum()
         sq = float(r @ r)
         return 0.5 * sq, sq
+
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
+        """A function (v, out) writing H v = [X^T u, sum u], u = X v_coef + v_intercept, into out (n_params,)."""
+
+        def product(v: np.ndarray, out: np.ndarray) -> None:
+            u, o = self.layout.views(v), self.layout.views(out)
+            r = X @ u["coef"] + u["intercept"]
+            np.matmul(r, X, out=o["coef"])
+            o["intercept"][...] = r.sum()
+
+        return product
 
     def metric(self, metric_sum: float, n: int) -> float:
         """Root mean squared error from the summed squared errors of n rows."""

@@ -1,13 +1,13 @@
 """Binary logistic regression: loss(x, y) = log(1 + exp(z)) - y z with z = x.w + b, y in {0, 1}."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy, text_label_error
-from .layers import Ready
+from .layers import Ready, row_sums
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -48,12 +48,30 @@ class LogisticModel(Model):
         if grad is not None:
             g = self.layout.views(grad)
             r = sigmoid(z) - y
-            np.matmul(r, X, out=g["coef"])
+            row_sums(r, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
             g["intercept"][...] = r.sum()
         loss = float(np.sum(np.logaddexp(0.0, z) - y * z))
         return loss, float(np.count_nonzero((z > 0) == (y == 1)))
+
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
+        """A function (v, out) writing H v into out, both (n_params,), H the loss sum's Hessian at theta.
+
+        H v = [X^T r, sum r] with r = p (1 - p) (X v_coef + v_intercept): the weights p (1 - p)
+        are computed here once and shared by every product.
+        """
+        p = self.layout.views(theta)
+        prob = sigmoid(X @ p["coef"] + p["intercept"])
+        weight = prob * (1.0 - prob)
+
+        def product(v: np.ndarray, out: np.ndarray) -> None:
+            u, o = self.layout.views(v), self.layout.views(out)
+            r = weight * (X @ u["coef"] + u["intercept"])
+            np.matmul(r, X, out=o["coef"])
+            o["intercept"][...] = r.sum()
+
+        return product
 
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Probability of class 1, shape (n,)."""

@@ -1,13 +1,13 @@
 """Softmax (multinomial) regression: loss(x, y) = -log softmax(x W + b)[y], y in {0, ..., K-1}."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..params import Layout
 from .base import Model, accuracy
-from .layers import Ready, class_label_error, dense, dense_backward, softmax, softmax_cross_entropy
+from .layers import Ready, class_label_error, dense, dense_backward, ones, softmax, softmax_cross_entropy
 
 
 class SoftmaxModel(Model):
@@ -44,6 +44,23 @@ class SoftmaxModel(Model):
             dense_backward(X, p["coef"], dZ, g["coef"], g["intercept"], input_grad=False,
                            ready=ready)
         return loss, correct
+
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
+        """A function (v, out) writing H v into out, both (n_params,), H the loss sum's Hessian at theta.
+
+        With P = softmax(X W + b) (n, K), computed here once, and U = X V + v_b for the direction
+        V = v_coef (d, K): R = P * (U - rowsum(P * U)), and H v = [X^T R, column sums of R].
+        """
+        p = self.layout.views(theta)
+        P = softmax(dense(X, p["coef"], p["intercept"]))
+
+        def product(v: np.ndarray, out: np.ndarray) -> None:
+            u, o = self.layout.views(v), self.layout.views(out)
+            PU = P * dense(X, u["coef"], u["intercept"])
+            R = PU - P * (PU @ ones(P.shape[1], P.dtype))[:, None]
+            dense_backward(X, u["coef"], R, o["coef"], o["intercept"], input_grad=False)
+
+        return product
 
     def predict(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, K)."""

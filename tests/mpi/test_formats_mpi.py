@@ -57,7 +57,7 @@ def write(kind, folder, X, y):
         lines = [f"{int(label):+d} " + " ".join(f"{j + 1}:{v!r}" for j, v in enumerate(row) if v != 0)
                  for row, label in zip(X.tolist(), (2 * y - 1).tolist())]
         open(path + ".svm", "w").write("\n".join(lines) + "\n")
-        return path + ".svm", {}
+        return path + ".svm", {"sparse": False}
     if kind in ("parquet", "parquet-parts"):
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -125,3 +125,30 @@ def test_every_format_gives_the_same_rows_and_bitwise_the_same_model(comm, folde
     assert MPI.COMM_WORLD.allreduce(same, op=MPI.LAND)
     reference = train(comm, mt.Dataset(X[a:b].copy(), y[a:b].copy(), a, N, "memory", data.counts))
     assert MPI.COMM_WORLD.allreduce(np.array_equal(train(comm, data), reference), op=MPI.LAND)
+
+
+@pytest.mark.parametrize("model_name, algorithm", [("logistic", "gd"), ("logistic", "sgd"), ("softmax", "sgd"),
+                                                   ("linear", "gd"), ("mlp", "sgd")])
+def test_sparse_rows_train_the_model_of_their_dense_copy(comm, folder, model_name, algorithm):
+    pytest.importorskip("sklearn")
+    X, y = numbers()
+    X = X / np.abs(X).max(axis=0)  # columns of one scale, so that one learning rate suits every model
+    where = os.path.join(folder, f"sparse-{model_name}-{algorithm}")
+    spec = None
+    if comm.rank == 0:
+        os.mkdir(where)
+        spec, _ = write("libsvm", where, X, y)
+    spec = MPI.COMM_WORLD.bcast(spec, root=0)
+    sparse, dense = mt.load(spec, comm), mt.load(spec, comm, sparse=False)
+    assert MPI.COMM_WORLD.allreduce(not isinstance(sparse.X, np.ndarray) and isinstance(dense.X, np.ndarray),
+                                    op=MPI.LAND)
+    thetas = []
+    for data in (sparse, dense):
+        classes = mt.encode_labels(data, comm)
+        options = {"n_classes": classes.size} if model_name == "softmax" else ({"hidden": (5,), "n_classes": 2}
+                                                                              if model_name == "mlp" else {})
+        model = mt.create_model(model_name, data.n_features, **options)
+        batch = {"batch_size": 16} if algorithm == "sgd" else {}
+        thetas.append(mt.fit(model, data, comm, algorithm, mt.Settings(steps=30, lr=0.3, l2=1e-3, **batch)).theta)
+    close = np.allclose(thetas[0], thetas[1], rtol=1e-9, atol=1e-12) and np.isfinite(thetas[0]).all()
+    assert MPI.COMM_WORLD.allreduce(bool(close), op=MPI.LAND)

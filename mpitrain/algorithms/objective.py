@@ -1,0 +1,90 @@
+"""The regularised objective over all ranks' rows, one Allreduce per evaluation, for the solvers.
+
+objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized].
+
+Every rank sums its rows' loss, metric and gradient into one buffer
+[gradient sums (n_params,) | loss sum | metric sum | stop vote]; one Allreduce adds the buffers, and every
+rank then holds the same bits, so the solvers' arithmetic on them (line searches, curvature
+pairs, conjugate gradients) runs identically on every rank with no further communication.
+The solvers keep theta in float64; the model computes in the data's dtype.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+
+from ..data import Dataset
+from ..models import Model
+from ..timeline import COMPUTE, REDUCE, Timeline
+
+if TYPE_CHECKING:
+    from ..comm import Comm
+
+
+class Objective:
+    """Collective evaluations of the objective, its gradient and Hessian-vector products.
+
+    ``evaluations`` counts gradient evaluations and ``products`` Hessian-vector products (each
+    one Allreduce). ``vote`` gives this rank's stop vote (1.0 to stop) for each evaluation;
+    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes).
+    """
+
+    def __init__(self, model: Model, data: Dataset, comm: "Comm", l2: float = 0.0,
+                 timeline: Optional[Timeline] = None) -> None:
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, not {l2}")
+        if data.y is None:
+            raise ValueError("training needs labels y, and this data set has none")
+        self.model, self.data, self.comm, self.l2 = model, data, comm, l2
+        self.timeline = Timeline() if timeline is None else timeline
+        self.dtype = data.X.dtype
+        self.buf = np.empty(model.n_params + 3, dtype=self.dtype)
+        self.vote: Callable[[], float] = lambda: 0.0
+        self.sums = np.zeros(3)
+        self.evaluations = 0
+        self.products = 0
+
+    def penalty(self, theta: np.ndarray) -> float:
+        """(l2/2)||w||^2."""
+        w = theta[:self.model.n_penalized]
+        return 0.5 * self.l2 * float(w @ w)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """Collective: (objective, gradient (n_params,) float64, metric) at theta (n_params,)."""
+        n, k = self.model.n_params, self.model.n_penalized
+        grad = self.buf[:n]
+        loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad)
+        self.buf[n], self.buf[n + 1], self.buf[n + 2] = loss, metric, self.vote()
+        self.timeline.mark(COMPUTE)
+        self.comm.Allreduce(self.buf)
+        self.timeline.mark(REDUCE)
+        self.sums[:] = self.buf[n:]
+        self.evaluations += 1
+        total = self.data.n_total
+        gradient = self.buf[:n].astype(np.float64) / total
+        gradient[:k] += self.l2 * theta[:k]
+        objective = float(self.buf[n]) / total + self.penalty(theta)
+        return objective, gradient, self.model.metric(float(self.buf[n + 1]), total)
+
+    def curvature(self, theta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """Collective products with the objective's Hessian at theta: v (n_params,) -> H v (n_params,).
+
+        The model's ``hessian_product`` keeps what the products share (the rows' curvature
+        weights); each product is one Allreduce of n_params numbers.
+        """
+        n, k, total = self.model.n_params, self.model.n_penalized, self.data.n_total
+        local = self.model.hessian_product(theta.astype(self.dtype, copy=False), self.data.X)
+        out = self.buf[:n]
+
+        def product(v: np.ndarray) -> np.ndarray:
+            local(v.astype(self.dtype, copy=False), out)
+            self.timeline.mark(COMPUTE)
+            self.comm.Allreduce(out)
+            self.timeline.mark(REDUCE)
+            self.products += 1
+            hv = out.astype(np.float64) / total
+            hv[:k] += self.l2 * v[:k]
+            return hv
+
+        return product

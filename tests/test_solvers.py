@@ -1,0 +1,80 @@
+"""The solvers' serial parts against independent references: Hessian-vector products against
+finite differences of the gradient, the line search against the Wolfe conditions, conjugate
+gradients against numpy.linalg.solve. No MPI."""
+import numpy as np
+import pytest
+
+import mpitrain as mt
+from mpitrain.algorithms.linesearch import Point, strong_wolfe
+from mpitrain.algorithms.newton_cg import conjugate_gradient
+
+
+def labelled(kind: str, n: int = 50, d: int = 4, seed: int = 0):
+    """A model of ``kind`` and rows (X, y) with labels it accepts."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    if kind == "softmax":
+        return mt.create_model(kind, d, n_classes=3), X, rng.integers(0, 3, n).astype(float)
+    y = rng.integers(0, 2, n).astype(float) if kind == "logistic" else rng.normal(size=n)
+    return mt.create_model(kind, d), X, y
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic", "softmax"])
+def test_hessian_product_is_the_derivative_of_the_gradient(kind):
+    model, X, y = labelled(kind)
+    rng = np.random.default_rng(1)
+    theta, v = rng.normal(size=model.n_params), rng.normal(size=model.n_params)
+
+    def grad(t):
+        g = np.empty(model.n_params)
+        model.sums(t, X, y, g)
+        return g
+
+    h = 1e-5
+    expected = (grad(theta + h * v) - grad(theta - h * v)) / (2 * h)
+    out = np.empty(model.n_params)
+    model.hessian_product(theta, X)(v, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+
+
+def quartic(a: float):
+    """phi(a) = (a - 3)^4 - 2a and its derivative, a function with its minimum near a = 3.79."""
+    return (a - 3) ** 4 - 2 * a, 4 * (a - 3) ** 3 - 2, None
+
+
+@pytest.mark.parametrize("first", [1e-3, 1.0, 50.0])
+@pytest.mark.parametrize("c2", [0.9, 0.1])
+def test_line_search_returns_a_strong_wolfe_step(first, c2):
+    start = Point(0.0, *quartic(0.0))
+    outcome = strong_wolfe(quartic, start, first, c1=1e-4, c2=c2)
+    point = outcome.point
+    assert point is not None and 1 <= outcome.evaluations <= 20
+    assert point.value <= start.value + 1e-4 * point.step * start.slope
+    assert abs(point.slope) <= c2 * abs(start.slope)
+
+
+def test_line_search_steps_back_from_overflow_and_refuses_an_ascent_direction():
+    def steep(a):
+        return (np.inf, np.inf, None) if a > 2 else ((a - 1) ** 2, 2 * (a - 1), None)
+
+    outcome = strong_wolfe(steep, Point(0.0, *steep(0.0)), 100.0)
+    assert outcome.point is not None and abs(outcome.point.slope) <= 0.9 * 2
+    with pytest.raises(ValueError, match="descent direction"):
+        strong_wolfe(steep, Point(0.0, 1.0, 0.5), 1.0)
+
+
+def test_conjugate_gradient_solves_a_positive_definite_system():
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(6, 6))
+    H = A @ A.T + np.eye(6)
+    g = rng.normal(size=6)
+    p, used = conjugate_gradient(lambda v: H @ v, g, 1e-12, 50)
+    np.testing.assert_allclose(p, np.linalg.solve(H, -g), rtol=1e-9, atol=1e-10)
+    assert used <= 6 + 2
+
+
+def test_conjugate_gradient_stops_at_negative_curvature():
+    H = np.diag([-1.0, 2.0])
+    g = np.array([1.0, 0.0])
+    p, used = conjugate_gradient(lambda v: H @ v, g, 1e-12, 50)
+    assert used == 1 and np.array_equal(p, -g)
