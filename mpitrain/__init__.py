@@ -40,7 +40,7 @@ from .params import Layout  # noqa: E402
 from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "estimators", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout",
     "LinearModel", "LocalSGD", "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce",
     "Result", "Run", "SGD", "Settings", "SlowMo", "SoftmaxModel", "UsageError", "ZeRO1", "create_model", "evaluate",
     "fit", "load", "load_model", "n_classes", "optim", "predict", "register_model", "split", "standardize", "train",
@@ -55,9 +55,14 @@ __all__ += ["LBFGS", "NewtonCG", "Normal", "fit_lbfgs", "fit_newton_cg", "fit_no
 
 
 def __getattr__(name: str) -> Any:
-    """``Comm`` and ``world`` import mpi4py, which starts MPI: only when first asked for."""
+    """``Comm`` and ``world`` import mpi4py, which starts MPI, and ``estimators`` imports scikit-learn:
+    only when first asked for."""
     if name in ("Comm", "world"):
         from . import comm
 
         return getattr(comm, name)
+    if name == "estimators":  # scikit-learn-style estimators: needs the optional scikit-learn
+        import importlib
+
+        return importlib.import_module(".estimators", __name__)
     raise AttributeError(f"module 'mpitrain' has no attribute {name!r}")
