@@ -27,8 +27,8 @@ from ._version import __version__  # noqa: E402
 from typing import Any
 
 from . import optim  # noqa: E402
-from .algorithms import (ALGORITHMS, GD, SGD, LocalSGD, OneShot, OptionError, Reduce, Result,  # noqa: E402
-                         Settings, evaluate, fit)
+from .algorithms import (ALGORITHMS, GD, SGD, Gossip, HierarchicalSGD, LocalSGD, OneShot,  # noqa: E402
+                         OptionError, PostLocalSGD, Reduce, Result, Settings, SlowMo, ZeRO1, evaluate, fit)
 from .data import Dataset, Schema, as_dtype, encode_labels, impute, load, n_classes, split, standardize  # noqa: E402
 from .errors import JobError, UsageError  # noqa: E402
 from .inference import predict  # noqa: E402
@@ -40,10 +40,11 @@ from .params import Layout  # noqa: E402
 from .run import Run, train  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "estimators", "GD", "JobError", "Layout", "LinearModel", "LocalSGD",
-    "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "Reduce", "Result", "Run", "SGD", "Settings",
-    "SoftmaxModel", "UsageError", "create_model", "evaluate", "fit", "load", "load_model", "n_classes", "optim",
-    "predict", "register_model", "split", "standardize", "train", "world", "Schema", "encode_labels", "impute",
+    "ALGORITHMS", "as_dtype", "Comm", "Dataset", "estimators", "GD", "Gossip", "HierarchicalSGD", "JobError", "Layout",
+    "LinearModel", "LocalSGD", "LogisticModel", "MLP", "Model", "OneShot", "OptionError", "PostLocalSGD", "Reduce",
+    "Result", "Run", "SGD", "Settings", "SlowMo", "SoftmaxModel", "UsageError", "ZeRO1", "create_model", "evaluate",
+    "fit", "load", "load_model", "n_classes", "optim", "predict", "register_model", "split", "standardize", "train",
+    "world", "Schema", "encode_labels", "impute",
 ]
 
 # Full-batch solvers for convex models (issue 17): L-BFGS, Newton-CG and exact least squares.

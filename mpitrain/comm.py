@@ -161,6 +161,46 @@ class Comm:
         """Every rank's short ``text``, in rank order, on every rank."""
         return self._comm.allgather(text)  # small control object (strings), never arrays
 
+    def sum_shards(self, shards: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Sum every rank's rows of ``shards`` (shape (k, n), k may differ) into ``out`` (n,), in fixed point:
+        the bits depend only on the set of rows over all ranks (``collectives.sum_shards``)."""
+        self.busy = True
+        _reductions().sum_shards(shards, out, comm=self._comm)
+        self.busy = False
+        return out
+
+    def reduce_scatter(self, buf: np.ndarray, algorithm: str = "ring") -> np.ndarray:
+        """This rank's block (``collectives.block_counts``) of the sum of ``buf`` (shape (n,)) over ranks, a new array.
+
+        ``algorithm`` is "ring" (the first half of the ring allreduce: the same bits) or "native".
+        """
+        self.busy = True
+        mine = _reductions().reduce_scatter(buf, algorithm=algorithm, comm=self._comm)
+        self.busy = False
+        return mine
+
+    def Allgatherv(self, buf: np.ndarray, counts: list[int]) -> np.ndarray:
+        """Fill every rank's block of ``buf`` (shape (sum(counts),); rank r's at sum(counts[:r])) from its owner."""
+        displs = [sum(counts[:r]) for r in range(len(counts))]
+        self.busy = True
+        self._comm.Allgatherv(MPI.IN_PLACE, [buf, (list(counts), displs)])
+        self.busy = False
+        return buf
+
+    def node(self) -> "Comm":
+        """Collective: the ranks that share this rank's node (shared-memory domain), as a Comm of their own."""
+        base = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        node = Comm(base)
+        base.Free()
+        return node
+
+    def Sendrecv(self, send: np.ndarray, dest: int, recv: np.ndarray, source: int) -> np.ndarray:
+        """Send ``send`` to rank ``dest`` while receiving ``recv`` (same dtype) from rank ``source``; returns recv."""
+        self.busy = True
+        self._comm.Sendrecv(send, dest, 0, recv, source, 0)
+        self.busy = False
+        return recv
+
     def barrier(self) -> None:
         """Wait until every rank arrives."""
         self._comm.Barrier()

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
+from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
 from .data.labels import describe_classes, is_text
 from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
@@ -48,9 +49,10 @@ def add_train_flags(train: Any) -> None:
                             "for labels that are not integers; mlp when --hidden is given)")
     train.add_argument("--algorithm", choices=ALGORITHMS,
                        help="gd: full batch; sgd: mini-batch; local-sgd: average every --sync-every steps; "
-                            f"one-shot: average once at the end (default: gd for linear, logistic and softmax on up "
-                            f"to {GD_ROWS:,} rows, else sgd); lbfgs, newton-cg: full-batch solvers that stop at "
-                            "--tol (no --lr; --steps is their most iterations, default 100); normal: the exact "
+                            "one-shot: average once at the end; post-local-sgd, slowmo, hierarchical-sgd, gossip, "
+                            "zero-1: see 'More ways to aggregate' in the README (default: gd for linear, logistic and "
+                            f"softmax on up to {GD_ROWS:,} rows, else sgd); lbfgs, newton-cg: full-batch solvers that "
+                            "stop at --tol (no --lr; --steps is their most iterations, default 100); normal: the exact "
                             "ridge solution of --model linear in one pass")
     train.add_argument("--history", type=positive_int, metavar="M",
                        help="lbfgs: curvature pairs kept (default 10)")
@@ -73,7 +75,28 @@ def add_train_flags(train: Any) -> None:
     train.add_argument("--batch-size", type=positive_int, metavar="B",
                        help="global mini-batch in samples, split over ranks in proportion to their rows (sgd, "
                             f"local-sgd, one-shot; default {DEFAULT_BATCH})")
-    train.add_argument("--sync-every", type=positive_int, metavar="H", help="local steps between averages (local-sgd)")
+    train.add_argument("--sync-every", type=positive_int, metavar="H",
+                       help="local steps between averages (local-sgd, post-local-sgd, slowmo)")
+    more = train.add_argument_group("more ways to aggregate")
+    more.add_argument("--accumulate", type=positive_int, metavar="K",
+                      help="sgd: compute each batch as K micro-batches summed before the one reduction (less memory)")
+    more.add_argument("--sampling", choices=("local", "global"),
+                      help="sgd: global draws each batch from one order of all rows (the same at any rank count)")
+    more.add_argument("--deterministic", action="store_true",
+                      help="gd; sgd with --sampling global: exact row-by-row sums, bitwise at any rank count (slower)")
+    more.add_argument("--sync-every-global", type=positive_int, metavar="H2",
+                      help="hierarchical-sgd: steps between averages over all ranks (--sync-every: in a node)")
+    more.add_argument("--graph", choices=GRAPHS, help="gossip: whom each rank averages with every step (default ring)")
+    more.add_argument("--consensus-every", type=positive_int, metavar="N", help="gossip: steps between logs (10)")
+    more.add_argument("--switch-step", type=non_negative_int, metavar="K",
+                      help="post-local-sgd: synchronous sgd steps before switching to local sgd")
+    more.add_argument("--slow-momentum", type=non_negative_float, metavar="BETA",
+                      help="slowmo: outer momentum applied at each average (default 0.5; below 1)")
+    more.add_argument("--slow-lr", type=positive_float, metavar="ALPHA", help="slowmo: outer step size (default 1)")
+    more.add_argument("--max-drift", type=non_negative_float, metavar="D",
+                      help="averaging algorithms: act when the replicas' spread (drift_rms in the metrics) exceeds D")
+    more.add_argument("--drift-action", choices=DRIFT_ACTIONS,
+                      help="what --max-drift does: warn (default) or stop the run with an error")
     train.add_argument("--l2", type=non_negative_float, default=0.0,
                        help="weight of the penalty (l2/2)||w||^2 in the objective, for every optimizer (default 0; "
                             "biases unpenalised); adamw's --weight-decay instead shrinks the weights outside the "
@@ -185,10 +208,22 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.algorithm in SOLVER_NAMES and args.optimizer != "sgd":
         parser.error(f"--optimizer applies to gradient steps, not to --algorithm {args.algorithm}, which chooses "
                      "its own steps")
-    if args.algorithm == "local-sgd" and args.sync_every is None:
-        parser.error("--algorithm local-sgd needs --sync-every H (local steps between averages)")
+    averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
+    if averaging and args.sync_every is None:
+        parser.error(f"--algorithm {args.algorithm} needs --sync-every H (local steps between averages)")
+    if args.algorithm == "hierarchical-sgd" and args.sync_every_global is None:
+        parser.error("--algorithm hierarchical-sgd needs --sync-every-global H2 (steps between averages over all "
+                     "ranks)")
+    if args.algorithm == "post-local-sgd" and args.switch_step is None:
+        parser.error("--algorithm post-local-sgd needs --switch-step K (synchronous steps before local sgd)")
     only = [
-        (("sync_every", "local_state"), args.algorithm == "local-sgd", "--algorithm local-sgd"),
+        (("sync_every", "local_state", "max_drift", "drift_action"), averaging, "--algorithm local-sgd (or post-local-sgd, slowmo, hierarchical-sgd)"),
+        (("accumulate", "sampling"), args.algorithm == "sgd", "--algorithm sgd"),
+        (("deterministic",), args.algorithm in ("gd", "sgd"), "--algorithm gd or sgd"),
+        (("switch_step",), args.algorithm == "post-local-sgd", "--algorithm post-local-sgd"),
+        (("sync_every_global",), args.algorithm == "hierarchical-sgd", "--algorithm hierarchical-sgd"),
+        (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),
+        (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
         (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
         (("tol",), args.algorithm in ("lbfgs", "newton-cg"), "--algorithm lbfgs or newton-cg"),
         (("scale_lr", "clip_norm"), args.algorithm not in SOLVER_NAMES,

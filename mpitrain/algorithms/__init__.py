@@ -14,18 +14,26 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
-from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, LocalSGD, Loop, NewtonCG, Normal, OneShot,
-                     OptionError, Reduce, Settings, as_loop, check_training)
+from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop,
+                     NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop,
+                     check_training)
+from .settings import Settings
+from .global_sampling import Deterministic
+from .gossip import GossipAveraging
+from .hierarchical import Hierarchical
 from .local_sgd import LocalAveraging
+from .post_local import PostLocal
+from .slowmo import SlowMomentum
 from .sync import Synchronous
+from .zero import ShardedOptimizer
 
 if TYPE_CHECKING:
     from ..comm import Comm
 
 ALGORITHMS = tuple(LOOPS)
 
-__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings",
-           "OptionError", "Hooks", "State",
+__all__ = ["ALGORITHMS", "GD", "SGD", "LocalSGD", "OneShot", "PostLocalSGD", "SlowMo", "HierarchicalSGD", "Gossip",
+           "ZeRO1", "LBFGS", "NewtonCG", "Normal", "Reduce", "Settings", "OptionError", "Hooks", "State",
            "Result", "fit", "evaluate", "steps_per_epoch", "LOCAL_STATES"]
 
 
@@ -51,7 +59,9 @@ def fit(
     """Collective: train ``model`` on every rank's partition of ``data``; return the Result.
 
     ``comm`` is a ``Comm`` (``mt.world()``), an mpi4py intracommunicator or None (the world).
-    Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``LocalSGD(64, 4)``, ``OneShot(64)``),
+    Either typed options: ``loop`` (``GD()``, ``SGD(64)``, ``SGD(64, accumulate=4)``, ``LocalSGD(64, 4)``,
+    ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
+    ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
     ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The full-batch solvers (``LBFGS(..)``,
@@ -96,9 +106,14 @@ def fit(
         raise ValueError(f"theta has shape {state.theta.shape}; this model needs ({model.n_params},)")
     timeline = timeline or Timeline()
     if isinstance(loop, (GD, SGD)):
-        algorithm = Synchronous(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
+        kind = Deterministic if loop.deterministic else Synchronous
+        algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
+    elif isinstance(loop, ZeRO1):
+        algorithm = ShardedOptimizer(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, timeline)
     else:
-        algorithm = LocalAveraging(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
+        kinds = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum, HierarchicalSGD: Hierarchical, Gossip: GossipAveraging}
+        kind = kinds.get(type(loop), LocalAveraging)
+        algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
                        algorithm.batches.global_size, log, hooks or Hooks(), timeline)
     if not result.stopped and not comm.identical(result.theta):

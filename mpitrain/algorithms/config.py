@@ -6,7 +6,7 @@ A run is described by a loop (``GD()``, ``SGD(batch_size=64)``, ``LocalSGD(64, s
 callable ``step -> lr``). Each raises ``OptionError`` (a ``ValueError``) with the values and the
 fix when it is built wrong; the command line translates the names into its flags.
 
-``Settings`` is the same description as one flat record of plain values, as flags and
+``Settings`` (``settings.py``) is the same description as one flat record of plain values, as flags and
 configuration files give it; ``Settings.loop()``, ``.reduce()``, ``.optimizer(model)`` and
 ``.schedule()`` build the typed options from it.
 
@@ -22,9 +22,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from .. import optim
 
 LOCAL_STATES = ("keep", "average", "reset")
+DRIFT_ACTIONS = ("warn", "stop")
+SAMPLINGS = ("local", "global")
 COMPRESSIONS = ("fp16", "bf16")
 LR = Union[float, Callable[[int], float]]
 
@@ -45,21 +46,48 @@ def _non_negative(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class GD:
-    """Full-batch gradient descent: every step uses every row."""
+    """Full-batch gradient descent: every step uses every row.
 
+    ``deterministic``: sum row by row in fixed point, so the parameters are bitwise the same at
+    any number of ranks (slower: one model call per row).
+    """
+
+    deterministic: bool = False
     name = "gd"
     batch_size = None
 
 
 @dataclass(frozen=True)
 class SGD:
-    """Synchronous mini-batch SGD; ``batch_size`` is the global batch, split over ranks by their rows."""
+    """Synchronous mini-batch SGD; ``batch_size`` is the global batch, split over ranks by their rows.
+
+    ``accumulate`` K > 1 computes each rank's share in K micro-batches (about batch_size / K
+    rows in all), summing their gradients before the step's one reduction: the same step with
+    less memory for activations. ``sampling`` "global" draws each batch from one order of all N
+    rows, so the batches are the same at any number of ranks (each rank takes the rows it holds);
+    ``deterministic`` (with global sampling) also makes the sums exact, so the parameters are
+    bitwise the same at any number of ranks.
+    """
 
     batch_size: int
+    accumulate: int = 1
+    sampling: str = "local"
+    deterministic: bool = False
     name = "sgd"
 
     def __post_init__(self) -> None:
         _positive_int("batch_size", self.batch_size)
+        _positive_int("accumulate", self.accumulate)
+        if self.sampling not in SAMPLINGS:
+            raise OptionError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if self.deterministic and self.sampling != "global":
+            raise OptionError("deterministic needs sampling='global': with local sampling the batches themselves "
+                              "depend on the number of ranks")
+        if self.deterministic and self.accumulate > 1:
+            raise OptionError("deterministic computes the batch row by row already; drop accumulate")
+        if self.accumulate > self.batch_size:
+            raise OptionError(f"accumulate={self.accumulate} splits a batch of {self.batch_size} into more "
+                              "micro-batches than it has rows; use accumulate <= batch_size")
 
 
 @dataclass(frozen=True)
@@ -67,11 +95,16 @@ class LocalSGD:
     """``sync_every`` local SGD steps per rank, then parameters averaged with weights n_k/N.
 
     ``local_state``: at an averaging, keep each rank's optimizer state, average it, or reset it.
+    ``max_drift``: at an averaging, if the replicas' spread (the n_k/N-weighted root mean square
+    of ||theta_k - mean||, logged as ``drift_rms``) exceeds it, ``drift_action`` "warn" prints a
+    warning on rank 0 and "stop" ends the run with an error.
     """
 
     batch_size: int
     sync_every: int
     local_state: str = "keep"
+    max_drift: Optional[float] = None
+    drift_action: str = "warn"
     name = "local-sgd"
 
     def __post_init__(self) -> None:
@@ -79,6 +112,53 @@ class LocalSGD:
         _positive_int("sync_every", self.sync_every)
         if self.local_state not in LOCAL_STATES:
             raise OptionError(f"unknown local_state {self.local_state!r}; choose one of {', '.join(LOCAL_STATES)}")
+        _check_drift(self.max_drift, self.drift_action)
+
+
+def _check_drift(max_drift: Optional[float], action: str) -> None:
+    if max_drift is not None:
+        _non_negative("max_drift", max_drift)
+    if action not in DRIFT_ACTIONS:
+        raise OptionError(f"unknown drift_action {action!r}; choose one of {', '.join(DRIFT_ACTIONS)}")
+
+
+@dataclass(frozen=True)
+class PostLocalSGD(LocalSGD):
+    """Synchronous SGD for the first ``switch_step`` steps, then local SGD with period ``sync_every``
+    (Lin et al. 2020, "Don't use large mini-batches, use local SGD")."""
+
+    switch_step: Optional[int] = None
+    name = "post-local-sgd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.switch_step is None:
+            raise OptionError("post-local-sgd needs switch_step (synchronous steps before local SGD)")
+        if isinstance(self.switch_step, bool) or not isinstance(self.switch_step, int) or self.switch_step < 0:
+            raise OptionError(f"switch_step must be an integer >= 0, not {self.switch_step!r}")
+
+
+@dataclass(frozen=True)
+class SlowMo(LocalSGD):
+    """Local SGD whose averagings take an outer momentum step (Wang et al. 2020, "SlowMo").
+
+    At an averaging with step size lr: u = slow_momentum * u + (x0 - mean) / lr, then
+    theta = x0 - slow_lr * lr * u, where x0 is theta after the previous averaging. With
+    slow_momentum 0 and slow_lr 1 this is local SGD (to rounding).
+    """
+
+    slow_momentum: float = 0.5
+    slow_lr: float = 1.0
+    name = "slowmo"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("slow_momentum", self.slow_momentum)
+        if self.slow_momentum >= 1:
+            raise OptionError(f"slow_momentum must be below 1, not {self.slow_momentum!r}")
+        _non_negative("slow_lr", self.slow_lr)
+        if self.slow_lr == 0:
+            raise OptionError("slow_lr must be > 0, not 0")
 
 
 @dataclass(frozen=True)
@@ -91,6 +171,56 @@ class OneShot:
 
     def __post_init__(self) -> None:
         LocalSGD(self.batch_size, 1, self.local_state)
+
+
+@dataclass(frozen=True)
+class HierarchicalSGD(LocalSGD):
+    """Local SGD on two levels: models averaged inside each node (the ranks that share memory) every
+    ``sync_every`` steps, and over all ranks every ``sync_every_global`` steps."""
+
+    sync_every_global: Optional[int] = None
+    name = "hierarchical-sgd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sync_every_global is None:
+            raise OptionError("hierarchical-sgd needs sync_every_global (local steps between averages over all ranks)")
+        _positive_int("sync_every_global", self.sync_every_global)
+
+
+@dataclass(frozen=True)
+class ZeRO1:
+    """Synchronous SGD with the optimizer state sharded over ranks (ZeRO stage 1): reduce-scatter
+    the gradient, update this rank's block of parameters, allgather them."""
+
+    batch_size: int
+    name = "zero-1"
+
+    def __post_init__(self) -> None:
+        _positive_int("batch_size", self.batch_size)
+
+
+GRAPHS = ("ring", "exponential", "complete")
+
+
+@dataclass(frozen=True)
+class Gossip:
+    """Decentralized SGD: a local step, then a mean with the neighbours on ``graph`` (ring,
+    exponential or complete), every step; ``consensus_every`` steps between the small reductions
+    that log the loss and the neighbours' spread; one exact average at the end."""
+
+    batch_size: int
+    graph: str = "ring"
+    consensus_every: int = 10
+    local_state: str = "keep"
+    name = "gossip"
+    sync_every = 1  # it mixes every step
+
+    def __post_init__(self) -> None:
+        LocalSGD(self.batch_size, 1, self.local_state)
+        _positive_int("consensus_every", self.consensus_every)
+        if self.graph not in GRAPHS:
+            raise OptionError(f"unknown graph {self.graph!r}; choose one of {', '.join(GRAPHS)}")
 
 
 @dataclass(frozen=True)
@@ -138,9 +268,10 @@ class Normal:
 
 
 SOLVERS = (LBFGS, NewtonCG, Normal)  # full-batch solvers: no learning rate, they stop when they converge
-Loop = Union[GD, SGD, LocalSGD, OneShot, LBFGS, NewtonCG, Normal]
+Loop = Union[GD, SGD, LocalSGD, OneShot, PostLocalSGD, SlowMo, HierarchicalSGD, Gossip, ZeRO1, LBFGS, NewtonCG, Normal]
 LOOPS: dict[str, type] = {"gd": GD, "sgd": SGD, "local-sgd": LocalSGD, "one-shot": OneShot,
-                          "lbfgs": LBFGS, "newton-cg": NewtonCG, "normal": Normal}
+                          "post-local-sgd": PostLocalSGD, "slowmo": SlowMo, "hierarchical-sgd": HierarchicalSGD,
+                          "gossip": Gossip, "zero-1": ZeRO1, "lbfgs": LBFGS, "newton-cg": NewtonCG, "normal": Normal}
 
 
 def as_loop(loop: Union[Loop, str]) -> Loop:
@@ -185,7 +316,17 @@ class Reduce:
 
     def check(self, loop: Loop) -> None:
         """OptionError if this reduction does not apply to ``loop``."""
-        if isinstance(loop, (LocalSGD, OneShot)) and (self.compress or self.overlap):
+        if isinstance(loop, SGD) and loop.accumulate > 1 and self.overlap:
+            raise OptionError("overlap reduces during the one backward pass of a step; it cannot be combined with "
+                              f"accumulate={loop.accumulate} (drop one of them)")
+        if getattr(loop, "deterministic", False) and (self.compress or self.overlap):
+            raise OptionError("deterministic sums every row exactly in fixed point; it cannot be combined with "
+                              f"compress={self.compress!r} or overlap={self.overlap}")
+        if isinstance(loop, ZeRO1) and (self.compress or self.overlap or self.algorithm not in ("auto", "ring", "native")):
+            raise OptionError("zero-1 reduce-scatters with the ring (allreduce 'auto' or 'ring') or the MPI library "
+                              f"('native'), without compress or overlap; not allreduce={self.algorithm!r}, "
+                              f"compress={self.compress!r}, overlap={self.overlap}")
+        if isinstance(loop, (LocalSGD, OneShot, Gossip)) and (self.compress or self.overlap):
             what = "compress" if self.compress else "overlap"
             raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, "
                               "which averages parameters after local steps")
@@ -206,103 +347,3 @@ def check_training(steps: int, lr: LR, l2: float, seed: int) -> None:
     _non_negative("l2", l2)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise OptionError(f"seed must be an integer in [0, 2**63), not {seed!r}")
-
-
-@dataclass
-class Settings:
-    """A training run as one flat record of plain values (what flags and config files give).
-
-    steps : number of (local) steps; lr : peak step size; l2 : weight of (l2/2)||w||^2 (bias free);
-    batch_size : global mini-batch (None for full batch); sync_every : local steps between
-    averages (local SGD); seed : sampling seed (and the MLP's initialisation).
-
-    optimizer : sgd, momentum, nesterov, adam or adamw, with ``momentum``, ``betas``, ``eps`` and
-    ``weight_decay`` (adamw, weights only); clip_norm : clip the reduced gradient (the local
-    one in local SGD) to this global norm; schedule : constant, step (times ``decay_factor``
-    every ``decay_every`` steps) or cosine, after ``warmup_steps`` of linear warmup;
-    local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; history, tol :
-    see ``LBFGS`` (tol also ``NewtonCG``).
-    """
-
-    steps: int
-    lr: float
-    l2: float = 0.0
-    batch_size: Optional[int] = None
-    sync_every: Optional[int] = None
-    seed: int = 0
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    clip_norm: Optional[float] = None
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    decay_every: Optional[int] = None
-    decay_factor: float = 0.1
-    local_state: str = "keep"
-    allreduce: str = "auto"
-    compress: Optional[str] = None
-    overlap: bool = False
-    history: int = 10
-    tol: float = 1e-4
-
-    def __post_init__(self) -> None:
-        check_training(self.steps, self.lr, self.l2, self.seed)
-        if not (isinstance(self.decay_factor, (int, float)) and 0 < self.decay_factor <= 1):
-            raise OptionError(f"decay_factor must be in (0, 1] (the step schedule multiplies lr by it), "
-                              f"not {self.decay_factor!r}")
-        self.reduce()
-
-    def loop(self, algorithm: str) -> Loop:
-        """The loop options of ``algorithm`` (a name in ``LOOPS``) from these settings.
-
-        One Settings may serve several algorithms: each takes the fields it uses (gd ignores
-        batch_size; only local-sgd reads sync_every and local_state). OptionError if a field it
-        needs is missing.
-        """
-        if algorithm not in LOOPS:
-            raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
-        if algorithm == "gd":
-            return GD()
-        if algorithm == "lbfgs":
-            return LBFGS(self.history, self.tol)
-        if algorithm == "newton-cg":
-            return NewtonCG(self.tol)
-        if algorithm == "normal":
-            return Normal()
-        if self.batch_size is None:
-            raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
-        if algorithm == "sgd":
-            return SGD(self.batch_size)
-        if algorithm == "one-shot":
-            return OneShot(self.batch_size, self.local_state)
-        if self.sync_every is None:
-            raise OptionError("local-sgd needs sync_every (local steps between averages)")
-        return LocalSGD(self.batch_size, self.sync_every, self.local_state)
-
-    def options(self, algorithm: str, n_decayed: int) -> dict:
-        """The keyword options of ``fit`` and ``train`` that these settings describe for ``algorithm``."""
-        return {"loop": self.loop(algorithm), "steps": self.steps, "lr": self.lr_schedule(),
-                "optimizer": self.optimizer_rule(n_decayed), "l2": self.l2, "seed": self.seed,
-                "reduce": self.reduce()}
-
-    def reduce(self) -> Reduce:
-        """The reduction options."""
-        return Reduce(self.allreduce, self.compress, self.overlap)
-
-    def optimizer_rule(self, n_decayed: int) -> optim.GradientTransformation:
-        """The optimizer these settings name; weight decay acts on params[:n_decayed]."""
-        try:
-            return optim.create(self.optimizer, momentum=self.momentum, betas=self.betas, eps=self.eps,
-                                weight_decay=self.weight_decay, n_decayed=n_decayed, clip_norm=self.clip_norm)
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None
-
-    def lr_schedule(self) -> optim.Schedule:
-        """The learning rate of each step."""
-        try:
-            return optim.schedule(self.schedule, self.lr, self.steps, self.warmup_steps, self.decay_every,
-                                  self.decay_factor)
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None

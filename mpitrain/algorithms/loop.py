@@ -41,7 +41,8 @@ class Outcome:
     samples) over all ranks since the previous report, or None when this step reduced none;
     penalty : the L2 term to add to the logged mean loss; synced : the parameters are identical
     on every rank (false between the averagings of local SGD); done : the algorithm has finished
-    before ``steps`` (a solver that converged); record : more fields for this step's log record.
+    before ``steps`` (a solver that converged); record : more fields for this step's log record
+    (e.g. the replicas' drift at an averaging).
     """
 
     stop: bool

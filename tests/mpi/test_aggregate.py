@@ -1,0 +1,383 @@
+"""More ways to aggregate (gradient accumulation, post-local SGD, SlowMo, the replicas' drift),
+each against its defining identity or a serial NumPy reference, at any number of ranks.
+
+Partitions are uneven (9 + 17 k rows on rank k, or 1003 rows in blocks) and every assertion is
+on values every rank computes alike.
+"""
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import mpitrain as mt
+from mpitrain import optim
+from mpitrain.algorithms import Hooks, State
+from helpers import linear_gradient
+
+pytestmark = pytest.mark.mpi
+
+D = 3
+
+
+def same_bits_everywhere(theta: np.ndarray) -> bool:
+    """True if every rank holds exactly these bytes (checked with mpi4py, not mpitrain)."""
+    return len(set(MPI.COMM_WORLD.allgather(theta.tobytes()))) == 1
+
+
+def uneven(comm):
+    """This rank's block of a linear problem with 9 + 17 k rows on rank k; the counts, X and y."""
+    counts = 9 + 17 * np.arange(comm.size, dtype=np.int64)
+    rng = np.random.default_rng(77)
+    X = rng.normal(size=(int(counts.sum()), D))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.2 * rng.normal(size=len(X)) + np.linspace(-1, 1, len(X))
+    start = int(counts[: comm.rank].sum())
+    stop = start + int(counts[comm.rank])
+    return mt.Dataset(X[start:stop].copy(), y[start:stop].copy(), start, len(y), "uneven", counts), counts, X, y
+
+
+def serial_slowmo(counts, X, y, theta0, steps, lr, sync_every, beta, alpha):
+    """Full-batch local steps on every block, the n_k/N-weighted mean, then SlowMo's outer step.
+
+    Returns the final theta and, per averaging, the weighted RMS of ||theta_k - mean|| and the
+    largest ||theta_k - mean||.
+    """
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    w = counts / counts.sum()
+    thetas = [theta0.copy() for _ in parts]
+    x0, u, drifts = theta0.copy(), np.zeros_like(theta0), []
+    for t in range(steps):
+        thetas = [th - lr * linear_gradient(th, Xk, yk, 0.0) for th, (Xk, yk) in zip(thetas, parts)]
+        if (t + 1) % sync_every == 0 or t + 1 == steps:
+            mean = sum(wk * th for wk, th in zip(w, thetas))
+            dist = np.array([np.linalg.norm(th - mean) for th in thetas])
+            drifts.append((np.sqrt(w @ dist**2), dist.max()))
+            u = beta * u + (x0 - mean) / lr
+            x0 = x0 - alpha * lr * u
+            thetas = [x0.copy() for _ in parts]
+    return thetas[0], drifts
+
+
+# -- gradient accumulation -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("accumulate", [2, 7])
+def test_accumulation_equals_the_step_taken_at_once(comm, kind, accumulate):
+    # 1003 rows: no rank count from 2 to 5 divides it, so the blocks and the shares are uneven.
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    extra = {"hidden": (8,), "n_classes": 2} if kind == "mlp" else {}
+    model = mt.create_model(kind, data.n_features, **extra)
+    once = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.3, optimizer="adam", l2=0.01, seed=5)
+    parts = mt.fit(model, data, comm, mt.SGD(60, accumulate=accumulate), steps=25, lr=0.3, optimizer="adam",
+                   l2=0.01, seed=5)
+    # Only the order of the additions differs: rounding, amplified a little by 25 Adam steps.
+    np.testing.assert_allclose(parts.theta, once.theta, rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(parts.theta)
+
+
+def test_accumulation_refuses_what_cannot_apply():
+    with pytest.raises(mt.OptionError, match="accumulate=9 splits a batch of 8"):
+        mt.SGD(8, accumulate=9)
+    with pytest.raises(mt.OptionError, match="overlap"):
+        mt.Reduce(overlap=True).check(mt.SGD(8, accumulate=2))
+
+
+# -- post-local SGD --------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_post_local_with_the_switch_after_the_last_step_is_sgd(comm, optimizer):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    sgd = mt.fit(model, data, comm, mt.SGD(60), steps=20, lr=0.3, optimizer=optimizer, seed=2)
+    post = mt.fit(model, data, comm, mt.PostLocalSGD(60, 4, switch_step=20), steps=20, lr=0.3,
+                  optimizer=optimizer, seed=2)
+    assert np.array_equal(post.theta, sgd.theta)
+
+
+def test_post_local_is_sgd_then_local_sgd_from_where_sgd_left(comm):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    post = mt.fit(model, data, comm, mt.PostLocalSGD(60, 4, switch_step=9), steps=30, lr=0.3, seed=2)
+    first = mt.fit(model, data, comm, mt.SGD(60), steps=9, lr=0.3, seed=2)
+    rest = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.3, seed=2, state=State(9, first.theta))
+    assert np.array_equal(post.theta, rest.theta)
+    zero = mt.fit(model, data, comm, mt.PostLocalSGD(60, 4, switch_step=0), steps=30, lr=0.3, seed=2)
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.3, seed=2)
+    assert np.array_equal(zero.theta, local.theta)
+
+
+# -- SlowMo ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_slowmo_without_momentum_and_unit_slow_lr_is_local_sgd(comm, optimizer):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.3, optimizer=optimizer)
+    slow = mt.fit(model, data, comm, mt.SlowMo(60, 4, slow_momentum=0.0, slow_lr=1.0), steps=30, lr=0.3,
+                  optimizer=optimizer)
+    # theta = x0 - lr * ((x0 - mean) / lr): the mean to two roundings per averaging.
+    np.testing.assert_allclose(slow.theta, local.theta, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("beta, alpha", [(0.5, 1.0), (0.7, 0.6)])
+def test_slowmo_and_drift_follow_the_serial_reference(comm, beta, alpha):
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    logs = []
+    # batch = all rows: every rank's share is its whole block, so local steps are full-batch.
+    result = mt.fit(model, data, comm, mt.SlowMo(int(counts.sum()), 3, slow_momentum=beta, slow_lr=alpha),
+                    steps=13, lr=0.05, theta=theta0, log=logs.append)
+    expected, drifts = serial_slowmo(counts, X, y, theta0, 13, 0.05, 3, beta, alpha)
+    np.testing.assert_allclose(result.theta, expected, rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+    if comm.rank == 0:
+        assert len(logs) == len(drifts) == 5
+        np.testing.assert_allclose([r["drift_rms"] for r in logs], [d[0] for d in drifts], rtol=1e-7, atol=1e-12)
+        assert logs[0]["drift_max_prev"] is None
+        np.testing.assert_allclose([r["drift_max_prev"] for r in logs[1:]], [d[1] for d in drifts[:-1]],
+                                   rtol=1e-10, atol=1e-14)
+
+
+def test_drift_past_max_drift_warns_or_stops(comm):
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    _, drifts = serial_slowmo(counts, X, y, np.zeros(D + 1), 6, 0.05, 3, 0.0, 1.0)
+    bound = 0.5 * drifts[0][0]  # the first averaging's spread is twice the bound
+    loop = mt.LocalSGD(int(counts.sum()), 3, max_drift=bound, drift_action="stop")
+    if comm.size == 1:  # one replica never drifts
+        assert drifts[0][0] == 0
+        return
+    with pytest.raises(mt.JobError, match="drift_rms .* exceeds max_drift"):
+        mt.fit(model, data, comm, loop, steps=6, lr=0.05, theta=np.zeros(D + 1))
+    warn = mt.LocalSGD(int(counts.sum()), 3, max_drift=bound)
+    if comm.rank == 0:
+        with pytest.warns(RuntimeWarning, match="exceeds max_drift"):
+            mt.fit(model, data, comm, warn, steps=6, lr=0.05, theta=np.zeros(D + 1))
+    else:
+        mt.fit(model, data, comm, warn, steps=6, lr=0.05, theta=np.zeros(D + 1))
+
+
+# -- stopping and resuming -------------------------------------------------------------------------
+SPREAD = ("seconds", "drift_max_prev", "drift_rms")  # timings, and spreads that start afresh on resuming
+
+
+class StopAt(Hooks):
+    """Votes to stop after ``step`` steps and keeps the snapshot, as a checkpoint file would."""
+
+    listens = True
+
+    def __init__(self, step: int) -> None:
+        self.at, self.step, self.saved = step, 0, None
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
+
+    def stop_vote(self) -> float:
+        return 1.0 if self.step + 1 == self.at else 0.0
+
+    def save(self, state: State, synced: bool) -> None:
+        self.saved = State(state.step, state.theta.copy(), state.period.copy(), optim.flatten(state.opt_state))
+
+
+@pytest.mark.parametrize("loop", [mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
+                                  mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
+                                  mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
+                                  mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60),
+                                  mt.SGD(60, sampling="global", deterministic=True)],
+                         ids=lambda loop: loop.name)
+@pytest.mark.parametrize("stop", [10, 12])
+def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, stop):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    whole_logs, part_logs = [], []
+    whole = mt.fit(model, data, comm, loop, steps=30, lr=0.2, optimizer="adam", log=whole_logs.append)
+    hooks = StopAt(stop)
+    first = mt.fit(model, data, comm, loop, steps=30, lr=0.2, optimizer="adam", hooks=hooks, log=part_logs.append)
+    assert first.stopped and hooks.saved.step == stop
+    rest = mt.fit(model, data, comm, loop, steps=30, lr=0.2, optimizer="adam", state=hooks.saved,
+                  log=part_logs.append)
+    assert np.array_equal(rest.theta, whole.theta)
+    strip = [{k: v for k, v in r.items() if k not in SPREAD} for r in whole_logs]
+    assert [{k: v for k, v in r.items() if k not in SPREAD} for r in part_logs] == strip
+
+
+# -- hierarchical local SGD ------------------------------------------------------------------------
+def node_of_every_rank() -> np.ndarray:
+    """The lowest world rank on each rank's node, shape (size,), found with mpi4py alone."""
+    node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+    lowest = min(node.allgather(MPI.COMM_WORLD.Get_rank()))
+    node.Free()
+    return np.array(MPI.COMM_WORLD.allgather(lowest))
+
+
+def serial_hierarchical(counts, nodes, X, y, theta0, steps, lr, every, every_global):
+    """Full-batch local steps on every block; n_k/N_node means inside nodes, n_k/N means over all."""
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    thetas = [theta0.copy() for _ in parts]
+    for t in range(steps):
+        thetas = [th - lr * linear_gradient(th, Xk, yk, 0.0) for th, (Xk, yk) in zip(thetas, parts)]
+        if (t + 1) % every_global == 0 or t + 1 == steps:
+            mean = sum(c / counts.sum() * th for c, th in zip(counts, thetas))
+            thetas = [mean.copy() for _ in parts]
+        elif (t + 1) % every == 0:
+            for node in set(nodes):
+                members = np.flatnonzero(nodes == node)
+                mean = sum(counts[k] / counts[members].sum() * thetas[k] for k in members)
+                for k in members:
+                    thetas[k] = mean.copy()
+    return thetas[0]
+
+
+def test_hierarchical_follows_the_serial_reference_on_the_nodes_mpi_reports(comm):
+    # Run with MPIR_CVAR_NUM_CLIQUES=2 (the Makefile does, at 4 ranks) for two fake nodes.
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    loop = mt.HierarchicalSGD(int(counts.sum()), 2, sync_every_global=6)
+    result = mt.fit(model, data, comm, loop, steps=17, lr=0.05, theta=theta0)
+    expected = serial_hierarchical(counts, node_of_every_rank(), X, y, theta0, 17, 0.05, 2, 6)
+    np.testing.assert_allclose(result.theta, expected, rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+
+
+def test_hierarchical_on_one_node_is_local_sgd(comm):
+    if len(set(node_of_every_rank())) != 1:
+        pytest.skip("the ranks span more than one node")
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    ordered = mt.Reduce("ordered")  # rank-ordered sums: the bits do not depend on the buffer's length
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 3), steps=25, lr=0.3, optimizer="momentum", reduce=ordered)
+    two = mt.fit(model, data, comm, mt.HierarchicalSGD(60, 3, sync_every_global=9), steps=25, lr=0.3,
+                 optimizer="momentum", reduce=ordered)
+    assert np.array_equal(two.theta, local.theta)
+
+
+# -- gossip ----------------------------------------------------------------------------------------
+def serial_gossip(counts, X, y, theta0, steps, lr, graph):
+    """Full-batch local steps on every block, then each rank's mean with its graph neighbours;
+    the uniform mean of all ranks at the last step."""
+    p = len(counts)
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    thetas = [theta0.copy() for _ in parts]
+    for t in range(steps):
+        thetas = [th if len(yk) == 0 else th - lr * linear_gradient(th, Xk, yk, 0.0)
+                  for th, (Xk, yk) in zip(thetas, parts)]
+        if t + 1 == steps:
+            return sum(thetas) / p
+        if p == 1:
+            continue
+        if graph == "ring":
+            near = [{(k - 1) % p, (k + 1) % p} for k in range(p)]
+        else:  # one peer, 2^(t mod ceil(log2 p)) ranks back
+            hop = 2 ** (t % int(np.ceil(np.log2(p))))
+            near = [{(k - hop) % p} for k in range(p)]
+        thetas = [(thetas[k] + sum(thetas[j] for j in near[k])) / (len(near[k]) + 1) for k in range(p)]
+
+
+@pytest.mark.parametrize("graph", ["ring", "exponential"])
+def test_gossip_follows_the_serial_reference(comm, graph):
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    logs = []
+    result = mt.fit(model, data, comm, mt.Gossip(int(counts.sum()), graph, consensus_every=4), steps=13, lr=0.05,
+                    theta=theta0, log=logs.append)
+    np.testing.assert_allclose(result.theta, serial_gossip(counts, X, y, theta0, 13, 0.05, graph),
+                               rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+    if comm.rank == 0:
+        assert [r["step"] for r in logs] == [4, 8, 12, 13]
+        assert all(r["neighbour_rms"] >= 0 for r in logs[:3]) and "drift_rms" in logs[3]
+
+
+def test_gossip_on_the_complete_graph_is_averaging(comm):
+    # 1200 rows and a batch of 60: equal blocks and shares at 1 to 5 ranks, so n_k/N = 1/p.
+    data = mt.load("synthetic:classification,n=1200,d=5,seed=1", comm)
+    model = mt.create_model("logistic", data.n_features)
+    local_logs, logs = [], []
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 1), steps=20, lr=0.3, optimizer="momentum",
+                   log=local_logs.append)
+    gossip = mt.fit(model, data, comm, mt.Gossip(60, "complete", consensus_every=5), steps=20, lr=0.3,
+                    optimizer="momentum", log=logs.append)
+    # sum_k theta_k / p in rank order against sum_k (n_k/N) theta_k by the allreduce: rounding only
+    np.testing.assert_allclose(gossip.theta, local.theta, rtol=1e-12, atol=1e-14)
+    if comm.rank == 0:  # every rank's neighbourhood is all ranks: its spread is the replicas' drift
+        np.testing.assert_allclose([r["neighbour_rms"] for r in logs[:-1]],
+                                   [local_logs[s - 1]["drift_rms"] for s in (5, 10, 15)], rtol=1e-6, atol=1e-12)
+
+
+# -- ZeRO-1 ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_zero1_equals_sgd_with_the_ring_bitwise_and_keeps_a_pth_of_the_state(comm, kind, optimizer):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    extra = {"hidden": (8,), "n_classes": 2} if kind == "mlp" else {}
+    model = mt.create_model(kind, data.n_features, **extra)
+    sgd = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
+                 reduce=mt.Reduce("ring"))
+    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01)
+    assert np.array_equal(zero.theta, sgd.theta)
+    assert same_bits_everywhere(zero.theta)
+    # This rank's block of the n + 3 step numbers: ceil or floor of (n + 3) / p, less the 3 scalars at most.
+    whole = optim.flatten(sgd.opt_state, counts=False).size
+    mine = optim.flatten(zero.opt_state, counts=False).size
+    per_param = whole // model.n_params  # 0 (sgd), 1 (momentum) or 2 (adam) arrays
+    assert mine <= per_param * -(-(model.n_params + 3) // comm.size)
+    assert MPI.COMM_WORLD.allreduce(mine) == whole
+
+
+def test_zero1_refuses_optimizers_that_do_not_act_per_parameter(comm):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    for rule in (optim.create("adam", clip_norm=1.0), optim.create("adamw", weight_decay=0.1, n_decayed=6)):
+        if comm.size == 1:  # one block is all the parameters: nothing to refuse
+            mt.fit(model, data, comm, mt.ZeRO1(60), steps=2, lr=0.1, optimizer=rule)
+            continue
+        with pytest.raises(mt.JobError, match="must act on each parameter alone"):
+            mt.fit(model, data, comm, mt.ZeRO1(60), steps=2, lr=0.1, optimizer=rule)
+
+
+# -- world-size-invariant sampling -----------------------------------------------------------------
+SPEC = "synthetic:classification,n=1003,d=6,seed=3"
+
+
+def model_of(kind):
+    extra = {"mlp": {"hidden": (8,), "n_classes": 3}, "softmax": {"n_classes": 3}}.get(kind, {})
+    return mt.create_model(kind, 6, **extra)
+
+
+@pytest.mark.parametrize("loop", [mt.GD(deterministic=True), mt.SGD(60, sampling="global", deterministic=True)],
+                         ids=["gd", "sgd"])
+@pytest.mark.parametrize("kind, optimizer", [("linear", "adam"), ("logistic", "sgd"), ("logistic", "momentum"),
+                                             ("logistic", "nesterov"), ("logistic", "adamw"), ("softmax", "adam"),
+                                             ("mlp", "adam")])
+def test_deterministic_parameters_are_bitwise_those_of_one_rank(comm, loop, kind, optimizer):
+    spec = SPEC if kind != "linear" else SPEC.replace("classification", "regression")
+    if kind in ("softmax", "mlp"):
+        spec = spec.replace("classification", "classification,classes=3")
+    data = mt.load(spec, comm)
+    options = {"steps": 8, "lr": 0.05, "optimizer": optimizer, "l2": 0.01, "seed": 4}
+    result = mt.fit(model_of(kind), data, comm, loop, **options)
+    solo = mt.Comm(MPI.COMM_SELF)
+    reference = mt.fit(model_of(kind), mt.load(spec, solo), solo, loop, **options)
+    assert np.array_equal(result.theta, reference.theta)
+
+
+def test_global_sampling_takes_the_same_rows_at_any_rank_count(comm):
+    from mpitrain.algorithms.sync import GlobalBatches
+    from mpitrain.data.sampler import epoch_order
+
+    data = mt.load(SPEC, comm)
+    batches = GlobalBatches(data, 97, seed=5)
+    n = data.n_total
+    for step in (0, 3, 10, 11):  # 97 * 11 > 1003: step 10 crosses into the second epoch
+        mine = np.sort(batches.rows(step) + data.start)
+        everyone = np.sort(np.concatenate(MPI.COMM_WORLD.allgather(mine)))
+        stream = np.concatenate([epoch_order(5, 0, 0, n), epoch_order(5, 1, 0, n)])
+        assert np.array_equal(everyone, np.sort(stream[97 * step : 97 * (step + 1)]))
+    data = mt.load(SPEC, comm)
+    model = model_of("logistic")
+    options = {"steps": 20, "lr": 0.1, "optimizer": "adam", "seed": 5}
+    result = mt.fit(model, data, comm, mt.SGD(97, sampling="global"), **options)
+    solo = mt.Comm(MPI.COMM_SELF)
+    reference = mt.fit(model, mt.load(SPEC, solo), solo, mt.SGD(97, sampling="global"), **options)
+    np.testing.assert_allclose(result.theta, reference.theta, rtol=1e-12, atol=1e-14)  # rounding of the allreduce
