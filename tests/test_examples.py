@@ -59,6 +59,7 @@ def test_the_equivalence_harness_passes_equal_runs_and_catches_a_world_size_depe
             "except AssertionError as exc:\n    print('caught:', str(exc).splitlines()[0])\n"
             "else:\n    print('missed')\n").format(folder=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **ENV, "PYTHONPATH": str(tmp_path)}, cwd=str(tmp_path))
+                          env={**os.environ, **ENV, "PYTHONPATH": str(tmp_path), "MPIEXEC": " ".join(mpiexec())},
+                          cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "caught: user_training:per_rank_mean: result at 3 ranks differs" in done.stdout

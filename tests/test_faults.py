@@ -66,7 +66,7 @@ def test_watchdog_ends_a_hung_job_and_tells_who_never_arrived(tmp_path):
 def test_data_missing_on_one_rank_gives_one_message(tmp_path):
     done = run(*SGD, "--steps", "10", "--out", str(tmp_path), ranks=3, fault=["missing-data", "2", "0"], timeout=30)
     assert done.returncode == 2
-    assert done.stderr.count("rank 2: data file '/nonexistent/rank-data.csv' does not exist") == 1
+    assert done.stderr.count("rank 2: data '/nonexistent/rank-data.csv' does not exist") == 1
     assert "Traceback" not in done.stderr
 
 

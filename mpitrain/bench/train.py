@@ -80,7 +80,10 @@ def mpiexec() -> list[str]:
     found = os.environ.get("MPIEXEC") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
     if not found:
         raise SystemExit("no mpiexec found: set MPIEXEC or install the mpich wheel")
-    return found.split()
+    words = found.split()
+    if os.sep in words[0]:  # a relative path (the Makefile's .venv/bin/mpiexec) must work from any folder
+        words[0] = os.path.abspath(words[0])
+    return words
 
 
 def job(impl: str, workload: str, ranks: int, steps: int, warmup: int, spec: str, threads: str = "1",
