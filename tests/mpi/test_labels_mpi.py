@@ -1,7 +1,6 @@
 """Labels over MPI: classes found together, gapped/-1,+1/text labels, files without a header or
 with pandas' index, and a model file whose schema Python applies as the command line does."""
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import mpitrain as mt
 from mpitrain.data import block_bounds
 from mpitrain.data.labels import find_classes, numbers_if_all_ranks_can
 from mpitrain.outputs import write_npz
+from test_data_mpi import on_rank0, shared_dir  # noqa: F401 - a fixture and a helper shared with the data tests
 
 pytestmark = pytest.mark.mpi
 
@@ -18,21 +18,6 @@ pytestmark = pytest.mark.mpi
 def everywhere(flag: bool) -> bool:
     """True on every rank if ``flag`` is true on every rank."""
     return MPI.COMM_WORLD.allreduce(bool(flag), op=MPI.LAND)
-
-
-@pytest.fixture
-def shared_dir():
-    """A temporary directory made by rank 0 and known to every rank."""
-    path = tempfile.mkdtemp() if MPI.COMM_WORLD.rank == 0 else None
-    path = MPI.COMM_WORLD.bcast(path, root=0)
-    yield path
-    MPI.COMM_WORLD.Barrier()
-
-
-def on_rank0(fn):
-    if MPI.COMM_WORLD.rank == 0:
-        fn()
-    MPI.COMM_WORLD.Barrier()
 
 
 def test_classes_are_the_sorted_labels_of_all_ranks(comm):
