@@ -17,7 +17,7 @@ LAYERS = [
     {"optim", "data"},
     {"comm", "agree", "models", "outputs"},
     {"collectives"},
-    {"algorithms", "checkpoint", "rundir", "guard", "phases", "inference", "selection"},
+    {"algorithms", "checkpoint", "rundir", "guard", "phases", "inference", "metrics", "selection"},
     {"supervisor"},
     {"run"},
 ]
