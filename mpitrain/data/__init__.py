@@ -153,11 +153,19 @@ def load(
     comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     with comm.together():
         source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
-        local_count = source.scan(comm.rank, comm.size) if isinstance(source, ByteRanges) else 0
+    # Ranks that see different files (inconsistent copies, a file still being written) are named
+    # here, before the byte-range scan, whose line counts would not fit together.
+    comm.agree_int("features", source.n_features, spec)
     byte_range = None
     if isinstance(source, ByteRanges):
+        comm.agree_int("size in bytes", source.file_end, spec)
+        with comm.together():
+            local_count = source.scan(comm.rank, comm.size)
         counts = comm.allgather_int(local_count)
         table = comm.Allreduce(source.locate(counts, comm.rank), "max")
+        if (table < 0).any() or (np.diff(table) < 0).any():  # the same table on every rank
+            raise JobError(f"the ranks found lines of {spec} that do not fit together; every rank must see "
+                           f"the same file (is it being written, or are the copies different?)")
         byte_range = int(table[comm.rank]), int(table[comm.rank + 1])
     if isinstance(source, PartsSource):
         source.count(comm)
