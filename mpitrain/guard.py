@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Callable, Mapping, Optional
 
+from . import _mpi
 from ._startup import COMMAND_SIGNALS, launched_as_command
 
 EXIT_WATCHDOG = 4
@@ -101,6 +102,7 @@ class SignalGuard:
     def install(self) -> "SignalGuard":
         """Catch the command's signals in this process (main thread, before other threads start)."""
         self.catch()
+        _mpi.after_init.append(self.catch)  # MPI's initialisation replaces SIGUSR1's handler with its own
         signal.pthread_sigmask(signal.SIG_BLOCK, COMMAND_SIGNALS)
         threading.Thread(target=self._wait, name="mpitrain-signals", daemon=True).start()
         return self
