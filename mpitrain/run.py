@@ -24,7 +24,6 @@ from .algorithms.config import LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, Opt
 from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
-from .errors import UsageError
 from .guard import blas_threads
 from .models import Model
 from .outputs import MetricsLog, write_json, write_npz
