@@ -189,6 +189,9 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if test is not None else ""
     test_part += "".join(f", test {name} {value:.4f}" for name, value in summary.get("test_metrics", {}).items()
                          if name != model.metric_name)
+    if args.algorithm in ("gd", "sgd") and "converged" in summary:
+        test_part += (f"; converged (--tol {args.tol:g}) after {summary['steps_run']} steps" if summary["converged"]
+                      else f"; not converged (--tol {args.tol:g}) in {summary['steps_run']} steps")
     if summary.get("ended_early"):
         best = summary["validation"]
         test_part += (f"; early stopping after step {done.result.steps}: the best {best['monitor']} "

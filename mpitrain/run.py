@@ -226,6 +226,8 @@ def train(
             "phases": phases,
             **(describe or {}),
         }
+        if result.converged is not None:  # a tol test ran (gd, sgd with tol; the solvers)
+            summary["converged"], summary["steps_run"] = result.converged, result.steps
         if validation is not None:
             summary["validation"] = validation.summary()
             summary["ended_early"] = result.ended_early
