@@ -19,6 +19,8 @@ import time
 import traceback
 from typing import Callable, Mapping, Optional
 
+from . import _mpi
+
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -98,6 +100,7 @@ class SignalGuard:
     def install(self) -> "SignalGuard":
         """Catch the command's signals in this process (main thread, before other threads start)."""
         self.catch()
+        _mpi.after_init.append(self.catch)  # MPI's initialisation replaces SIGUSR1's handler with its own
         signal.pthread_sigmask(signal.SIG_BLOCK, COMMAND_SIGNALS)
         threading.Thread(target=self._wait, name="mpitrain-signals", daemon=True).start()
         return self

@@ -12,10 +12,11 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from . import metrics as scores
 from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
@@ -23,7 +24,6 @@ from .algorithms.config import LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, Opt
 from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
-from .errors import UsageError
 from .guard import blas_threads
 from .models import Model
 from .outputs import MetricsLog, write_json, write_npz
@@ -81,6 +81,7 @@ def train(
     on_log: Optional[Callable[[dict], None]] = None,
     on_note: Optional[Callable[[str], None]] = None,
     validation: Optional[Validation] = None,
+    metrics: Sequence[str] = (),
     model_extras: Optional[dict[str, np.ndarray]] = None,
     describe: Optional[dict] = None,
 ) -> Run:
@@ -98,7 +99,8 @@ def train(
     each metrics record on rank 0, ``on_note`` each note (a default taken over, a
     resumed checkpoint, a warning) as it arises; ``progress`` True shows a tqdm bar there (or pass an object
     with tqdm's ``update``, ``set_postfix`` and ``close``, such as ``progress.PlainProgress``); ``trace`` names a Chrome
-    trace file to write. ``test`` is scored once at the end. ``validation`` (``selection.Validation``)
+    trace file to write. ``test`` is scored once at the end, with each of ``metrics`` (names of
+    ``mpitrain.metrics``, e.g. ("f1", "auc")) in ``summary["test_metrics"]``. ``validation`` (``selection.Validation``)
     scores held-out rows while training (records in metrics.jsonl) and, with early stopping, ends
     the run when they stop improving: ``result.theta`` (and model.npz) then hold the best
     evaluation's parameters, and checkpoints keep the patience counter and the best model. Without ``out`` nothing is written and
@@ -126,6 +128,11 @@ def train(
             raise OptionError("train needs steps and lr (or a Settings)")
         check_training(steps, 1.0 if solver else lr, l2, seed)
         record = _record(options)
+    k = scores.n_classes_of(model)
+    try:
+        metrics = scores.check_names(metrics, k > 0, k)
+    except scores.MetricError as exc:
+        raise OptionError(str(exc)) from None
     if overwrite and resume:
         raise OptionError("overwrite starts a new run and resume continues one; give one of them")
     with _claimed(comm, out, resume, overwrite) as claimed:
@@ -141,7 +148,7 @@ def train(
             note(text)
         per_epoch = steps_per_epoch(data.n_total, loop.batch_size)
         samples_per_step = loop.batch_size or data.n_total
-        metrics = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
+        metrics_log = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
         bar = _progress_bar(comm, progress, steps * samples_per_step)
         supervisor = None
         if out is not None:
@@ -151,13 +158,13 @@ def train(
                     "data_fingerprint": rundir.data_fingerprint(data.X, data.y, data.start, comm),
                     "preparation": (describe or {}).get("preparation"), "steps_per_epoch": per_epoch, "settings": record}
             supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
-                                    keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics,
+                                    keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics_log,
                                     watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step,
                                     validation=validation)
 
         def log(record: dict) -> None:
-            if metrics is not None:
-                metrics.append(record)
+            if metrics_log is not None:
+                metrics_log.append(record)
             if comm.rank == 0:
                 if bar is not None and "loss" in record:
                     bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
@@ -216,19 +223,23 @@ def train(
             "phases": phases,
             **(describe or {}),
         }
+        if result.converged is not None:  # a tol test ran (gd, sgd with tol; the solvers)
+            summary["converged"], summary["steps_run"] = result.converged, result.steps
         if validation is not None:
             summary["validation"] = validation.summary()
             summary["ended_early"] = result.ended_early
             summary["steps_run"] = result.steps
         if test is not None:
             summary["test_loss"], summary["test_metric"] = evaluate(model, result.theta, test, comm, l2)
+            if metrics:
+                summary["test_metrics"] = scores.score(model, result.theta, test, comm, metrics)
         summary["wall_seconds"] = time.perf_counter() - t0
         run.summary = summary
         if out is not None:
             with comm.together():
                 if comm.rank == 0:
                     write_npz(os.path.join(out, MODEL_FILE), models.save_arrays(model, result.theta, model_extras))
-                    metrics.close()
+                    metrics_log.close()
                     write_json(os.path.join(out, SUMMARY_FILE), summary)
                     if trace_doc is not None:
                         write_json(trace, trace_doc)

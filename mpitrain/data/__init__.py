@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
+from ..comm import Comm, as_comm
 from ..errors import JobError, UsageError
 from .builtin import FILES as BUILTIN, BuiltinSource
 from .csv import ByteRanges, CsvSource, WholeCsvSource
@@ -29,9 +30,6 @@ from .prepare import IMPUTE, as_dtype, impute, n_classes, split, standardize
 from .schema import Schema
 from .sampler import BatchSampler
 from .synthetic import SyntheticSource
-
-if TYPE_CHECKING:
-    from ..comm import Comm
 
 __all__ = ["Dataset", "load", "open_source", "as_dtype", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
            "batch_shares", "BatchSampler", "BUILTIN", "Schema", "encode_labels", "find_classes", "impute", "IMPUTE"]
@@ -152,8 +150,6 @@ def load(
     ``label_column``, ``header`` and ``delimiter``: see ``open_source``. A sparse source
     (LIBSVM) gives X as a scipy.sparse CSR matrix unless ``sparse`` is False (then dense rows).
     """
-    from ..comm import as_comm
-
     comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     with comm.together():
         source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
