@@ -181,7 +181,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                  on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr),
                  validation=validation, metrics=args.metrics or (), model_extras=extras, describe=describe_run)
     if done.stopped:
-        say(comm, f"mpitrain: stopped by a signal after step {done.result.steps} of {steps}; checkpoint "
+        say(comm, f"mpitrain: stopped by {done.stopped_by} after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
                   f"(exit status {EXIT_RESUMABLE})", sys.stderr)
         return EXIT_RESUMABLE
