@@ -19,7 +19,7 @@ from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
-from .data.labels import describe_classes, is_text
+from .data.labels import describe_classes, is_text, require_numbers
 from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from .errors import JobError
 from .selectflags import add_selection_flags, check_selection
@@ -59,7 +59,11 @@ def add_train_flags(train: Any) -> None:
                        help="lbfgs: curvature pairs kept (default 10)")
     train.add_argument("--tol", type=non_negative_float,
                        help="lbfgs, newton-cg: stop when the largest entry of the objective's gradient is at most "
-                            "this, as scikit-learn's tol (default 1e-4)")
+                            "this, as scikit-learn's LogisticRegression (default 1e-4); gd, sgd: stop when the loss "
+                            "of an epoch (gd: a step) has not fallen below the best by more than this for "
+                            "--n-iter-no-change epochs, as scikit-learn's SGDClassifier (default: off)")
+    train.add_argument("--n-iter-no-change", type=positive_int, metavar="N",
+                       help="gd, sgd with --tol: epochs without improvement before stopping (default 5)")
     train.add_argument("--data", metavar="SPEC",
                        help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
                             "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
@@ -213,7 +217,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),
         (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
         (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
-        (("tol",), args.algorithm in ("lbfgs", "newton-cg"), "--algorithm lbfgs or newton-cg"),
+        (("tol",), args.algorithm in ("gd", "sgd", "lbfgs", "newton-cg"), "--algorithm gd, sgd, lbfgs or newton-cg"),
+        (("n_iter_no_change",), args.algorithm in ("gd", "sgd") and args.tol is not None, "--tol with gd or sgd"),
         (("scale_lr", "clip_norm"), args.algorithm not in SOLVER_NAMES,
          "gradient steps (not --algorithm lbfgs, newton-cg or normal)"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
@@ -254,7 +259,7 @@ def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optiona
     """
     classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
     given = [d for d in (test, val) if d is not None]
-    classes = encode_labels(data, comm, *given) if classifier else None
+    classes = encode_labels(data, comm, *given) if classifier else require_numbers(f"--model {args.model}", data, *given)
     if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
         need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
         raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "

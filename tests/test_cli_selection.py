@@ -49,3 +49,17 @@ def test_auc_needs_two_classes(tmp_path):
                "--val-fraction", "0.3", "--metrics", "auc", "--out", str(tmp_path / "x"), ranks=1)
     assert done.returncode != 0 and "binary tasks" in done.stderr, done.stderr
     assert np.char.count(done.stderr, "Traceback") == 0
+
+
+def test_tol_ends_sgd_at_an_epoch_and_the_summary_says_so(tmp_path):
+    out = tmp_path / "r"
+    done = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "sgd", "--batch-size", "30", "--lr", "0.1",
+               "--epochs", "500", "--tol", "1e-3", "--n-iter-no-change", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["converged"] and summary["steps_run"] < 500 * 10 and summary["steps_run"] % 10 == 0
+    assert f"converged (--tol 0.001) after {summary['steps_run']} steps" in done.stdout
+    assert summary["settings"]["tol"] == 1e-3 and summary["settings"]["n_iter_no_change"] == 3
+    refused = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--n-iter-no-change", "3",
+                  "--out", str(tmp_path / "x"), ranks=1)
+    assert refused.returncode == 2 and "--n-iter-no-change only applies to --tol with gd or sgd" in refused.stderr

@@ -9,6 +9,8 @@ from .. import optim
 from .config import (GD, LBFGS, LOOPS, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal, OneShot,
                      OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, check_training)
 
+SOLVER_TOL = 1e-4  # the solvers' default gradient test, scikit-learn's
+
 
 @dataclass
 class Settings:
@@ -25,8 +27,9 @@ class Settings:
     local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; accumulate
     (sgd), switch_step (post-local-sgd), sync_every_global (hierarchical-sgd), graph and
     consensus_every (gossip), slow_momentum and slow_lr (slowmo), max_drift and drift_action
-    (averaging algorithms): see the loop option of each algorithm; history, tol : see ``LBFGS``
-    (tol also ``NewtonCG``).
+    (averaging algorithms): see the loop option of each algorithm; history : see ``LBFGS``; tol :
+    the gradient test of ``LBFGS`` and ``NewtonCG`` (None: 1e-4), or with ``n_iter_no_change``
+    scikit-learn's SGD rule for ``GD`` and ``SGD`` (None: off).
     """
 
     steps: int
@@ -61,7 +64,8 @@ class Settings:
     max_drift: Optional[float] = None
     drift_action: str = "warn"
     history: int = 10
-    tol: float = 1e-4
+    tol: Optional[float] = None
+    n_iter_no_change: int = 5
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
@@ -80,17 +84,19 @@ class Settings:
         if algorithm not in LOOPS:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
-            return GD(self.deterministic)
+            return GD(self.deterministic, self.tol, self.n_iter_no_change)
+        solver_tol = SOLVER_TOL if self.tol is None else self.tol
         if algorithm == "lbfgs":
-            return LBFGS(self.history, self.tol)
+            return LBFGS(self.history, solver_tol)
         if algorithm == "newton-cg":
-            return NewtonCG(self.tol)
+            return NewtonCG(solver_tol)
         if algorithm == "normal":
             return Normal()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
         if algorithm == "sgd":
-            return SGD(self.batch_size, self.accumulate or 1, self.sampling or "local", self.deterministic)
+            return SGD(self.batch_size, self.accumulate or 1, self.sampling or "local", self.deterministic, self.tol,
+                       self.n_iter_no_change)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
         if algorithm == "zero-1":

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
                  validation=validation, metrics=args.metrics or (), model_extras=schema.arrays(),
                  describe=record(args, data, schema, settings))
     if done.stopped:
-        say(comm, f"mpitrain: stopped by a signal after step {done.result.steps} of {steps}; checkpoint "
+        say(comm, f"mpitrain: stopped by {done.stopped_by} after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
                   f"(exit status {EXIT_RESUMABLE})", sys.stderr)
         return EXIT_RESUMABLE
@@ -128,6 +128,9 @@ def outcome(args: argparse.Namespace, comm: Comm, model: Model, n_total: int, do
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if tested else ""
     test_part += "".join(f", test {name} {value:.4f}" for name, value in summary.get("test_metrics", {}).items()
                          if name != model.metric_name)
+    if args.algorithm in ("gd", "sgd") and "converged" in summary:
+        test_part += (f"; converged (--tol {args.tol:g}) after {summary['steps_run']} steps" if summary["converged"]
+                      else f"; not converged (--tol {args.tol:g}) in {summary['steps_run']} steps")
     if summary.get("ended_early"):
         best = summary["validation"]
         test_part += (f"; early stopping after step {done.result.steps}: the best {best['monitor']} "
