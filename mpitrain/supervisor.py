@@ -165,6 +165,9 @@ class Supervisor(Hooks):
             raise checkpoint.CheckpointError(
                 f"{found.path} lacks {', '.join(missing)}: it was written by another version of mpitrain")
         n = arrays["theta"].shape[0]
+        if n not in (1, found.manifest.get("world_size", 1)):
+            raise checkpoint.CheckpointError(f"{found.path} holds {n} ranks' records but its manifest says world_size "
+                                             f"{found.manifest.get('world_size')}: it was altered")
         saved = arrays.get("residual")
         residual = saved if saved is not None and saved.shape[1] else np.full((n, n_params), np.nan)
         return np.ascontiguousarray(np.hstack([arrays["theta"], arrays["period"], arrays["opt_state"], residual,
