@@ -76,7 +76,7 @@ def solve_spd(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_limit: int,
-                 timeline: Timeline) -> tuple[np.ndarray, dict]:
+                 timeline: Timeline, algorithm: str = "native") -> tuple[np.ndarray, dict]:
     """Collective: (theta (n_params,) float64, what to log) for ``fit_normal``; the log's ``sums``
     are the reduced (loss sum, squared-error sum, rows) at theta and ``penalty`` the L2 term."""
     if not isinstance(model, LinearModel):
@@ -99,7 +99,7 @@ def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_li
     np.sum(X, axis=0, dtype=np.float64, out=totals[1:d + 1])
     totals[d + 1] = np.sum(y, dtype=np.float64)
     timeline.mark(COMPUTE)
-    comm.Allreduce(totals)
+    comm.Allreduce(totals, algorithm=algorithm)
     timeline.mark(REDUCE)
     n = totals[0]
     if n == 0:
@@ -119,7 +119,7 @@ def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_li
     buf[n_packed:n_packed + d] = xty
     buf[-1] = yy
     timeline.mark(COMPUTE)
-    comm.Allreduce(buf)
+    comm.Allreduce(buf, algorithm=algorithm)
     timeline.mark(REDUCE)
 
     G = unpack_symmetric(buf, d)
