@@ -88,7 +88,8 @@ class OneSolve:
         theta, info = solve_normal(*self.args, self.timeline, self.algorithm)
         self.theta[...] = theta
         return _loop.Outcome(stop=False, totals=info["sums"], penalty=info["penalty"], done=True,
-                             record={"gradient_max": info["gradient_max"], "solve": info["solve"]})
+                             record={"gradient_max": info["gradient_max"], "solve": info["solve"],
+                                     "passes": info["passes"]})
 
     def snapshot(self, step: int, period: np.ndarray) -> State:
         """The solution."""
@@ -183,7 +184,8 @@ def fit_normal(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
     may spend on the d x d system (ValueError, with the MiB needed, when d is too large).
     ``result.theta`` (n_features + 1,) has the data's dtype and the same bits on every rank; ``log``
     gets one record with the objective (loss), the rmse (metric), the largest gradient entry and
-    the solve used (cholesky or lstsq).
+    the solve used (cholesky or lstsq) and the passes over the rows (2 when large column means
+    had to be taken out before summing).
 
     >>> result = mt.fit_normal(mt.create_model("linear", data.n_features), data, comm, l2=1e-3)  # doctest: +SKIP
     """
