@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Optional
 
 THREAD_LEVEL = "serialized"
 LEVELS = ("single", "funneled", "serialized", "multiple")  # MPI.THREAD_SINGLE ... THREAD_MULTIPLE: 0 ... 3
+
+
+after_init: list[Callable[[], None]] = []  # called once MPI is initialised (guard.SignalGuard registers here)
 
 
 def init() -> ModuleType:
@@ -36,10 +39,8 @@ def init() -> ModuleType:
     mpi4py.rc.thread_level = THREAD_LEVEL
     from mpi4py import MPI
 
-    from .guard import guard_signals
-
-    if guard_signals() is not None:  # the command line: MPI's initialisation installed a SIGUSR1 handler
-        guard_signals().catch()
+    for call in after_init:  # e.g. the command line's signal guard takes back the SIGUSR1 handler MPI installed
+        call()
     return MPI
 
 

@@ -166,7 +166,7 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         early = (EarlyStopping(args.monitor or "val_loss", args.patience or 5, args.min_delta or 0.0)
                  if args.early_stopping else None)
         validation = Validation(model, val, comm, args.eval_every or steps_per_epoch(data.n_total, args.batch_size),
-                                args.l2, early)
+                                args.l2, early, metrics=args.metrics or ())
     extras = schema.arrays()
     describe_run = {"data": args.data, "test_data": args.test_data, "label_column": args.label_column,
                     "data_schema": {**schema.describe(), "notes": list(data.notes)},
@@ -179,14 +179,19 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
                  overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
                  on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr),
-                 validation=validation, model_extras=extras, describe=describe_run)
+                 validation=validation, metrics=args.metrics or (), model_extras=extras, describe=describe_run)
     if done.stopped:
-        say(comm, f"mpitrain: stopped by a signal after step {done.result.steps} of {steps}; checkpoint "
+        say(comm, f"mpitrain: stopped by {done.stopped_by} after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
                   f"(exit status {EXIT_RESUMABLE})", sys.stderr)
         return EXIT_RESUMABLE
     summary = done.summary
     test_part = f", test {model.metric_name} {summary['test_metric']:.4f}" if test is not None else ""
+    test_part += "".join(f", test {name} {value:.4f}" for name, value in summary.get("test_metrics", {}).items()
+                         if name != model.metric_name)
+    if args.algorithm in ("gd", "sgd") and "converged" in summary:
+        test_part += (f"; converged (--tol {args.tol:g}) after {summary['steps_run']} steps" if summary["converged"]
+                      else f"; not converged (--tol {args.tol:g}) in {summary['steps_run']} steps")
     if summary.get("ended_early"):
         best = summary["validation"]
         test_part += (f"; early stopping after step {done.result.steps}: the best {best['monitor']} "

@@ -3,8 +3,8 @@
 Everything in mpitrain that communicates takes a :class:`Comm`, and every public entry point
 converts what it is given with :func:`as_comm`: None (the world), a Comm, or an mpi4py
 intracommunicator (which gets its own private duplicate, made once and kept), so library
-messages never match a user's receive on the original. ``mpitrain.collectives`` builds its
-algorithms on the point-to-point calls here and is imported only when a reduction needs it.
+messages never match a user's receive on the original. ``mpitrain.collectives``, one layer
+up, builds its algorithms on the point-to-point calls here; this module never imports it.
 
 Only this module (through ``_mpi``, which picks the thread level) uses mpi4py. Creating a Comm
 starts MPI; importing this module does not. Arrays travel only through the buffer calls
@@ -28,7 +28,6 @@ from .errors import UsageError
 
 MPI: Any = None  # mpi4py.MPI, set when the first Comm is made
 _OPS: dict[str, Any] = {}
-_collectives: Any = None  # mpitrain.collectives, imported on the first reduction that needs it
 
 
 def _start() -> ModuleType:
@@ -38,16 +37,6 @@ def _start() -> ModuleType:
         MPI = _mpi.init()
         _OPS.update(sum=MPI.SUM, max=MPI.MAX, min=MPI.MIN)
     return MPI
-
-
-def _reductions() -> Any:
-    """The ``mpitrain.collectives`` package (imported on first use: it sits above this module)."""
-    global _collectives
-    if _collectives is None:
-        from . import collectives
-
-        _collectives = collectives
-    return _collectives
 
 
 class Comm:
@@ -78,33 +67,17 @@ class Comm:
         if self.size > 1:
             _install_abort_hook()
 
-    # -- reductions: the buffer calls; algorithms and auto live in mpitrain.collectives ---------
-    def Allreduce(self, buf: np.ndarray, op: str = "sum", algorithm: str = "native",
-                  compress: Optional[str] = None) -> np.ndarray:
-        """Reduce ``buf`` (contiguous, any shape) in place over all ranks and return it.
+    # -- reductions: the MPI library's buffer calls; our algorithms and auto are mpitrain.collectives --
+    def Allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+        """``MPI_Allreduce`` of ``buf`` (contiguous, any shape) in place over all ranks; returns it.
 
-        ``algorithm`` is "native" (the MPI library's call), "auto" or one of
-        ``collectives.ALGORITHMS``; ``compress`` ("fp16", "bf16") sends 16-bit payloads. All but
-        the native call (asked for, or what ``auto`` planned for this size) go through
-        ``collectives.allreduce``.
+        ``op`` is "sum", "max" or "min". The other algorithms, "auto" and compression are
+        ``collectives.allreduce(buf, algorithm=..., comm=...)``.
         """
         self.busy = True
-        if compress is None and algorithm == "auto" and self.plans is not None:
-            algorithm = self.plans.get(buf.nbytes, algorithm)
-        if compress is None and algorithm == "native":
-            self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
-        else:
-            _reductions().allreduce(buf, op=op, algorithm=algorithm, compress=compress, comm=self)
+        self._comm.Allreduce(MPI.IN_PLACE, buf, op=_OPS[op])
         self.busy = False
         return buf
-
-    def Iallreduce(self, buf: np.ndarray, call: int = 0) -> Any:
-        """Start a rank-ordered sum of ``buf`` (contiguous) in place; ``.test()`` progresses it, ``.wait()`` ends it.
-
-        Reductions in flight together need different ``call`` numbers; every rank starts them
-        in the same order (see ``collectives.start_allreduce``).
-        """
-        return _reductions().start_allreduce(buf, comm=self, call=call)
 
     def native_allreduce(self, buf: np.ndarray, op: str) -> None:
         """``MPI_Allreduce`` in place on ``buf`` (contiguous, any shape); ``op`` is sum, max or min."""
@@ -160,24 +133,6 @@ class Comm:
     def gather_text(self, text: str) -> list[str]:
         """Every rank's short ``text``, in rank order, on every rank."""
         return self._comm.allgather(text)  # small control object (strings), never arrays
-
-    def sum_shards(self, shards: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Sum every rank's rows of ``shards`` (shape (k, n), k may differ) into ``out`` (n,), in fixed point:
-        the bits depend only on the set of rows over all ranks (``collectives.sum_shards``)."""
-        self.busy = True
-        _reductions().sum_shards(shards, out, comm=self._comm)
-        self.busy = False
-        return out
-
-    def reduce_scatter(self, buf: np.ndarray, algorithm: str = "ring") -> np.ndarray:
-        """This rank's block (``collectives.block_counts``) of the sum of ``buf`` (shape (n,)) over ranks, a new array.
-
-        ``algorithm`` is "ring" (the first half of the ring allreduce: the same bits) or "native".
-        """
-        self.busy = True
-        mine = _reductions().reduce_scatter(buf, algorithm=algorithm, comm=self._comm)
-        self.busy = False
-        return mine
 
     def Allgatherv(self, buf: np.ndarray, counts: list[int]) -> np.ndarray:
         """Fill every rank's block of ``buf`` (shape (sum(counts),); rank r's at sum(counts[:r])) from its owner."""

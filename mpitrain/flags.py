@@ -19,9 +19,10 @@ from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
-from .data.labels import describe_classes, is_text
+from .data.labels import describe_classes, is_text, require_numbers
 from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from .errors import JobError
+from .selectflags import add_selection_flags, check_selection
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -60,7 +61,11 @@ def add_train_flags(train: Any) -> None:
                        help="lbfgs: curvature pairs kept (default 10)")
     train.add_argument("--tol", type=non_negative_float,
                        help="lbfgs, newton-cg: stop when the largest entry of the objective's gradient is at most "
-                            "this, as scikit-learn's tol (default 1e-4)")
+                            "this, as scikit-learn's LogisticRegression (default 1e-4); gd, sgd: stop when the loss "
+                            "of an epoch (gd: a step) has not fallen below the best by more than this for "
+                            "--n-iter-no-change epochs, as scikit-learn's SGDClassifier (default: off)")
+    train.add_argument("--n-iter-no-change", type=positive_int, metavar="N",
+                       help="gd, sgd with --tol: epochs without improvement before stopping (default 5)")
     train.add_argument("--data", metavar="SPEC",
                        help="DIR with X.npy/y.npy or part files, FILE.csv (.tsv, .csv.gz), FILE.parquet, FILE.svm "
                             "(LIBSVM), FILE.npz[:X,y], FILE.h5[:X,y], synthetic:regression|classification[,n=..,d=..,noise=..,seed=..], "
@@ -141,6 +146,7 @@ def add_train_flags(train: Any) -> None:
                         help="end the job (status 4) if one step takes longer than S seconds, after printing "
                              "every rank's stack (default 900; 0 turns it off)")
     add_model_flags(train)
+    add_selection_flags(train)
     add_data_flags(train, "train")
 
 
@@ -179,20 +185,6 @@ def add_model_flags(train: Any) -> None:
                       help="hold out a stratified fraction F of --data as test data (instead of --test-data; "
                            "default: none)")
     prep.add_argument("--split-seed", type=int, default=0, help="seed of the --test-fraction split (default 0)")
-    select = train.add_argument_group("model selection")
-    select.add_argument("--val-data", metavar="SPEC", help="validation rows, scored while training (default: none)")
-    select.add_argument("--val-fraction", type=fraction, metavar="F",
-                        help="hold out a stratified fraction F of the training rows for validation (default: none)")
-    select.add_argument("--eval-every", type=positive_int, metavar="N",
-                        help="score the validation rows every N steps (default: once per epoch) and at the end")
-    select.add_argument("--early-stopping", action="store_true",
-                        help="end training when --monitor has not improved for --patience evaluations; the model "
-                             "saved is the best one (default: off)")
-    select.add_argument("--patience", type=positive_int, metavar="K", help="evaluations without improvement (default 5)")
-    select.add_argument("--min-delta", type=non_negative_float, metavar="D",
-                        help="the smallest change that counts as an improvement (default 0)")
-    select.add_argument("--monitor", metavar="val_loss|val_METRIC",
-                        help="what early stopping watches: val_loss (default) or the model's metric, e.g. val_accuracy")
     prep.add_argument("--standardize", action="store_true",
                       help="scale features by the training rows' global mean and standard deviation (default: off)")
 
@@ -228,7 +220,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (("graph", "consensus_every"), args.algorithm == "gossip", "--algorithm gossip"),
         (("slow_momentum", "slow_lr"), args.algorithm == "slowmo", "--algorithm slowmo"),
         (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
-        (("tol",), args.algorithm in ("lbfgs", "newton-cg"), "--algorithm lbfgs or newton-cg"),
+        (("tol",), args.algorithm in ("gd", "sgd", "lbfgs", "newton-cg"), "--algorithm gd, sgd, lbfgs or newton-cg"),
+        (("n_iter_no_change",), args.algorithm in ("gd", "sgd") and args.tol is not None, "--tol with gd or sgd"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
         (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
@@ -255,15 +248,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--split-seed must be >= 0")
     if args.test_fraction is not None and args.test_data:
         parser.error("--test-fraction and --test-data both name test data; give one of them")
-    if args.val_fraction is not None and args.val_data:
-        parser.error("--val-fraction and --val-data both name validation data; give one of them")
-    validating = args.val_fraction is not None or args.val_data is not None
-    for name in ("eval_every", "early_stopping"):
-        if getattr(args, name) not in (None, False) and not validating:
-            parser.error(f"--{name.replace('_', '-')} needs validation rows: --val-fraction F or --val-data SPEC")
-    for name in ("patience", "min_delta", "monitor"):
-        if getattr(args, name) is not None and not args.early_stopping:
-            parser.error(f"--{name.replace('_', '-')} only applies to --early-stopping")
+    check_selection(parser, args)
 
 
 def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optional[Dataset],
@@ -275,7 +260,7 @@ def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optiona
     """
     classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
     given = [d for d in (test, val) if d is not None]
-    classes = encode_labels(data, comm, *given) if classifier else None
+    classes = encode_labels(data, comm, *given) if classifier else require_numbers(f"--model {args.model}", data, *given)
     if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
         need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
         raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "

@@ -12,10 +12,11 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from . import metrics as scores
 from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
@@ -24,7 +25,6 @@ from .algorithms.config import (LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, Op
 from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
-from .errors import UsageError
 from .guard import blas_threads
 from .models import Model
 from .outputs import MetricsLog, write_json, write_npz
@@ -46,11 +46,13 @@ class Run:
     result : the parameters and timings (``result.theta`` identical on every rank); stopped :
     a stop signal ended the run early, after a checkpoint (resume with ``resume="auto"``);
     checkpoint : the last checkpoint written, or ""; resumed_from : the step a resumed run
-    started at (0 for a fresh one); summary : what summary.json holds (empty when stopped).
+    started at (0 for a fresh one); summary : what summary.json holds (empty when stopped);
+    stopped_by : which signals stopped it on which ranks ("SIGUSR1 on rank 1").
     """
 
     result: Result
     stopped: bool = False
+    stopped_by: str = ""
     checkpoint: str = ""
     resumed_from: int = 0
     notes: list[str] = field(default_factory=list)
@@ -82,6 +84,7 @@ def train(
     on_log: Optional[Callable[[dict], None]] = None,
     on_note: Optional[Callable[[str], None]] = None,
     validation: Optional[Validation] = None,
+    metrics: Sequence[str] = (),
     model_extras: Optional[dict[str, np.ndarray]] = None,
     describe: Optional[dict] = None,
 ) -> Run:
@@ -99,7 +102,8 @@ def train(
     each metrics record on rank 0, ``on_note`` each note (a default taken over, a
     resumed checkpoint, a warning) as it arises; ``progress`` True shows a tqdm bar there (or pass an object
     with tqdm's ``update``, ``set_postfix`` and ``close``, such as ``progress.PlainProgress``); ``trace`` names a Chrome
-    trace file to write. ``test`` is scored once at the end. ``validation`` (``selection.Validation``)
+    trace file to write. ``test`` is scored once at the end, with each of ``metrics`` (names of
+    ``mpitrain.metrics``, e.g. ("f1", "auc")) in ``summary["test_metrics"]``. ``validation`` (``selection.Validation``)
     scores held-out rows while training (records in metrics.jsonl) and, with early stopping, ends
     the run when they stop improving: ``result.theta`` (and model.npz) then hold the best
     evaluation's parameters, and checkpoints keep the patience counter and the best model. Without ``out`` nothing is written and
@@ -130,6 +134,11 @@ def train(
         if not solver and optimizer is None:
             options["optimizer"] = "sgd"
         record = _record(options)
+    k = scores.n_classes_of(model)
+    try:
+        metrics = scores.check_names(metrics, k > 0, k)
+    except scores.MetricError as exc:
+        raise OptionError(str(exc)) from None
     if overwrite and resume:
         raise OptionError("overwrite starts a new run and resume continues one; give one of them")
     with _claimed(comm, out, resume, overwrite) as claimed:
@@ -145,7 +154,7 @@ def train(
             note(text)
         per_epoch = steps_per_epoch(data.n_total, loop.batch_size)
         samples_per_step = loop.batch_size or data.n_total
-        metrics = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
+        metrics_log = MetricsLog(os.path.join(out, METRICS_FILE)) if out is not None and comm.rank == 0 else None
         bar = _progress_bar(comm, progress, steps * samples_per_step)
         supervisor = None
         if out is not None:
@@ -155,13 +164,13 @@ def train(
                     "data_fingerprint": rundir.data_fingerprint(data.X, data.y, data.start, comm),
                     "preparation": (describe or {}).get("preparation"), "steps_per_epoch": per_epoch, "settings": record}
             supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
-                                    keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics,
+                                    keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics_log,
                                     watchdog_seconds=watchdog_seconds, progress=bar, samples_per_step=samples_per_step,
                                     validation=validation)
 
         def log(record: dict) -> None:
-            if metrics is not None:
-                metrics.append(record)
+            if metrics_log is not None:
+                metrics_log.append(record)
             if comm.rank == 0:
                 if bar is not None and "loss" in record:
                     bar.set_postfix(loss=f"{record['loss']:.4g}", **{model.metric_name: f"{record['metric']:.4f}"})
@@ -195,6 +204,7 @@ def train(
                                                          "world_size": comm.size}) if trace else None
         if result.stopped:
             run.stopped, run.checkpoint = True, supervisor.saved_path if supervisor is not None else ""
+            run.stopped_by = supervisor.stopped_by() if supervisor is not None else ""
             return run
         if validation is not None and validation.best_theta is not None:  # early stopping: the best evaluation
             result.theta = validation.best_theta.astype(result.theta.dtype)
@@ -220,19 +230,23 @@ def train(
             "phases": phases,
             **(describe or {}),
         }
+        if result.converged is not None:  # a tol test ran (gd, sgd with tol; the solvers)
+            summary["converged"], summary["steps_run"] = result.converged, result.steps
         if validation is not None:
             summary["validation"] = validation.summary()
             summary["ended_early"] = result.ended_early
             summary["steps_run"] = result.steps
         if test is not None:
             summary["test_loss"], summary["test_metric"] = evaluate(model, result.theta, test, comm, l2)
+            if metrics:
+                summary["test_metrics"] = scores.score(model, result.theta, test, comm, metrics)
         summary["wall_seconds"] = time.perf_counter() - t0
         run.summary = summary
         if out is not None:
             with comm.together():
                 if comm.rank == 0:
                     write_npz(os.path.join(out, MODEL_FILE), models.save_arrays(model, result.theta, model_extras))
-                    metrics.close()
+                    metrics_log.close()
                     write_json(os.path.join(out, SUMMARY_FILE), summary)
                     if trace_doc is not None:
                         write_json(trace, trace_doc)

@@ -2,13 +2,14 @@
 
 ``claim`` (rank 0) takes the lock file ``OUT/mpitrain.lock`` (pid, host and start time; a
 lock whose process is gone, or that has not been renewed for ``STALE_SECONDS``, is taken over
-with a note), reads or creates ``OUT/run.json`` (the run id, which every checkpoint manifest
+with a note, by exactly one job when several find it stale at once), reads or creates ``OUT/run.json`` (the run id, which every checkpoint manifest
 repeats) and refuses to mix a new run into a directory that holds another run's outputs.
 ``check_resume`` compares a checkpoint with the run that wants to continue it, and
 ``data_fingerprint`` identifies the training rows however they are split over ranks.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 LOCK_FILE = "mpitrain.lock"
+TAKEOVER = ".takeover-"  # LOCK_FILE + this + the stale lock's identity: the one job taking it over
 CHECKPOINTS = "checkpoints"
 OUTPUTS = ("model.npz", "metrics.jsonl", "summary.json", RUN_FILE, CHECKPOINTS)
 HEARTBEAT_SECONDS = 15.0  # the lock holder renews the lock file's time this often
@@ -50,55 +52,99 @@ class RunLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self.holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": secrets.token_hex(8)}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def acquire(self) -> list[str]:
-        """Take the lock, or RunDirError naming the job that holds it; return notes to print."""
-        notes = []
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~umask())
-            except FileExistsError:
-                stale = self._stale()
-                if stale is None:
-                    continue  # the holder released it meanwhile: try again
-                if stale:
-                    notes.append(f"took over the lock {self.path}: {stale}")
-                    try:
-                        os.unlink(self.path)
-                    except FileNotFoundError:
-                        pass
-                continue
-            with writing(self.path), os.fdopen(fd, "w") as f:
-                json.dump(self.holder, f)
-                f.flush()
-                os.fsync(f.fileno())
-            self._thread = threading.Thread(target=self._renew, name="mpitrain-lock", daemon=True)
-            self._thread.start()
-            if guard_signals() is not None:  # a job ended early by a signal or its watchdog releases it too
-                guard_signals().cleanups.append(self.release)
-            return notes
-        raise RunDirError(f"cannot take the lock {self.path}: other jobs keep taking it")
+        """Take the lock, or RunDirError naming the job that holds it; return notes to print.
 
-    def _stale(self) -> Optional[str]:
-        """Why the lock in place may be taken over; RunDirError if its holder is alive; None if it is gone."""
+        The lock file appears whole (a hard link to a written temporary file). A stale lock is
+        taken over atomically: the jobs that found it stale race to create a claim file named
+        after that lock's identity (content, inode and time); the one that creates it checks that
+        the lock is still the same and renames its own lock file over it. Exactly one job wins;
+        the others find a live lock and are refused.
+        """
+        notes = []
+        for attempt in range(5):
+            with writing(self.path):
+                new = self._write_temporary()
+                try:
+                    os.link(new, self.path)
+                    taken = True
+                except FileExistsError:
+                    taken = False
+                    found = self._stale()
+                    if found is not None:
+                        why, identity = found
+                        taken = self._take_over(identity, new)
+                        if taken:
+                            notes.append(f"took over the lock {self.path}: {why}")
+                finally:
+                    if os.path.lexists(new):
+                        os.unlink(new)
+            if taken:
+                self._thread = threading.Thread(target=self._renew, name="mpitrain-lock", daemon=True)
+                self._thread.start()
+                if guard_signals() is not None:  # a job ended early by a signal or its watchdog releases it too
+                    guard_signals().cleanups.append(self.release)
+                return notes
+            time.sleep(0.05 * (attempt + 1))
+        raise RunDirError(f"cannot take the lock {self.path}: other jobs keep taking it. If no other job is "
+                          f"starting, a claim file {self.path}{TAKEOVER}* was left by a job that died while taking "
+                          "the lock over: remove it")
+
+    def _write_temporary(self) -> str:
+        """A new file holding this job's lock record, next to the lock (a leftover name if we die)."""
+        new = os.path.join(os.path.dirname(self.path), f".{os.path.basename(self.path)}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~umask())
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.holder, f)
+            f.flush()
+            os.fsync(f.fileno())
+        return new
+
+    def _identity(self) -> Optional[tuple[dict, float, str]]:
+        """(holder record, age in seconds, identity) of the lock in place; None if there is none."""
         try:
-            age = time.time() - os.stat(self.path).st_mtime
-            with open(self.path) as f:
-                holder = json.load(f)
+            with open(self.path, "rb") as f:
+                raw, st = f.read(), os.fstat(f.fileno())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
+        try:
+            holder = json.loads(raw)
+        except ValueError:
             holder = {}
-        if not isinstance(holder, dict):
-            holder = {}
+        identity = hashlib.sha256(raw + f"/{st.st_ino}/{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return holder if isinstance(holder, dict) else {}, time.time() - st.st_mtime, identity
+
+    def _take_over(self, identity: str, new: str) -> bool:
+        """Replace the stale lock ``identity`` by ``new``; False if another job claimed or renewed it first."""
+        claim = f"{self.path}{TAKEOVER}{identity}"
+        try:
+            os.close(os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~umask()))
+        except FileExistsError:
+            return False  # another job is taking it over this very moment
+        try:
+            current = self._identity()
+            if current is None or current[2] != identity:
+                return False  # taken over (and the claim removed) before we claimed, or renewed
+            os.rename(new, self.path)
+            return True
+        finally:
+            os.unlink(claim)
+
+    def _stale(self) -> Optional[tuple[str, str]]:
+        """(why, identity) if the lock in place may be taken over; RunDirError if its holder is alive; None if gone."""
+        found = self._identity()
+        if found is None:
+            return None
+        holder, age, identity = found
         pid, host = holder.get("pid"), holder.get("host")
         if host == self.holder["host"] and isinstance(pid, int) and not pid_alive(pid):
-            return f"its job (pid {pid} on {host}, started {holder.get('started')}) has ended"
+            return f"its job (pid {pid} on {host}, started {holder.get('started')}) has ended", identity
         if age > STALE_SECONDS:
-            return f"it was last renewed {age:.0f}s ago by pid {pid} on {host}, so that job is gone"
+            return f"it was last renewed {age:.0f}s ago by pid {pid} on {host}, so that job is gone", identity
         who = f"pid {pid} on host {host}, started {holder.get('started')}" if holder else "a job that is starting"
         raise RunDirError(
             f"{os.path.dirname(self.path)} is in use by another mpitrain job ({who}; lock file {self.path}): "

@@ -9,18 +9,18 @@ Allreduce, so every rank sees the same values and takes the same decision at the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
+from . import metrics as scores
 from .algorithms import Hooks, OptionError, evaluate
 from .data import Dataset
+from .metrics import MAXIMISED
 from .models import Model
 
 if TYPE_CHECKING:
     from .comm import Comm
-
-MAXIMISED = ("accuracy",)  # metrics where larger is better; losses and errors are minimised
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class EarlyStopping:
     """End training when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
     evaluations in a row; the parameters of the best evaluation are the result.
 
-    monitor : "val_loss" or "val_<metric>" (e.g. val_accuracy, val_rmse).
+    monitor : "val_loss" or "val_<metric>": the model's (val_accuracy, val_rmse) or one of the
+    validation's ``metrics`` (val_f1, val_auc, ...); larger is better for those in ``metrics.MAXIMISED``.
     """
 
     monitor: str = "val_loss"
@@ -47,18 +48,26 @@ class EarlyStopping:
 class Validation(Hooks):
     """Scores ``val`` every ``every`` steps (and at the last); with ``early``, keeps the best parameters.
 
-    ``on_record`` (rank 0) receives {"step", "val_loss", "val_<metric>"} at each evaluation.
+    ``on_record`` (rank 0) receives {"step", "val_loss", "val_<metric>"} at each evaluation, with a
+    "val_<name>" for each of ``metrics`` (names of ``mpitrain.metrics``, e.g. ("f1", "auc")).
     ``best_theta`` (n_params,), ``best``, ``best_step`` and ``bad`` (evaluations without
     improvement) are the state a checkpoint keeps.
     """
 
     def __init__(self, model: Model, val: Dataset, comm: "Comm", every: int, l2: float = 0.0,
-                 early: Optional[EarlyStopping] = None, on_record: Optional[Callable[[dict], None]] = None) -> None:
+                 early: Optional[EarlyStopping] = None, on_record: Optional[Callable[[dict], None]] = None,
+                 metrics: Sequence[str] = ()) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise OptionError(f"eval_every must be an integer >= 1, not {every!r}")
         metric = f"val_{model.metric_name}"
-        if early is not None and early.monitor not in ("val_loss", metric):
-            raise OptionError(f"monitor {early.monitor!r} is not scored for this model; use val_loss or {metric}")
+        k = scores.n_classes_of(model)
+        try:
+            self.names = tuple(n for n in scores.check_names(metrics, k > 0, k) if n != model.metric_name)
+        except scores.MetricError as exc:
+            raise OptionError(str(exc)) from None
+        scored = ("val_loss", metric, *(f"val_{n}" for n in self.names))
+        if early is not None and early.monitor not in scored:
+            raise OptionError(f"monitor {early.monitor!r} is not scored for this model; use one of {', '.join(scored)}")
         self.model, self.val, self.comm, self.every, self.l2, self.early = model, val, comm, every, l2, early
         self.on_record, self.metric = on_record, metric
         self.sign = -1.0 if early is not None and early.monitor.removeprefix("val_") in MAXIMISED else 1.0
@@ -73,6 +82,8 @@ class Validation(Hooks):
             return False
         loss, metric = evaluate(self.model, theta, self.val, self.comm, self.l2)
         self.last = {"step": steps_done, "val_loss": float(loss), self.metric: float(metric)}
+        named = scores.score(self.model, theta, self.val, self.comm, self.names)
+        self.last.update({f"val_{name}": value for name, value in named.items()})
         if self.on_record is not None and self.comm.rank == 0:
             self.on_record(dict(self.last))
         if self.early is None:

@@ -12,7 +12,8 @@ SPEC = "synthetic:classification,n=2000,d=8,noise=1"
 @pytest.mark.parametrize("flags, message", [
     (["--model", "logistic", "--algorithm", "normal"], "--algorithm normal solves --model linear exactly, not logistic"),
     (["--model", "logistic", "--algorithm", "gd", "--history", "5"], "--history only applies to --algorithm lbfgs"),
-    (["--model", "logistic", "--algorithm", "gd", "--tol", "1e-3"], "--tol only applies to --algorithm lbfgs or newton-cg"),
+    (["--model", "linear", "--algorithm", "normal", "--tol", "1e-3"],
+     "--tol only applies to --algorithm gd, sgd, lbfgs or newton-cg"),
     (["--model", "mlp", "--hidden", "4", "--algorithm", "newton-cg"], "which --model mlp lacks; use lbfgs"),
     (["--model", "logistic", "--algorithm", "lbfgs", "--batch-size", "10"], "--batch-size has no effect with --algorithm lbfgs"),
     (["--model", "logistic", "--algorithm", "lbfgs", "--optimizer", "adam"],

@@ -102,6 +102,55 @@ def test_a_lock_from_another_host_is_stale_once_it_is_not_renewed(tmp_path, monk
     assert any("last renewed" in note for note in claimed.notes)
 
 
+RACER = """
+import sys, time
+from mpitrain import rundir
+from mpitrain.rundir import RunDirError
+
+judge = rundir.RunLock._stale
+
+
+def slow_judge(self):  # a job that pauses between finding the lock stale and acting on it
+    found = judge(self)
+    time.sleep(float(sys.argv[2]))
+    return found
+
+
+rundir.RunLock._stale = slow_judge
+print("ready", flush=True)
+sys.stdin.readline()  # go: all racers start at once
+try:
+    rundir.RunLock(sys.argv[1]).acquire()
+    print("won", flush=True)
+except RunDirError as exc:
+    print("refused:", exc, flush=True)
+sys.stdin.read()  # a winner holds the lock (its process stays alive) until the others have decided
+"""
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_exactly_one_of_several_jobs_takes_over_a_stale_lock(tmp_path, pause):
+    import socket
+
+    lock = tmp_path / "mpitrain.lock"
+    lock.write_text(json.dumps({"pid": finished_pid(), "host": socket.gethostname(), "started": "then"}))
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(lock), str(pause)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        assert [racer.stdout.readline() for racer in racers] == ["ready\n"] * 3
+        for racer in racers:
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        outcomes = [racer.stdout.readline() for racer in racers]
+    finally:
+        for racer in racers:
+            racer.stdin.close()
+            racer.wait(timeout=60)
+    assert sorted(line.split(":")[0].strip() for line in outcomes) == ["refused", "refused", "won"], outcomes
+    assert all("in use by another mpitrain job" in line for line in outcomes if line.startswith("refused"))
+    assert [name for name in os.listdir(tmp_path) if name != "mpitrain.lock"] == []  # no claim or temporary left
+
+
 def test_the_holder_renews_its_lock(tmp_path, monkeypatch):
     monkeypatch.setattr(rundir, "HEARTBEAT_SECONDS", 0.05)
     held = rundir.claim(str(tmp_path))

@@ -118,8 +118,10 @@ def fit(
         kinds = {PostLocalSGD: PostLocal, SlowMo: SlowMomentum, HierarchicalSGD: Hierarchical, Gossip: GossipAveraging}
         kind = kinds.get(type(loop), LocalAveraging)
         algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
+    tol = getattr(loop, "tol", None)  # gd and sgd: scikit-learn's SGD rule
+    convergence = None if tol is None else _loop.Convergence(tol, loop.n_iter_no_change)
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
-                       algorithm.batches.global_size, log, hooks or Hooks(), timeline)
+                       algorithm.batches.global_size, log, hooks or Hooks(), timeline, convergence)
     if not result.stopped and not comm.identical(result.theta):
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")

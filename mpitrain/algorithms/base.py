@@ -67,7 +67,8 @@ class Result:
     """Parameters after training (identical on every rank) and what it took to get them.
 
     ``stopped`` is True when the ranks agreed to stop early (a stop signal) after ``steps``;
-    ``ended_early`` when a hook ended the run as complete (early stopping).
+    ``ended_early`` when a hook ended the run as complete (early stopping); ``converged``: whether
+    a convergence test (``tol``) passed before ``steps`` ran out, None when there was none.
     """
 
     theta: np.ndarray
@@ -78,6 +79,7 @@ class Result:
     comm_seconds: float = 0.0
     stopped: bool = False
     ended_early: bool = False
+    converged: Optional[bool] = None
     timeline: Timeline = field(default_factory=Timeline)
 
     def finish(self) -> "Result":

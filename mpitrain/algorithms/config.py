@@ -49,12 +49,24 @@ class GD:
     """Full-batch gradient descent: every step uses every row.
 
     ``deterministic``: sum row by row in fixed point, so the parameters are bitwise the same at
-    any number of ranks (slower: one model call per row).
+    any number of ranks (slower: one model call per row). ``tol``: stop as ``Convergence`` says
+    (scikit-learn's SGD rule on each step's objective; None: run every step).
     """
 
     deterministic: bool = False
+    tol: Optional[float] = None
+    n_iter_no_change: int = 5
     name = "gd"
     batch_size = None
+
+    def __post_init__(self) -> None:
+        _check_tol(self.tol, self.n_iter_no_change)
+
+
+def _check_tol(tol: object, n_iter_no_change: object) -> None:
+    if tol is not None:
+        _non_negative("tol", tol)
+    _positive_int("n_iter_no_change", n_iter_no_change)
 
 
 @dataclass(frozen=True)
@@ -66,17 +78,21 @@ class SGD:
     less memory for activations. ``sampling`` "global" draws each batch from one order of all N
     rows, so the batches are the same at any number of ranks (each rank takes the rows it holds);
     ``deterministic`` (with global sampling) also makes the sums exact, so the parameters are
-    bitwise the same at any number of ranks.
+    bitwise the same at any number of ranks. ``tol``: stop as ``Convergence`` says (scikit-learn's
+    SGD rule on each epoch's mean training loss; None: run every step).
     """
 
     batch_size: int
     accumulate: int = 1
     sampling: str = "local"
     deterministic: bool = False
+    tol: Optional[float] = None
+    n_iter_no_change: int = 5
     name = "sgd"
 
     def __post_init__(self) -> None:
         _positive_int("batch_size", self.batch_size)
+        _check_tol(self.tol, self.n_iter_no_change)
         _positive_int("accumulate", self.accumulate)
         if self.sampling not in SAMPLINGS:
             raise OptionError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import collectives
 from ..timeline import COMPUTE, DATA, REDUCE
 from .loop import Outcome
 from .sync import Synchronous
@@ -39,7 +40,7 @@ class Deterministic(Synchronous):
         for i in range(len(y)):
             rows[i, n:] = model.sums(theta, X[i : i + 1], y[i : i + 1], rows[i, :n])
         timeline.mark(COMPUTE)
-        self.comm.sum_shards(rows, self.buf[: n + 2])
+        collectives.sum_shards(rows, self.buf[: n + 2], comm=self.comm)
         votes = np.array([vote() if listens else 0.0])
         self.buf[-1] = self.comm.Allreduce(votes)[0] if listens else 0.0
         timeline.mark(REDUCE)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .. import optim
+from .. import collectives, optim
 from ..data import Dataset
 from ..models import Model
 from ..timeline import REDUCE, Timeline
@@ -56,7 +56,7 @@ class Hierarchical(LocalAveraging):
         np.multiply(theta, self.node_weight, out=buf[:n])
         if self.local_state == "average":
             np.multiply(optim.flatten(self.opt_state, counts=False), self.node_weight, out=buf[n:])
-        self.node.Allreduce(buf, algorithm=self.reduce.algorithm)
+        collectives.allreduce(buf, algorithm=self.reduce.algorithm, comm=self.node)
         self.timeline.mark(REDUCE)
         theta[:] = buf[:n]
         if self.local_state == "average":

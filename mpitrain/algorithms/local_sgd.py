@@ -24,11 +24,11 @@ arrived: it sends it in its own slot of the next averaging's buffer, and that av
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
-from .. import optim
+from .. import collectives, optim
 from ..data import Dataset
 from ..errors import JobError
 from ..models import Model
@@ -119,7 +119,7 @@ class LocalAveraging:
         np.subtract(theta, self.anchor, out=self.scratch)
         spread[0] = self.weight * float(self.scratch @ self.scratch)
         spread[1 + self.comm.rank] = self.distance
-        self.comm.Allreduce(self.buf, algorithm=self.reduce.algorithm)
+        collectives.allreduce(self.buf, algorithm=self.reduce.algorithm, comm=self.comm)
         timeline.mark(REDUCE)
         check_finite(self.buf[: -self.comm.size - 2], step)
         drift = self._drift(v["theta"], step)

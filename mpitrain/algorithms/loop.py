@@ -53,6 +53,30 @@ class Outcome:
     record: Optional[dict] = None
 
 
+@dataclass
+class Convergence:
+    """scikit-learn's stopping rule of ``SGDClassifier``/``SGDRegressor`` (``tol``, ``n_iter_no_change``),
+    applied to each logged loss: the mean training loss of an epoch of sgd, or the objective of a step
+    of gd (gd logs every step, one epoch each).
+
+    A loss above ``best - tol`` counts as no improvement; ``n_iter_no_change`` in a row means converged.
+    ``best`` is the lowest loss so far. The loss includes the L2 term, as scikit-learn (1.9) tests its
+    ``objective_sum``. Every rank sees the same reduced loss, so every rank stops alike. A resumed
+    run starts the count afresh (checkpoints do not keep it).
+    """
+
+    tol: float
+    n_iter_no_change: int = 5
+    best: float = float("inf")
+    count: int = 0
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's loss; True once converged."""
+        self.count = self.count + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        return self.count >= self.n_iter_no_change
+
+
 class Algorithm(Protocol):
     """The maths of one training algorithm, driven by ``run``."""
 
@@ -69,12 +93,16 @@ class Algorithm(Protocol):
 
 
 def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: int, per_epoch: int,
-        samples_per_step: int, log: Optional[Logger], hooks: Hooks, timeline: Timeline) -> Result:
-    """Collective: drive ``algorithm`` from ``state.step`` to ``steps``; the Result of the run."""
+        samples_per_step: int, log: Optional[Logger], hooks: Hooks, timeline: Timeline,
+        convergence: Optional[Convergence] = None) -> Result:
+    """Collective: drive ``algorithm`` from ``state.step`` to ``steps``; the Result of the run.
+
+    With ``convergence``, each logged loss is tested, and the run ends once it has converged
+    (``result.converged`` then True; False if ``steps`` ran out first)."""
     # Totals since the last log; an averaging algorithm keeps its own until it reduces them.
     period = np.zeros(3) if algorithm.log_every_sync else state.period.copy()
     first_loss: Optional[float] = None
-    result = Result(algorithm.theta, timeline=timeline)
+    result = Result(algorithm.theta, timeline=timeline, converged=None if convergence is None else False)
     timeline.start()
     for step in range(state.step, steps):
         hooks.begin_step(step)
@@ -95,6 +123,8 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
                         "seconds": timeline.elapsed(),
                     })
                 _check_growth(first_loss, loss, step)
+                if convergence is not None and convergence.update(loss):
+                    result.converged = True
                 period[:] = 0
                 timeline.skip()
         result.stopped = outcome.stop and step + 1 < steps
@@ -107,7 +137,7 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
             same = outcome.synced and snapshot.residual is None and not algorithm.per_rank_state
             hooks.save(snapshot, synced=same)
             timeline.mark(CHECKPOINT)
-        if result.stopped or outcome.done:
+        if result.stopped or outcome.done or result.converged:
             break
     if not result.stopped:
         check_finite(algorithm.theta, steps - 1)

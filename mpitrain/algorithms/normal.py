@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from .. import collectives
 from ..data import Dataset
 from ..models import LinearModel, Model
 from ..timeline import COMPUTE, REDUCE, UPDATE, Timeline
@@ -147,7 +148,7 @@ def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_li
         raise ValueError("the normal equations need labels y, and this data set has none")
     buf = local_moments(data.X, data.y)
     timeline.mark(COMPUTE)
-    comm.Allreduce(buf, algorithm=algorithm)
+    collectives.allreduce(buf, algorithm=algorithm, comm=comm)
     timeline.mark(REDUCE)
     n = buf[-1]
     if n == 0:
@@ -157,7 +158,7 @@ def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_li
     if shrink > CANCEL_LIMIT:  # large means: sum again about them (the same decision on every rank)
         buf = local_moments(data.X, data.y, mean, ybar)
         timeline.mark(COMPUTE)
-        comm.Allreduce(buf, algorithm=algorithm)
+        collectives.allreduce(buf, algorithm=algorithm, comm=comm)
         timeline.mark(REDUCE)
         A, b, yy, shift, yshift, _ = centred(buf, d)
         mean, ybar, passes = mean + shift, ybar + yshift, 2

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import collectives
+
 if TYPE_CHECKING:
     from ..comm import Comm
 
@@ -74,4 +76,4 @@ class Buckets:
 
     def _start(self, lo: int, hi: int) -> None:
         self.started.append((lo, hi))
-        self.pending.append(self.comm.Iallreduce(self.buf[lo:hi], call=len(self.pending)))
+        self.pending.append(collectives.start_allreduce(self.buf[lo:hi], comm=self.comm, call=len(self.pending)))

@@ -13,13 +13,16 @@ from .config import (GD, LBFGS, LOOPS, SGD, SOLVERS, Gossip, HierarchicalSGD, Lo
 FIRST_ORDER = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "schedule", "warmup_steps",
                "decay_every", "decay_factor")
 
+SOLVER_TOL = 1e-4  # the solvers' default gradient test, scikit-learn's
+
 
 @dataclass
 class Settings:
     """A training run as one flat record of plain values (what flags and config files give).
 
     steps : number of (local) steps; lr : peak step size (gradient steps need it; the solvers
-    lbfgs, newton-cg and normal refuse it, and any optimizer or schedule field away from its default); l2 : weight of (l2/2)||w||^2 (bias free);
+    lbfgs, newton-cg and normal refuse it, and any optimizer or schedule field away from its
+    default); l2 : weight of (l2/2)||w||^2 (bias free);
     batch_size : global mini-batch (None for full batch); sync_every : local steps between
     averages (local SGD); seed : sampling seed (and the MLP's initialisation).
 
@@ -30,8 +33,9 @@ class Settings:
     local_state : see ``LocalSGD``; allreduce, compress, overlap : see ``Reduce``; accumulate
     (sgd), switch_step (post-local-sgd), sync_every_global (hierarchical-sgd), graph and
     consensus_every (gossip), slow_momentum and slow_lr (slowmo), max_drift and drift_action
-    (averaging algorithms): see the loop option of each algorithm; history, tol : see ``LBFGS``
-    (tol also ``NewtonCG``).
+    (averaging algorithms): see the loop option of each algorithm; history : see ``LBFGS``; tol :
+    the gradient test of ``LBFGS`` and ``NewtonCG`` (None: 1e-4), or with ``n_iter_no_change``
+    scikit-learn's SGD rule for ``GD`` and ``SGD`` (None: off).
     """
 
     steps: int
@@ -66,7 +70,8 @@ class Settings:
     max_drift: Optional[float] = None
     drift_action: str = "warn"
     history: int = 10
-    tol: float = 1e-4
+    tol: Optional[float] = None
+    n_iter_no_change: int = 5
 
     def __post_init__(self) -> None:
         check_training(self.steps, self.lr, self.l2, self.seed)
@@ -85,17 +90,19 @@ class Settings:
         if algorithm not in LOOPS:
             raise OptionError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(LOOPS)}")
         if algorithm == "gd":
-            return GD(self.deterministic)
+            return GD(self.deterministic, self.tol, self.n_iter_no_change)
+        solver_tol = SOLVER_TOL if self.tol is None else self.tol
         if algorithm == "lbfgs":
-            return LBFGS(self.history, self.tol)
+            return LBFGS(self.history, solver_tol)
         if algorithm == "newton-cg":
-            return NewtonCG(self.tol)
+            return NewtonCG(solver_tol)
         if algorithm == "normal":
             return Normal()
         if self.batch_size is None:
             raise OptionError(f"{algorithm} needs batch_size (the global mini-batch)")
         if algorithm == "sgd":
-            return SGD(self.batch_size, self.accumulate or 1, self.sampling or "local", self.deterministic)
+            return SGD(self.batch_size, self.accumulate or 1, self.sampling or "local", self.deterministic, self.tol,
+                       self.n_iter_no_change)
         if algorithm == "one-shot":
             return OneShot(self.batch_size, self.local_state)
         if algorithm == "zero-1":

@@ -103,7 +103,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
     """Collective: ``fit`` for the solver ``options``; ``steps`` is the most iterations (default 100).
 
     The start is ``theta``, or ``model.init(seed)`` from rank 0, or ``state`` when resuming;
-    ``algorithm`` is the allreduce algorithm (``Comm.Allreduce``) of the sums.
+    ``algorithm`` is the allreduce algorithm (``collectives.allreduce``) of the sums.
     """
     comm = as_comm(comm)
     steps = (1 if isinstance(options, Normal) else DEFAULT_STEPS) if steps is None else steps

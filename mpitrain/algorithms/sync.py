@@ -190,10 +190,10 @@ class Synchronous:
         if self.buckets is not None:
             self.buckets.finish()
         elif self.feedback is None:
-            self.comm.Allreduce(buf, algorithm=self.reduce.algorithm)
+            collectives.allreduce(buf, algorithm=self.reduce.algorithm, comm=self.comm)
         else:  # 16-bit gradients; the loss sums and votes travel exactly, in a small second call
             grad[:], self.feedback = collectives.feedback_apply(grad, self.feedback, self.reduce.compress)
-            self.comm.Allreduce(grad, algorithm=self.reduce.algorithm, compress=self.reduce.compress)
+            collectives.allreduce(grad, algorithm=self.reduce.algorithm, compress=self.reduce.compress, comm=self.comm)
             self.comm.Allreduce(buf[n_params:])
         timeline.mark(REDUCE)
         return self.update(step)

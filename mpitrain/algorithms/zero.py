@@ -31,7 +31,7 @@ from ..models import Model
 from ..params import Layout
 from ..timeline import COMPUTE, DATA, REDUCE, UPDATE, Timeline
 from .base import State, check_finite, penalty
-from .config import OptionError, Reduce, ZeRO1
+from .config import Reduce, ZeRO1
 from .loop import Outcome
 from .sync import Batches
 
@@ -92,7 +92,7 @@ class ShardedOptimizer:
         buf[-1] = vote()
         buf[n : n + 2] = model.sums(theta, X, y, self.grad)
         timeline.mark(COMPUTE)
-        block = self.comm.reduce_scatter(buf, self.algorithm)
+        block = collectives.reduce_scatter(buf, algorithm=self.algorithm, comm=self.comm)
         timeline.mark(REDUCE)
         objective_term = penalty(theta, self.l2, model.n_penalized)
         grad, mine = block[: self.p_hi - self.p_lo], theta[self.p_lo : self.p_hi]

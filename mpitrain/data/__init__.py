@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
+from ..comm import Comm, as_comm
 from ..errors import JobError, UsageError
 from .builtin import FILES as BUILTIN, BuiltinSource
 from .csv import ByteRanges, CsvSource, WholeCsvSource
@@ -29,9 +30,6 @@ from .prepare import IMPUTE, as_dtype, impute, n_classes, split, standardize
 from .schema import Schema
 from .sampler import BatchSampler
 from .synthetic import SyntheticSource
-
-if TYPE_CHECKING:
-    from ..comm import Comm
 
 __all__ = ["Dataset", "load", "open_source", "as_dtype", "n_classes", "split", "standardize", "block_bounds", "block_sizes",
            "batch_shares", "BatchSampler", "BUILTIN", "Schema", "encode_labels", "find_classes", "impute", "IMPUTE"]
@@ -152,16 +150,22 @@ def load(
     ``label_column``, ``header`` and ``delimiter``: see ``open_source``. A sparse source
     (LIBSVM) gives X as a scipy.sparse CSR matrix unless ``sparse`` is False (then dense rows).
     """
-    from ..comm import as_comm
-
     comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     with comm.together():
         source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
-        local_count = source.scan(comm.rank, comm.size) if isinstance(source, ByteRanges) else 0
+    # Ranks that see different files (inconsistent copies, a file still being written) are named
+    # here, before the byte-range scan, whose line counts would not fit together.
+    comm.agree_int("features", source.n_features, spec)
     byte_range = None
     if isinstance(source, ByteRanges):
+        comm.agree_int("size in bytes", source.file_end, spec)
+        with comm.together():
+            local_count = source.scan(comm.rank, comm.size)
         counts = comm.allgather_int(local_count)
         table = comm.Allreduce(source.locate(counts, comm.rank), "max")
+        if (table < 0).any() or (np.diff(table) < 0).any():  # the same table on every rank
+            raise JobError(f"the ranks found lines of {spec} that do not fit together; every rank must see "
+                           f"the same file (is it being written, or are the copies different?)")
         byte_range = int(table[comm.rank]), int(table[comm.rank + 1])
     if isinstance(source, PartsSource):
         source.count(comm)
@@ -169,6 +173,9 @@ def load(
     comm.agree_int("label column (1 if present)", int(source.has_labels), spec)
     if require_labels and not source.has_labels:
         raise JobError(f"{spec} has no labels (y.npy or a label column), which training needs")
+    if require_labels and source.n_total == 0:
+        only = " (only a header line)" if isinstance(source, (CsvSource, WholeCsvSource)) else ""
+        raise JobError(f"{spec} has no rows{only}; training needs at least one")
     start, stop = block_bounds(source.n_total, comm.size, comm.rank)
     names = getattr(source, "feature_names", None)
     with comm.together():

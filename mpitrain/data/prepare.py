@@ -5,14 +5,14 @@ ever holds another rank's rows and the result does not depend on the number of r
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..comm import Comm, as_comm
 from ..errors import JobError
 
 if TYPE_CHECKING:
-    from ..comm import Comm
     from . import Dataset
 
 
@@ -22,7 +22,7 @@ def n_classes(data: "Dataset", comm: "Comm") -> int:
     JobError otherwise (labels with gaps such as {0, 1, 100}, -1/+1 or text): map them to
     0..K-1 with ``encode_labels`` first.
     """
-    comm = _comm(comm)
+    comm = as_comm(comm)
     from .labels import describe_classes, find_classes
 
     classes = find_classes(data.y, comm)
@@ -40,7 +40,7 @@ def split(data: "Dataset", comm: "Comm", fraction: float, seed: int = 0, stratif
     number of ranks. Each rank keeps its own rows, so both parts stay contiguous in rank order.
     Without ``stratify`` (regression) all rows form one class.
     """
-    comm = _comm(comm)
+    comm = as_comm(comm)
     if not 0 < fraction < 1:
         raise JobError(f"--test-fraction {fraction} must be between 0 and 1 (exclusive)")
     y = data.y if data.y is not None else np.zeros(data.n_local)
@@ -81,7 +81,7 @@ def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.
 
     Two Allreduces of per-rank sums: of x, then of (x - mean)^2.
     """
-    comm = _comm(comm)
+    comm = as_comm(comm)
     if train.n_total == 0:
         raise JobError("cannot standardise: the training data has no rows")
     if not isinstance(train.X, np.ndarray):
@@ -119,7 +119,7 @@ def impute(train: "Dataset", comm: "Comm", how: str, *others: "Dataset") -> np.n
     on the bits of float64 (64 Allreduces of per-feature counts), the same for any number of ranks.
     JobError for a feature with no values at all.
     """
-    comm = _comm(comm)
+    comm = as_comm(comm)
     if how not in IMPUTE:
         raise JobError(f"impute must be one of {', '.join(IMPUTE)}, not {how!r}")
     if not isinstance(train.X, np.ndarray):
@@ -174,8 +174,3 @@ def _order_statistics(X: np.ndarray, present: np.ndarray, ranks: np.ndarray, com
     return _from_sortable(hi)
 
 
-def _comm(comm: Any) -> "Comm":
-    """``comm`` as a Comm (see ``mpitrain.comm.as_comm``); imported here so that loading data needs no MPI."""
-    from ..comm import as_comm
-
-    return as_comm(comm)

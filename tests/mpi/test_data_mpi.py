@@ -75,6 +75,18 @@ def test_ranks_that_see_different_feature_counts_are_named(comm, shared_dir):
     assert "rank 1: 3" in str(info.value) and "rank 0: 2" in str(info.value)
 
 
+@pytest.mark.mpi(min_size=2)
+def test_ranks_that_see_files_of_different_sizes_are_named(comm, shared_dir):
+    # Same columns, one more row on rank 1: before, each rank's byte range found one row and the
+    # job trained silently on rows of two different files.
+    path = os.path.join(shared_dir, f"s{comm.rank}.csv")
+    with open(path, "w") as f:
+        f.write("a,y\n1,0\n" + ("2,1\n" if comm.rank == 1 else ""))
+    with pytest.raises(mt.JobError, match="ranks disagree on the size in bytes") as info:
+        mt.load(path, comm)
+    assert "rank 0: 8" in str(info.value) and "rank 1: 12" in str(info.value)
+
+
 def test_nan_in_the_data_is_reported_with_its_row(comm, shared_dir):
     path = os.path.join(shared_dir, "nan.csv")
     on_rank0(lambda: open(path, "w").write("a,b,y\n" + "1,2,0\n" * 6 + "1,nan,1\n" + "1,2,0\n" * 3))

@@ -1,0 +1,65 @@
+"""The model-selection flags end to end: --metrics in metrics.jsonl, summary.json and the printed
+test score, --monitor on one of them, and refusals in flag words."""
+import json
+
+import numpy as np
+import pytest
+
+from launch import run
+
+pytestmark = pytest.mark.e2e
+DATA = "synthetic:classification,n=300,d=5,noise=1.0,seed=4"
+
+
+def test_metrics_are_scored_on_validation_and_test_rows_and_monitor_takes_them(tmp_path):
+    out = tmp_path / "r"
+    done = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--lr", "0.5", "--steps", "40",
+               "--val-fraction", "0.25", "--test-fraction", "0.2", "--eval-every", "10", "--metrics", "f1,auc,log_loss",
+               "--early-stopping", "--monitor", "val_auc", "--patience", "50", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in scored] == [10, 20, 30, 40]
+    assert all({"val_accuracy", "val_f1", "val_auc", "val_log_loss"} <= set(r) for r in scored)
+    # log_loss is the model's own loss without the penalty: the two agree here (--l2 0)
+    assert all(r["val_log_loss"] == pytest.approx(r["val_loss"], rel=1e-12) for r in scored)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test_metrics"]) == {"f1", "auc", "log_loss"}
+    best = max(scored, key=lambda r: r["val_auc"])  # AUC is maximised; the first best wins ties
+    assert summary["validation"]["monitor"] == "val_auc"
+    assert summary["validation"]["best_value"] == best["val_auc"]
+    assert summary["validation"]["best_step"] == min(r["step"] for r in scored if r["val_auc"] == best["val_auc"])
+    assert f"test auc {summary['test_metrics']['auc']:.4f}" in done.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--val-fraction", "0.2", "--metrics", "r2"], "--metrics r2 does not apply to --model logistic"),
+    (["--metrics", "f2"], "unknown metric 'f2'"),
+    (["--val-fraction", "0.2", "--early-stopping", "--monitor", "val_f1"], "--monitor val_f1 is not scored"),
+    (["--metrics", "f1"], "--metrics scores validation or test rows"),
+])
+def test_metric_flags_that_cannot_apply_are_refused(tmp_path, flags, message):
+    done = run("train", "--data", DATA, "--model", "logistic", "--steps", "2", *flags, "--out", str(tmp_path / "x"),
+               ranks=1)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_auc_needs_two_classes(tmp_path):
+    done = run("train", "--data", "synthetic:classification,n=90,d=4,classes=3", "--model", "softmax", "--steps", "2",
+               "--val-fraction", "0.3", "--metrics", "auc", "--out", str(tmp_path / "x"), ranks=1)
+    assert done.returncode != 0 and "binary tasks" in done.stderr, done.stderr
+    assert np.char.count(done.stderr, "Traceback") == 0
+
+
+def test_tol_ends_sgd_at_an_epoch_and_the_summary_says_so(tmp_path):
+    out = tmp_path / "r"
+    done = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "sgd", "--batch-size", "30", "--lr", "0.1",
+               "--epochs", "500", "--tol", "1e-3", "--n-iter-no-change", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["converged"] and summary["steps_run"] < 500 * 10 and summary["steps_run"] % 10 == 0
+    assert f"converged (--tol 0.001) after {summary['steps_run']} steps" in done.stdout
+    assert summary["settings"]["tol"] == 1e-3 and summary["settings"]["n_iter_no_change"] == 3
+    refused = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--n-iter-no-change", "3",
+                  "--out", str(tmp_path / "x"), ranks=1)
+    assert refused.returncode == 2 and "--n-iter-no-change only applies to --tol with gd or sgd" in refused.stderr
