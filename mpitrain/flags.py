@@ -295,6 +295,9 @@ def add_data_flags(parser: Any, command: str) -> None:
     group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                        help="CSV: the first line names the columns (--header) or is data (--no-header); "
                             "default: data when all its fields are numbers, and the run says so")
+    group.add_argument("--index", action=argparse.BooleanOptionalAction, default=None,
+                       help="CSV: the first column is a row index to leave out (--index) or data (--no-index); default: "
+                            "an index when it has no name, or, without a header line, when it counts up row by row")
     group.add_argument("--delimiter", metavar="C", help="CSV field separator (default ',', a tab for .tsv)")
     group.add_argument("--sparse", action=argparse.BooleanOptionalAction, default=None,
                        help="LIBSVM rows stay sparse (CSR; default) or become dense (--no-sparse)")
@@ -309,7 +312,7 @@ def add_data_flags(parser: Any, command: str) -> None:
 
 def data_options(args: argparse.Namespace, missing: bool = False) -> dict:
     """The keywords of ``load`` given by the data flags; ``missing``: NaN cells may stay (to be imputed)."""
-    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter,
+    return {"label_column": args.label_column, "header": args.header, "delimiter": args.delimiter, "index": args.index,
             "sparse": args.sparse, "allow_missing": missing or getattr(args, "impute", None) is not None}
 
 

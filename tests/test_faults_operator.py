@@ -117,7 +117,7 @@ def test_outputs_never_overwrite_inputs_or_the_model(tmp_path):
                "--trace", str(csv), ranks=1)
     trace_is_own = run(*SGD, "--steps", "20", "--out", str(tmp_path / "U"), "--trace",
                        str(tmp_path / "U" / "summary.json"), ranks=1)
-    predict = run("predict", "--model", str(out / "model.npz"), "--data", "synthetic:regression,n=50,d=8",
+    predict = run("predict", "--from", str(out / "model.npz"), "--data", "synthetic:regression,n=50,d=8",
                   "--out", str(out / "model.npz"), ranks=1)
     for refused, what in ((clobber, "--trace"), (data, "--trace"), (trace_is_own, "--trace"), (predict, "--out")):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
