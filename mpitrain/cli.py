@@ -30,6 +30,7 @@ from .plot import plot
 from .progress import PlainProgress, has_terminal
 from .run import train
 from .selection import EarlyStopping, Validation
+from .selectflags import take_weight_column, weigh
 
 
 LINE_SECONDS = 1.0  # the fastest rate of progress lines on stderr
@@ -124,7 +125,9 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
         test = load(args.test_data, comm, n_features=data.n_features, **flags.data_options(args))
     if args.val_data:
         val = load(args.val_data, comm, n_features=data.n_features, **flags.data_options(args))
+    data, test, val = take_weight_column(args, data, test, val)
     data, test, val, schema = flags.prepare(args, comm, data, test, val)
+    data, test, val = weigh(args, comm, 0 if schema.classes is None else schema.classes.size, data, test, val)
     if args.quiet:
         for note in data.notes:
             say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
@@ -174,7 +177,8 @@ def run_train(args: argparse.Namespace, comm: Comm) -> int:
                     "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
                     "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                                     "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
-                                    "val_fraction": args.val_fraction, "val_data": args.val_data}}
+                                    "val_fraction": args.val_fraction, "val_data": args.val_data,
+                                    "weight_column": args.weight_column, "class_weight": args.class_weight}}
     done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
                  checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
                  overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace, progress=progress, on_log=line,
