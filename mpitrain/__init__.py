@@ -18,7 +18,11 @@ Importing mpitrain does not start MPI; ``world()`` (or the first collective) doe
 """
 from __future__ import annotations
 
-from .guard import guard_signals  # first: the command line catches stop signals before any thread starts
+from ._startup import block_command_signals  # first of all: the command line's stop signals wait, blocked
+
+block_command_signals()
+
+from .guard import guard_signals  # noqa: E402 - then a thread of its own takes them, before any other starts
 
 guard_signals()
 

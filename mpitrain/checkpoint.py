@@ -1,14 +1,14 @@
 """Checkpoint files: written atomically by rank 0, verified strictly on load, never unpickled.
 
 A checkpoint is a directory ``FOLDER/step-000000123/`` holding ``state.npz`` (plain arrays) and
-``manifest.json`` (format version, step, run id, world size, run description and the SHA-256 of
-``state.npz``). It is written under a temporary name, each file and the directory are fsynced,
+``manifest.json`` (format version, step, run id, world size, run description, the SHA-256 of
+``state.npz``, and the SHA-256 of all those fields, so that no field can change unnoticed). It is written under a temporary name, each file and the directory are fsynced,
 it is renamed into place, the parent is fsynced, and only then does ``FOLDER/latest`` (written
 the same way) point at it. Pruning keeps the newest ``keep`` checkpoints of the same run and
 touches no other run's.
 
 Loading accepts only what ``save`` writes: real directories and files (no symbolic links), a
-manifest that lists exactly ``state.npz``, finite numbers. Anything else is a CheckpointError,
+sealed manifest that lists exactly ``state.npz``, finite numbers. Anything else is a CheckpointError,
 so ``load_latest`` falls back to the previous checkpoint.
 """
 from __future__ import annotations
@@ -29,9 +29,10 @@ import numpy as np
 from .errors import UsageError
 from .outputs import OutputError, describe_os_error, fsync_path, write_atomic, write_synced
 
-FORMAT_VERSION = 2  # 2: a run id in every manifest, which names exactly the files it covers
+FORMAT_VERSION = 3  # 2: a run id in every manifest, which names exactly the files it covers; 3: sealed manifest
 STATE = "state.npz"
 MANIFEST = "manifest.json"
+SEAL = "manifest_sha256"  # the manifest's own field: the SHA-256 of all its other fields
 LATEST = "latest"
 _TEMPORARY = re.compile(r"^\.step-\d+\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
 
@@ -55,6 +56,17 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _fields_digest(manifest: dict) -> str:
+    """The SHA-256 of every manifest field but the seal, in one canonical JSON form."""
+    fields = {k: v for k, v in manifest.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """``manifest`` with its seal: loading refuses a manifest any of whose fields changed since."""
+    return {**manifest, SEAL: _fields_digest(manifest)}
 
 
 def _step_of(name: str) -> Optional[int]:
@@ -110,8 +122,8 @@ def save(folder: str, step: int, arrays: dict, meta: dict, keep: int = 3) -> str
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         write_synced(os.path.join(tmp, STATE), buf.getvalue())
-        manifest = {"format_version": FORMAT_VERSION, "step": step, **meta,
-                    "files": {STATE: _sha256(os.path.join(tmp, STATE))}}
+        manifest = seal({"format_version": FORMAT_VERSION, "step": step, **meta,
+                         "files": {STATE: _sha256(os.path.join(tmp, STATE))}})
         write_synced(os.path.join(tmp, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         fsync_path(tmp)
         if os.path.lexists(final):  # the same step saved again (a resumed run): replace it whole
@@ -193,6 +205,9 @@ def _read_manifest(path: str) -> dict:
         raise CheckpointError(
             f"{path} has format version {manifest.get('format_version')}; this mpitrain reads {FORMAT_VERSION}"
         )
+    if manifest.get(SEAL) != _fields_digest(manifest):
+        raise CheckpointError(f"{manifest_path} does not match the SHA-256 of its fields ({SEAL}): the manifest "
+                              "was altered or damaged")
     step = manifest.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(f"{manifest_path} has no valid step ({step!r}): the checkpoint is damaged")
@@ -206,6 +221,9 @@ def _read_manifest(path: str) -> dict:
                               f"['{STATE}']: the manifest was altered")
     if not isinstance(manifest.get("run_id"), str):
         raise CheckpointError(f"{manifest_path} names no run: it was altered")
+    size, synced = manifest.get("world_size", 1), manifest.get("synced", True)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or not isinstance(synced, bool):
+        raise CheckpointError(f"{manifest_path} has world_size {size!r} and synced {synced!r}: it was altered")
     return manifest
 
 

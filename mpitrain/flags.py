@@ -19,7 +19,7 @@ from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
 from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
-from .data.labels import describe_classes, is_text
+from .data.labels import describe_classes, is_text, require_numbers
 from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from .errors import JobError
 from .selectflags import add_selection_flags, check_selection
@@ -259,7 +259,7 @@ def prepare(args: argparse.Namespace, comm: "Comm", data: Dataset, test: Optiona
     """
     classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
     given = [d for d in (test, val) if d is not None]
-    classes = encode_labels(data, comm, *given) if classifier else None
+    classes = encode_labels(data, comm, *given) if classifier else require_numbers(f"--model {args.model}", data, *given)
     if classes is not None and (classes.size < 2 or (args.model == "logistic" and classes.size != 2)):
         need = "exactly 2 classes (use --model softmax for more)" if args.model == "logistic" else "2 classes or more"
         raise JobError(f"--model {args.model} needs {need}, but the labels of {args.data} are "

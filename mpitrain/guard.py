@@ -20,12 +20,12 @@ import traceback
 from typing import Callable, Mapping, Optional
 
 from . import _mpi
+from ._startup import COMMAND_SIGNALS, launched_as_command
 
 EXIT_WATCHDOG = 4
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: try again later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-COMMAND_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 # Launchers and the variables with which they tell each task the number of tasks and its rank.
 # srun sets SLURM_STEP_NUM_TASKS in each task of a step (not in the batch shell, where one
 # process with SLURM_NTASKS or SLURM_NPROCS > 1 is a legitimate serial run).
@@ -34,6 +34,7 @@ LAUNCHERS = (("srun", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),
              ("A PMI launcher (MPICH's mpiexec, Intel MPI)", "PMI_SIZE", "PMI_RANK"),
              ("A PMIx launcher", "PMIX_SIZE", "PMIX_RANK"))
 EXIT_USAGE = 2
+LONE_SIGNAL_GRACE = 2.0  # seconds a rank other than 0, signalled during start-up, waits before it says so
 
 
 class StopRequest:
@@ -89,8 +90,9 @@ class SignalGuard:
     """
 
     def __init__(self) -> None:
-        self.rank = next((int(os.environ[v]) for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
-                          if os.environ.get(v, "").isdigit()), 0)
+        self.rank, self.size = (next((int(os.environ[v]) for v in names if os.environ.get(v, "").isdigit()), default)
+                                for names, default in ((("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"), 0),
+                                                       (("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"), 1)))
         self.phase = "start-up"
         self.cleanups: list[Callable[[], None]] = []
         self._listener: Optional[StopRequest] = None
@@ -134,8 +136,10 @@ class SignalGuard:
             if self._interrupts >= 2:
                 self._leave(EXIT_INTERRUPTED, "interrupted twice (SIGINT): aborting at once, without a checkpoint")
             if self.phase == "start-up":
-                self._leave(EXIT_RESUMABLE, f"stopped by {name} during start-up: nothing was trained yet; the same "
-                                            f"command with --resume auto starts it (exit status {EXIT_RESUMABLE})")
+                where = f" on rank {self.rank}" if self.size > 1 else ""
+                self._leave(EXIT_RESUMABLE, f"stopped by {name}{where} during start-up: nothing was trained yet; the "
+                                            f"same command with --resume auto starts it (exit status {EXIT_RESUMABLE})",
+                            alone=True)
             if self._listener is not None and not self._listener.signum:
                 self._listener.signum = signum
 
@@ -147,9 +151,16 @@ class SignalGuard:
             except Exception:  # noqa: BLE001 - leaving anyway; the next job copes with what is left
                 pass
 
-    def _leave(self, status: int, message: str) -> None:
+    def _leave(self, status: int, message: str, alone: bool = False) -> None:
+        """Exit with ``status``; rank 0 says why, and so does another rank (``alone``) still running after a grace.
+
+        The launcher ends the other ranks when one exits: when rank 0 got the signal too (mpiexec
+        and srun forward it to every rank), it leaves first and the others never speak.
+        """
         self.run_cleanups()
-        if self.rank == 0:
+        if alone and self.rank != 0:
+            time.sleep(LONE_SIGNAL_GRACE)
+        if self.rank == 0 or alone:
             sys.stderr.write(f"mpitrain: {message}\n")
         sys.stderr.flush()
         sys.stdout.flush()
@@ -157,13 +168,6 @@ class SignalGuard:
 
 
 _guard: Optional[SignalGuard] = None
-
-
-def launched_as_command() -> bool:
-    """True in ``python -m mpitrain ...`` and the ``mpitrain`` script, not in a program importing mpitrain."""
-    argv = getattr(sys, "orig_argv", [])
-    return ["-m", "mpitrain"] in [argv[i : i + 2] for i in range(len(argv) - 1)] or \
-        os.path.basename(sys.argv[0]) == "mpitrain"
 
 
 def guard_signals() -> Optional[SignalGuard]:

@@ -5,6 +5,7 @@ OutputError naming the file the user asked for, never a temporary name.
 """
 from __future__ import annotations
 
+import csv
 import errno
 import io
 import json
@@ -108,6 +109,40 @@ def write_npy(path: str, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     write_atomic(path, buf.getvalue())
+
+
+TABLES = (".npy", ".csv", ".tsv", ".parquet")  # the files write_table writes, by extension
+
+
+def write_table(path: str, values: np.ndarray, names: list[str]) -> None:
+    """Atomically write ``values`` (shape (n,) or (n, k), numbers or strings) by ``path``'s extension.
+
+    .npy holds the bare array; .csv and .tsv have a header of ``names`` (one per column) and
+    numbers that read back exactly; .parquet (needs pyarrow, the ``parquet`` extra) has the
+    columns ``names``.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".npy":
+        return write_npy(path, values)
+    columns = values.reshape(len(values), -1).T
+    if extension == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise UsageError(f"writing {path} needs pyarrow: pip install 'mpitrain[parquet]', or write .csv or .npy") \
+                from None
+        buf = io.BytesIO()
+        pq.write_table(pa.table({name: column for name, column in zip(names, columns)}), buf)
+        return write_atomic(path, buf.getvalue())
+    if extension not in (".csv", ".tsv"):
+        raise UsageError(f"cannot tell the format of {path} from its extension; use one of {', '.join(TABLES)}")
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter="\t" if extension == ".tsv" else ",", lineterminator="\n")
+    writer.writerow(names)
+    cells = [column.tolist() for column in columns]  # Python floats print their shortest exact form
+    writer.writerows(zip(*cells))
+    write_atomic(path, text.getvalue().encode())
 
 
 class MetricsLog:

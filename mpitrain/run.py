@@ -45,11 +45,13 @@ class Run:
     result : the parameters and timings (``result.theta`` identical on every rank); stopped :
     a stop signal ended the run early, after a checkpoint (resume with ``resume="auto"``);
     checkpoint : the last checkpoint written, or ""; resumed_from : the step a resumed run
-    started at (0 for a fresh one); summary : what summary.json holds (empty when stopped).
+    started at (0 for a fresh one); summary : what summary.json holds (empty when stopped);
+    stopped_by : which signals stopped it on which ranks ("SIGUSR1 on rank 1").
     """
 
     result: Result
     stopped: bool = False
+    stopped_by: str = ""
     checkpoint: str = ""
     resumed_from: int = 0
     notes: list[str] = field(default_factory=list)
@@ -198,6 +200,7 @@ def train(
                                                          "world_size": comm.size}) if trace else None
         if result.stopped:
             run.stopped, run.checkpoint = True, supervisor.saved_path if supervisor is not None else ""
+            run.stopped_by = supervisor.stopped_by() if supervisor is not None else ""
             return run
         if validation is not None and validation.best_theta is not None:  # early stopping: the best evaluation
             result.theta = validation.best_theta.astype(result.theta.dtype)

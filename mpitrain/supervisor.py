@@ -6,6 +6,7 @@ then a checkpoint is written and ``python -m mpitrain`` exits with status 75 (re
 """
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -58,6 +59,17 @@ class Supervisor(Hooks):
 
     def stop_vote(self) -> float:
         return 1.0 if self.stop.requested else 0.0
+
+    def stopped_by(self) -> str:
+        """Collective, once the ranks agreed to stop: which signal reached which ranks ("SIGUSR1 on rank 1")."""
+        got = self.comm.allgather_int(self.stop.signum)
+        parts = []
+        for signum in sorted(set(int(s) for s in got if s)):
+            ranks = [r for r in range(self.comm.size) if got[r] == signum]
+            where = (f"rank {ranks[0]}" if len(ranks) == 1 else
+                     f"all {len(ranks)} ranks" if len(ranks) == self.comm.size else f"ranks {', '.join(map(str, ranks))}")
+            parts.append(f"{signal.Signals(signum).name} on {where}")
+        return " and ".join(parts) or "a signal"
 
     def evaluate(self, steps_done: int, theta: np.ndarray) -> bool:
         return self.validation is not None and self.validation.evaluate(steps_done, theta)
@@ -153,6 +165,9 @@ class Supervisor(Hooks):
             raise checkpoint.CheckpointError(
                 f"{found.path} lacks {', '.join(missing)}: it was written by another version of mpitrain")
         n = arrays["theta"].shape[0]
+        if n not in (1, found.manifest.get("world_size", 1)):
+            raise checkpoint.CheckpointError(f"{found.path} holds {n} ranks' records but its manifest says world_size "
+                                             f"{found.manifest.get('world_size')}: it was altered")
         saved = arrays.get("residual")
         residual = saved if saved is not None and saved.shape[1] else np.full((n, n_params), np.nan)
         return np.ascontiguousarray(np.hstack([arrays["theta"], arrays["period"], arrays["opt_state"], residual,

@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mpitrain")
 LAYERS = [
-    {"_version", "errors", "params", "timeline", "_mpi", "costmodel"},
+    {"_version", "_startup", "errors", "params", "timeline", "_mpi", "costmodel"},
     {"comm", "agree", "optim"},
     {"data", "models", "outputs"},
     {"collectives"},

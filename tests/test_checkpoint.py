@@ -15,10 +15,12 @@ def save(folder, step, keep=3, run="run-a"):
 
 
 def rewrite_manifest(path, change):
+    """Change a manifest and seal it again, as someone who knows the format would: the checks
+    behind the seal must catch it."""
     file = os.path.join(path, "manifest.json")
     manifest = json.loads(open(file).read())
     change(manifest)
-    open(file, "w").write(json.dumps(manifest))
+    open(file, "w").write(json.dumps(checkpoint.seal(manifest)))
 
 
 def test_round_trip_and_latest(tmp_path):
@@ -78,8 +80,8 @@ def test_object_arrays_are_never_unpickled(tmp_path):
     path.mkdir()
     np.savez(path / "state.npz", rows=np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     digest = checkpoint._sha256(str(path / "state.npz"))
-    manifest = {"format_version": 2, "step": 1, "run_id": "r", "files": {"state.npz": digest}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    manifest = {"format_version": checkpoint.FORMAT_VERSION, "step": 1, "run_id": "r", "files": {"state.npz": digest}}
+    (path / "manifest.json").write_text(json.dumps(checkpoint.seal(manifest)))
     with pytest.raises(CheckpointError, match="cannot be read"):
         checkpoint.load(str(path))
 
@@ -111,7 +113,7 @@ def test_a_manifest_must_cover_exactly_the_state_file(tmp_path):
     np.testing.assert_array_equal(found.arrays["rows"], np.full((1, 4), 1.0))
 
 
-@pytest.mark.parametrize("damage", ["[1, 2]", "{}", '{"format_version": 2, "step": "x"}', "null", "{\"step\": 1"])
+@pytest.mark.parametrize("damage", ["[1, 2]", "{}", '{"format_version": 3, "step": "x"}', "null", "{\"step\": 1"])
 def test_a_malformed_manifest_falls_back_to_the_previous_checkpoint(tmp_path, damage):
     save(tmp_path, 1)
     path = save(tmp_path, 2)
@@ -156,9 +158,9 @@ def test_non_finite_state_is_never_saved_or_loaded(tmp_path):
     path = tmp_path / "step-000000003"  # written by hand, hashes right, but not finite
     path.mkdir()
     np.savez(path / "state.npz", rows=np.array([[np.nan]]))
-    manifest = {"format_version": 2, "step": 3, "run_id": "run-a",
+    manifest = {"format_version": checkpoint.FORMAT_VERSION, "step": 3, "run_id": "run-a",
                 "files": {"state.npz": checkpoint._sha256(str(path / "state.npz"))}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "manifest.json").write_text(json.dumps(checkpoint.seal(manifest)))
     (tmp_path / "latest").write_text("step-000000003\n")
     found, warnings = checkpoint.load_latest(str(tmp_path))
     assert found.manifest["step"] == 1 and "NaN or infinity" in warnings[0]

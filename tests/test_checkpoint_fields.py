@@ -101,7 +101,52 @@ def test_a_manifest_whose_step_differs_from_its_directory_is_refused(tmp_path):
     manifest = json.load(open(file))
     manifest["step"] = 5
     open(file, "w").write(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="does not match the SHA-256 of its fields"):
+        checkpoint.load(path)
+    open(file, "w").write(json.dumps(checkpoint.seal(manifest)))  # sealed again: the step check still holds
     with pytest.raises(CheckpointError, match="says step 5 but its directory is step 6"):
+        checkpoint.load(path)
+
+
+def tampered(value):
+    """Another value of the same JSON type (a field changed by hand or by a damaged disk)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return [*value, 1]
+    return {**value, "added": 1}
+
+
+# What supervisor.save adds to the run's description (rundir.FIXED and the settings) in every manifest.
+RUN_META = {**META, "shapes": [[3, 2], [2]], "model_options": {"hidden": [3]}, "n_features": 3, "n_samples": 40,
+            "data_fingerprint": "ab12", "preparation": {"standardize": False}, "settings": {"lr": 0.05, "steps": 9}}
+
+
+@pytest.mark.parametrize("field", sorted({*RUN_META, "step", "format_version", "files", checkpoint.SEAL}))
+def test_every_manifest_field_is_sealed_and_a_changed_one_falls_back(tmp_path, field):
+    checkpoint.save(str(tmp_path), 3, ARRAYS, RUN_META)
+    path = checkpoint.save(str(tmp_path), 4, ARRAYS, RUN_META)
+    file = os.path.join(path, "manifest.json")
+    manifest = json.load(open(file))
+    manifest[field] = tampered(manifest[field])
+    open(file, "w").write(json.dumps(manifest))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+    found, warnings = checkpoint.load_latest(str(tmp_path), run_id="run-a")
+    assert found.manifest["step"] == 3 and len(warnings) == 1 and "step-000000004" in warnings[0]
+    if field not in ("format_version", "step"):
+        assert "does not match the SHA-256 of its fields" in warnings[0]
+    assert {k: found.manifest[k] for k in RUN_META} == RUN_META
+
+
+@pytest.mark.parametrize("field, value", [("world_size", 0), ("world_size", "2"), ("synced", 1)])
+def test_world_size_and_synced_must_be_what_save_writes_even_when_sealed(tmp_path, field, value):
+    path = checkpoint.save(str(tmp_path), 4, ARRAYS, {**META, field: value})
+    with pytest.raises(CheckpointError, match=f"{field} {value!r}"):
         checkpoint.load(path)
 
 

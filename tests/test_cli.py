@@ -36,7 +36,7 @@ def test_train_writes_model_metrics_and_summary_then_predict_reads_them(tmp_path
         assert f["coef"].shape == (5,) and str(f["model"]) == "logistic"
     assert done.stdout.count("trained logistic") == 1  # rank 0 alone reports
 
-    pred = run("predict", "--model", str(out / "model.npz"), "--data", "synthetic:classification,n=500,d=5,split=test",
+    pred = run("predict", "--from", str(out / "model.npz"), "--data", "synthetic:classification,n=500,d=5,split=test",
                "--out", str(tmp_path / "p.npy"), "--proba", ranks=3)
     assert pred.returncode == 0, pred.stderr
     p = np.load(tmp_path / "p.npy")
@@ -64,7 +64,7 @@ def test_bad_flag_gives_one_usage_error(tmp_path):
 def test_mismatched_features_name_the_ranks(tmp_path):
     model = tmp_path / "run"
     assert run(*TRAIN, "--out", str(model), "--quiet").returncode == 0
-    done = run("predict", "--model", str(model / "model.npz"), "--data", "synthetic:classification,d=7",
+    done = run("predict", "--from", str(model / "model.npz"), "--data", "synthetic:classification,d=7",
                "--out", str(tmp_path / "p.npy"), timeout=30)
     assert done.returncode == 2 and done.stderr.count("has 7 features, but the model expects 5") == 1
     assert not (tmp_path / "p.npy").exists()
@@ -145,7 +145,7 @@ def test_train_on_csv_and_predict_on_npy_directory(tmp_path):
         np.testing.assert_allclose(f["intercept"], 0.25, atol=1e-8)
     (tmp_path / "npy").mkdir()
     np.save(tmp_path / "npy" / "X.npy", X)  # no y.npy: prediction without labels
-    done = run("predict", "--model", str(tmp_path / "run" / "model.npz"), "--data", str(tmp_path / "npy"),
+    done = run("predict", "--from", str(tmp_path / "run" / "model.npz"), "--data", str(tmp_path / "npy"),
                "--out", str(tmp_path / "p.npy"), ranks=4)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), y, atol=1e-7)

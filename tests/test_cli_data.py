@@ -71,13 +71,13 @@ def test_gapped_signed_and_text_labels_become_classes_and_predict_writes_them(tm
         assert int(saved["n_classes"]) == len(labels)  # not 101 for {0, 1, 100}
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["final_train_metric"] > 0.9
-    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
+    pred = run("predict", "--from", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
                "--out", str(tmp_path / "p.npy"), ranks=2)
     assert pred.returncode == 0, pred.stderr
     predicted = np.load(tmp_path / "p.npy", allow_pickle=False)
     assert set(predicted.tolist()) <= set(labels)
     assert np.mean(predicted == words) == pytest.approx(summary["final_train_metric"], abs=1e-12)
-    proba = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
+    proba = run("predict", "--from", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
                 "--out", str(tmp_path / "q.npy"), "--proba", ranks=2)
     assert proba.returncode == 0, proba.stderr
     q = np.load(tmp_path / "q.npy")
@@ -103,7 +103,7 @@ def test_python_load_model_and_predict_give_the_numbers_of_the_command_line(tmp_
     done = run("train", "--model", "logistic", *GD, "--standardize", "--data", str(tmp_path / "d.csv"),
                "--out", str(tmp_path / "r"), "--quiet", ranks=2)
     assert done.returncode == 0, done.stderr
-    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
+    pred = run("predict", "--from", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
                "--out", str(tmp_path / "cli.npy"), "--proba", ranks=3)
     assert pred.returncode == 0, pred.stderr
     (tmp_path / "p.py").write_text(PYTHON_PREDICT)
@@ -137,7 +137,7 @@ def test_missing_cells_stop_the_run_by_name_unless_imputed_and_predict_fills_the
     assert "missing cells filled with the training median" in done.stdout
     saved = model_file(tmp_path / "r" / "model.npz")
     np.testing.assert_array_equal(saved["impute_values"], np.nanmedian(holes, axis=0))
-    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
+    pred = run("predict", "--from", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.csv"),
                "--out", str(tmp_path / "p.npy"), ranks=2)
     assert pred.returncode == 0, pred.stderr
     filled = np.where(np.isnan(holes), np.nanmedian(holes, axis=0), holes)
@@ -159,7 +159,7 @@ def test_libsvm_rows_train_and_predict_sparse_and_refuse_standardisation(tmp_pat
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["n_features"] <= d and summary["data_schema"]["classes"] == [-1.0, 1.0]
-    pred = run("predict", "--model", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.svm"),
+    pred = run("predict", "--from", str(tmp_path / "r" / "model.npz"), "--data", str(tmp_path / "d.svm"),
                "--out", str(tmp_path / "p.npy"), ranks=3)
     assert pred.returncode == 0, pred.stderr
     labels = np.array([1.0 if line.startswith("+") else -1.0 for line in lines])

@@ -26,7 +26,7 @@ def test_mlp_on_digits_reaches_the_accuracy_target_and_predict_reuses_the_scalin
     assert summary["test_metric"] >= 0.96 and summary["n_samples"] == 1346
     assert summary["model_options"] == {"hidden": [64], "activation": "relu", "loss": "cross-entropy", "n_classes": 10}
     assert summary["settings"]["optimizer"] == "adam" and summary["preparation"]["standardize"] is True
-    pred = run("predict", "--model", str(out / "model.npz"), "--data", "digits", "--out", str(tmp_path / "p.npy"),
+    pred = run("predict", "--from", str(out / "model.npz"), "--data", "digits", "--out", str(tmp_path / "p.npy"),
                "--proba")
     assert pred.returncode == 0, pred.stderr
     p = np.load(tmp_path / "p.npy")
@@ -97,7 +97,7 @@ def test_predict_with_labels_the_model_cannot_score_fails_with_one_message(tmp_p
     # Four features as in iris, but a label 3 that a 3-class model cannot score.
     csv = tmp_path / "bad.csv"
     csv.write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,4,3\n5,6,7,8,1\n")
-    pred = run("predict", "--model", str(out / "model.npz"), "--data", str(csv), "--out", str(tmp_path / "p.npy"),
+    pred = run("predict", "--from", str(out / "model.npz"), "--data", str(csv), "--out", str(tmp_path / "p.npy"),
                ranks=3, timeout=30)
     assert pred.returncode == 2 and "Traceback" not in pred.stderr
     assert pred.stderr.count("bad.csv: row 1 has label 3, which is not one of the classes (0, 1, 2)") == 1

@@ -117,7 +117,7 @@ def test_outputs_never_overwrite_inputs_or_the_model(tmp_path):
                "--trace", str(csv), ranks=1)
     trace_is_own = run(*SGD, "--steps", "20", "--out", str(tmp_path / "U"), "--trace",
                        str(tmp_path / "U" / "summary.json"), ranks=1)
-    predict = run("predict", "--model", str(out / "model.npz"), "--data", "synthetic:regression,n=50,d=8",
+    predict = run("predict", "--from", str(out / "model.npz"), "--data", "synthetic:regression,n=50,d=8",
                   "--out", str(out / "model.npz"), ranks=1)
     for refused, what in ((clobber, "--trace"), (data, "--trace"), (trace_is_own, "--trace"), (predict, "--out")):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -133,12 +133,14 @@ def wait_for(path, job, seconds=60):
         time.sleep(0.05)
 
 
-def test_a_stop_signal_before_mpi_starts_exits_resumably(tmp_path):
-    # The signal arrives while the command imports mpi4py.MPI, the import that initialises MPI.
+@pytest.mark.parametrize("module", ["mpitrain.guard", "mpi4py.MPI"])
+def test_a_stop_signal_before_mpi_starts_exits_resumably(tmp_path, module):
+    # The signal arrives while the command imports the signal guard (its first import after the
+    # signals are blocked) or mpi4py.MPI, the import that initialises MPI.
     code = ("import os, runpy, signal, sys\n"
             "class SignalAtMPIInit:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'mpi4py.MPI':\n"
+            f"        if name == {module!r}:\n"
             "            os.kill(os.getpid(), signal.SIGUSR1)\n"
             "sys.meta_path.insert(0, SignalAtMPIInit())\n"
             "sys.argv = ['mpitrain', *sys.argv[1:]]\n"
@@ -170,8 +172,29 @@ def test_stop_signals_while_loading_exit_75_saying_nothing_was_trained(tmp_path,
             job.wait()
     err = job.stderr.read()
     assert job.returncode == 75, err
-    assert err.count(f"stopped by {signals[0].name} during start-up: nothing was trained yet") == 1
+    assert err.count(f"stopped by {signals[0].name} on rank 0 during start-up: nothing was trained yet") == 1
     assert "Traceback" not in err and not (out / "mpitrain.lock").exists() and not (out / "checkpoints").exists()
+
+
+def test_a_stop_signal_to_another_rank_alone_while_loading_is_named(tmp_path):
+    fifo = tmp_path / "blocked.csv"
+    os.mkfifo(fifo)
+    out, pidfile = tmp_path / "R", tmp_path / "pid"
+    job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2,
+                fault=["pidfile-loading", "1", "0"], env={"FAULT_PIDFILE": str(pidfile)})
+    try:
+        wait_for(pidfile, job)
+        time.sleep(0.5)  # rank 1 is opening --data
+        os.kill(int(pidfile.read_text()), signal.SIGUSR1)  # rank 1 only, a process this test started
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    err = job.stderr.read()
+    assert job.returncode == 75, err
+    assert err.count("mpitrain: stopped by SIGUSR1 on rank 1 during start-up: nothing was trained yet") == 1, err
+    assert err.count("mpitrain:") == 1 and not (out / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("fault", [None, ["stop-loading", "1", "0"]])

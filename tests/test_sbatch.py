@@ -11,11 +11,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "slurm", "train.sbatch")
 FAKES = {
     # srun: log its arguments; FAKE_SRUN=stop writes a newer checkpoint and exits 75, stall exits 75
-    # without one, done exits 0.
+    # without one, done exits 0, early writes its pid to $FAKE_SRUN_PIDFILE and dies of USR1 (as a task
+    # does before mpitrain blocks the signal: status 128 + 10).
     "srun": 'echo "srun $*" >> "$LOG"\n'
             'case "$FAKE_SRUN" in\n'
             '  stop) mkdir -p "$MPITRAIN_RUN_DIR/checkpoints"; echo step-000000020 > "$MPITRAIN_RUN_DIR/checkpoints/latest"; exit 75;;\n'
             '  stall) exit 75;;\n'
+            '  early) echo $$ > "$FAKE_SRUN_PIDFILE"; trap "exit 138" USR1; while :; do sleep 0.1; done;;\n'
             'esac\n',
     # squeue: FAKE_SIGNAL_PIDFILE makes it send USR1 to the pid written there, as Slurm would.
     "squeue": 'if [ -n "$FAKE_SIGNAL_PIDFILE" ]; then\n'
@@ -98,3 +100,15 @@ def test_a_signal_before_srun_starts_requeues_instead_of_killing_the_job(job, tm
     status, out = finish(proc)
     assert status == 75, out
     assert "scontrol requeue 42" in job.log() and "srun" not in job.log()
+
+
+def test_tasks_killed_by_the_forwarded_signal_before_mpitrain_catches_it_requeue(job, tmp_path):
+    pidfile = tmp_path / "srun.pid"
+    proc = job(srun="early", checkpoint="step-000000010", FAKE_SRUN_PIDFILE=str(pidfile))
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)  # Slurm's time-limit signal to the batch shell, which forwards it to srun
+    status, out = finish(proc)
+    assert status == 75 and "a resumable stop" in out, out
+    assert "scontrol requeue 42" in job.log()

@@ -176,6 +176,9 @@ def load(
     comm.agree_int("label column (1 if present)", int(source.has_labels), spec)
     if require_labels and not source.has_labels:
         raise JobError(f"{spec} has no labels (y.npy or a label column), which training needs")
+    if require_labels and source.n_total == 0:
+        only = " (only a header line)" if isinstance(source, (CsvSource, WholeCsvSource)) else ""
+        raise JobError(f"{spec} has no rows{only}; training needs at least one")
     start, stop = block_bounds(source.n_total, comm.size, comm.rank)
     names = getattr(source, "feature_names", None)
     with comm.together():

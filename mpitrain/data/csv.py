@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import UsageError
 
 _NEWLINE = ord("\n")
+_NEWLINE_BYTE = b"\n"
 _SCAN = 1 << 24  # bytes per scan chunk, so scanning a large range needs little memory
 _BOM = b"\xef\xbb\xbf"
 
@@ -116,6 +117,10 @@ def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where
     n_columns = len(columns.names)
     if n_rows == 0:
         return np.empty((0, len(columns.features))), (None if columns.label is None else np.empty(0, dtype=str))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8(raw, where, first_row) from None
     pd = _pandas()
     if pd is not None:
         table = _read_pandas(pd, raw, columns, first_row, where)
@@ -145,6 +150,18 @@ def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where
             f"may not span lines"
         )
     return X, labels
+
+
+def not_utf8(raw: bytes, where: str, first_row: Optional[int]) -> UsageError:
+    """The error for bytes that are not UTF-8: the row (None: the header line), the byte, and the fix."""
+    try:
+        raw.decode("utf-8")
+        at = len(raw)
+    except UnicodeDecodeError as exc:
+        at = exc.start
+    line = "the header line" if first_row is None else f"row {first_row + raw.count(_NEWLINE_BYTE, 0, at)}"
+    return UsageError(f"{where}: {line} holds byte 0x{raw[at:at + 1].hex()} that is not UTF-8 (the file is in another "
+                      f"encoding, such as Latin-1); convert it first: iconv -f latin1 -t utf-8 {where} > new.csv")
 
 
 def _read_pandas(pd, raw: bytes, columns: Columns, first_row: int, where: str):  # type: ignore[no-untyped-def]
@@ -206,7 +223,10 @@ def header_columns(first_line: bytes, header: Optional[bool], delimiter: str, wh
     ``header`` True or False says; None decides: a line whose fields are all numbers is data.
     Without a header the columns are named by their 0-based index.
     """
-    text = first_line.decode("utf-8-sig").strip("\r\n")
+    try:
+        text = first_line.decode("utf-8-sig").strip("\r\n")
+    except UnicodeDecodeError:
+        raise not_utf8(first_line, where, None) from None
     if not text.strip():
         raise UsageError(f"{where} is empty or starts with a blank line; expected a header line or data")
     fields = [f.strip() for f in next(csv.reader([text], delimiter=delimiter))]

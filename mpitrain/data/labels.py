@@ -107,6 +107,15 @@ def encode_labels(train: "Dataset", comm: "Comm", *others: "Dataset") -> np.ndar
     return classes
 
 
+def require_numbers(model: str, *datasets: "Dataset") -> None:
+    """None (a regressor has no classes), or JobError on every rank when ``model`` is given text labels."""
+    for data in datasets:
+        if is_text(data.y):  # the same on every rank: labels become numbers on all ranks or on none
+            such = f" (such as {str(data.y[0])!r})" if data.y.size else ""
+            raise JobError(f"{model} predicts numbers, but the labels of {data.spec} are text{such}; "
+                           f"for classes use --model logistic or softmax, or mlp with --loss cross-entropy")
+
+
 def _shown(value: object) -> str:
     """A label as the user wrote it: 3 rather than 3.0."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():

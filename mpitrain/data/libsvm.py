@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..errors import UsageError
-from .csv import ByteRanges
+from .csv import ByteRanges, not_utf8
 from .extras import require
 
 if TYPE_CHECKING:
@@ -46,7 +46,10 @@ class LibsvmSource(ByteRanges):
                 raise UsageError(f"{self.path}: rows {first_row}-{first_row + n_rows - 1}: {exc}") from None
             # Class names as labels: scikit-learn reads numbers only, so read the names here.
             lines = [line.split(None, 1) for line in raw.splitlines() if line.strip()]
-            labels = np.array([parts[0].decode() for parts in lines], dtype=str)
+            try:
+                labels = np.array([parts[0].decode() for parts in lines], dtype=str)
+            except UnicodeDecodeError:
+                raise not_utf8(raw, self.path, first_row) from None
             body = b"\n".join(b"0 " + (parts[1] if len(parts) > 1 else b"") for parts in lines)
             try:
                 X, _ = load_svmlight_file(io.BytesIO(body), zero_based=True, dtype=np.float64)

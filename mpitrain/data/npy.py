@@ -37,6 +37,17 @@ def npz_member(path: str, name: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=start + header, shape=shape, order="F" if fortran else "C")
 
 
+def _open_npy(path: str) -> np.ndarray:
+    """The array in the .npy file ``path`` as a read-only memory map; UsageError for a damaged file or objects."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # Python objects, a bad header, or fewer bytes than the header promises
+        if "Python objects" in str(exc) or "allow_pickle" in str(exc):
+            raise UsageError(f"{path} holds Python objects (dtype object), which are never unpickled; save numbers "
+                             f"or strings (np.save(path, array.astype(float)))") from None
+        raise UsageError(f"{path} is not a complete .npy file ({exc}); write it again with np.save") from None
+
+
 class NpySource:
     """``DIR`` holding X.npy of shape (n, d) and, optionally, y.npy of shape (n,); or ``FILE.npz[:X,y]``."""
 
@@ -52,14 +63,21 @@ class NpySource:
                 raise UsageError(f"{path} has no array {x_name!r}; it has {', '.join(members) or 'none'} "
                                  f"(name them as {path}:FEATURES,LABELS)")
             x_where, y_where = f"{path}:{x_name}", f"{path}:{y_name}"
-            self._X = npz_member(path, x_name)
-            self._y = npz_member(path, y_name) if y_name in members else None
+            try:
+                self._X = npz_member(path, x_name)
+                self._y = npz_member(path, y_name) if y_name in members else None
+            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise UsageError(f"{path} is not a readable .npz file ({exc}); save numbers or strings with np.savez") from None
         else:
             x_where, y_where = os.path.join(path, "X.npy"), os.path.join(path, "y.npy")
             if not os.path.isfile(x_where):
                 raise UsageError(f"data directory {path!r} has no X.npy (expected X.npy and y.npy)")
-            self._X = np.load(x_where, mmap_mode="r", allow_pickle=False)
-            self._y = np.load(y_where, mmap_mode="r", allow_pickle=False) if os.path.isfile(y_where) else None
+            self._X = _open_npy(x_where)
+            self._y = _open_npy(y_where) if os.path.isfile(y_where) else None
+        if self._X.dtype.kind not in "fiub":
+            raise UsageError(f"{x_where} holds {self._X.dtype} values; the features must be numbers (save them as float64)")
+        if self._y is not None and self._y.dtype.kind not in "fiubUS":
+            raise UsageError(f"{y_where} holds {self._y.dtype} values; the labels must be numbers or strings")
         if self._X.ndim != 2:
             raise UsageError(f"{x_where} has shape {self._X.shape}; expected (n_samples, n_features)")
         if self._y is not None and self._y.shape != (self._X.shape[0],):

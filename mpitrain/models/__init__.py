@@ -75,13 +75,18 @@ def save_arrays(model: Model, theta: np.ndarray, extras: Optional[dict[str, np.n
 
 
 def load(path: str) -> tuple[Model, np.ndarray]:
-    """Read a model file written by ``train``: (model, theta of shape (n_params,)).
+    """Read a model file written by ``train`` (or the run directory holding it): (model, theta of shape (n_params,)).
 
     ``model.schema`` holds what the file records about the inputs (``mpitrain.data.Schema``),
     which ``mpitrain.predict`` applies to new rows.
     """
     from ..data.schema import Schema
 
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model.npz")):
+            raise UsageError(f"the run directory {path!r} has no model.npz: the run has not finished (a stopped run "
+                             "continues with train's --resume auto; its checkpoints are under checkpoints/)")
+        path = os.path.join(path, "model.npz")
     if not os.path.isfile(path):
         raise UsageError(f"model file {path!r} does not exist (train writes OUT/model.npz)")
     try:

@@ -32,7 +32,7 @@ def test_local_sgd_keeping_per_rank_optimizer_state_resumes_bitwise(comm, optimi
             os.kill(os.getpid(), signal.SIGUSR1)
 
     first = mt.train(model, data, comm, loop, out=f"{folder}/a", on_log=stop, **options)
-    assert first.stopped and first.result.steps == 8
+    assert first.stopped and first.result.steps == 8 and first.stopped_by == "SIGUSR1 on rank 0"
     resumed = mt.train(model, data, comm, loop, out=f"{folder}/a", resume="auto", **options)
     whole = mt.train(model, data, comm, loop, out=f"{folder}/b", **options)
     assert resumed.resumed_from == 8
