@@ -18,6 +18,7 @@ LAYERS = [
     {"data", "models", "outputs"},
     {"collectives"},
     {"algorithms", "checkpoint", "rundir", "guard", "phases", "inference", "metrics", "selection", "weighting"},
+    {"peers"},
     {"supervisor"},
     {"run"},
 ]

@@ -53,6 +53,52 @@ def test_killed_rank_ends_the_job(tmp_path):
             job.wait()
 
 
+# Each rank runs under a shell that outlives a rank killed by SIGKILL, as plain srun (without
+# --kill-on-bad-exit) keeps the step alive: Hydra then does not end the other ranks. The shell
+# forwards SIGUSR1 to its rank, as srun does.
+LINGER = ('trap \'kill -USR1 $child 2>/dev/null\' USR1; "$@" & child=$!; '
+          'while :; do wait $child; status=$?; kill -0 $child 2>/dev/null || break; done; '
+          'if [ $status -eq 137 ]; then trap "" USR1; sleep 300; fi; exit $status')
+
+
+@pytest.mark.parametrize("hosts", ["same", "apart"])
+def test_a_lost_rank_that_the_launcher_does_not_notice_ends_the_job_promptly(tmp_path, hosts):
+    """A rank killed while the launcher keeps its task alive. On the same host its pid is gone: the job
+    ends naming it. Across hosts (simulated), a stop requested then cannot be voted: the job ends after
+    the stop wait (3 s here). Either way well before --watchdog-seconds (100)."""
+    from launch import mpiexec
+    from mpitrain import guard
+
+    pidfile, out = tmp_path / "pid", tmp_path / "run"
+    args = [*SGD, "--steps", "100000", "--watchdog-seconds", "100", "--out", str(out)]
+    job = subprocess.Popen([*mpiexec(), "-n", "3", "sh", "-c", LINGER, "sh", sys.executable,
+                            os.path.join(os.path.dirname(__file__), "fault_runner.py"), "pidfile", "1", "3", "--",
+                            *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=guard.launch_env({**os.environ, **ENV, "FAULT_PIDFILE": str(pidfile),
+                                                 "FAULT_HOSTS": hosts}))
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text()) and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGKILL)  # rank 1, a process this test started
+        if hosts == "apart":
+            time.sleep(0.5)
+            job.send_signal(signal.SIGUSR1)  # a stop (Slurm's time limit, say), forwarded to the ranks left
+        _, err = job.communicate(timeout=90)  # the watchdog would end it after 100 s
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0 and "watchdog" not in err, err
+    if hosts == "same":
+        assert err.count("is gone (killed, or crashed)") == 1, err
+        assert f"mpitrain: rank 0: rank 1 (pid {pid}) on host " in err, err
+    else:
+        assert "mpitrain: rank 0: a stop was requested, but step " in err, err
+        assert "another rank is gone or stuck, so the ranks cannot vote to stop together" in err, err
+
+
 def test_watchdog_ends_a_hung_job_and_tells_who_never_arrived(tmp_path):
     started = time.monotonic()
     done = run(*SGD, "--steps", "1000", "--watchdog-seconds", "2", "--out", str(tmp_path), ranks=2,

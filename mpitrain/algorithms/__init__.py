@@ -17,7 +17,7 @@ from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop,
                      NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop,
-                     check_training)
+                     check_first_order, check_training)
 from .settings import Settings
 from .global_sampling import Deterministic
 from .gossip import GossipAveraging
@@ -49,7 +49,7 @@ def fit(
     *,
     steps: Optional[int] = None,
     lr: Optional[LR] = None,
-    optimizer: Union[str, optim.GradientTransformation] = "sgd",
+    optimizer: Union[str, optim.GradientTransformation, None] = None,
     l2: float = 0.0,
     seed: int = 0,
     reduce: Reduce = Reduce(),
@@ -64,10 +64,10 @@ def fit(
     ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
     ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
-    ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
+    ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``; default sgd), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The full-batch solvers (``LBFGS(..)``,
-    ``NewtonCG(..)``, ``Normal()``) need no ``lr`` or optimizer: ``steps`` is their most iterations
-    (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
+    ``NewtonCG(..)``, ``Normal()``) take no ``lr`` or optimizer (OptionError if given): ``steps`` is
+    their most iterations (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
     ``theta`` (n_params,) is the starting point (by default ``model.init(seed)`` broadcast from
     rank 0); ``state`` resumes a run instead; ``hooks`` receive stop votes and checkpoints
     (``mpitrain.run`` uses them); ``timeline`` records where the time goes. Afterwards
@@ -87,11 +87,15 @@ def fit(
     if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
         from .solve import fit_solver
 
-        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline)
+        check_first_order(loop, lr=lr, optimizer=optimizer)
+        reduce.check(loop)
+        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline,
+                          reduce.algorithm)
     if steps is None or lr is None:
         raise OptionError("fit needs steps and lr (or a Settings)")
     check_training(steps, lr, l2, seed)
     schedule = lr if callable(lr) else optim.constant(float(lr))
+    optimizer = "sgd" if optimizer is None else optimizer
     rule = optim.create(optimizer, n_decayed=model.n_penalized) if isinstance(optimizer, str) else optimizer
     if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
         raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from .. import collectives
 from ..data import Dataset
 from ..models import Model
 from ..timeline import COMPUTE, REDUCE, Timeline
@@ -28,16 +29,17 @@ class Objective:
 
     ``evaluations`` counts gradient evaluations and ``products`` Hessian-vector products (each
     one Allreduce). ``vote`` gives this rank's stop vote (1.0 to stop) for each evaluation;
-    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes).
+    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes). ``algorithm`` is the
+    ``collectives.allreduce`` algorithm of every reduction.
     """
 
     def __init__(self, model: Model, data: Dataset, comm: "Comm", l2: float = 0.0,
-                 timeline: Optional[Timeline] = None) -> None:
+                 timeline: Optional[Timeline] = None, algorithm: str = "native") -> None:
         if l2 < 0:
             raise ValueError(f"l2 must be >= 0, not {l2}")
         if data.y is None:
             raise ValueError("training needs labels y, and this data set has none")
-        self.model, self.data, self.comm, self.l2 = model, data, comm, l2
+        self.model, self.data, self.comm, self.l2, self.algorithm = model, data, comm, l2, algorithm
         self.timeline = Timeline() if timeline is None else timeline
         self.dtype = data.X.dtype
         self.buf = np.empty(model.n_params + 3, dtype=self.dtype)
@@ -60,7 +62,7 @@ class Objective:
                                        **weighted)
         self.buf[n], self.buf[n + 1], self.buf[n + 2] = loss, metric, self.vote()
         self.timeline.mark(COMPUTE)
-        self.comm.Allreduce(self.buf)
+        collectives.allreduce(self.buf, algorithm=self.algorithm, comm=self.comm)
         self.timeline.mark(REDUCE)
         self.sums[:] = self.buf[n:]
         self.evaluations += 1
@@ -84,7 +86,7 @@ class Objective:
         def product(v: np.ndarray) -> np.ndarray:
             local(v.astype(self.dtype, copy=False), out)
             self.timeline.mark(COMPUTE)
-            self.comm.Allreduce(out)
+            collectives.allreduce(out, algorithm=self.algorithm, comm=self.comm)
             self.timeline.mark(REDUCE)
             self.products += 1
             hv = out.astype(np.float64) / total
