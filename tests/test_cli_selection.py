@@ -63,3 +63,29 @@ def test_tol_ends_sgd_at_an_epoch_and_the_summary_says_so(tmp_path):
     refused = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--n-iter-no-change", "3",
                   "--out", str(tmp_path / "x"), ranks=1)
     assert refused.returncode == 2 and "--n-iter-no-change only applies to --tol with gd or sgd" in refused.stderr
+
+
+def test_a_weight_column_trains_scikit_learns_weighted_model(tmp_path):
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X @ [1.0, -2.0] + rng.logistic(size=200) > 1.5).astype(int)
+    w = rng.uniform(0.2, 3, 200)
+    path = tmp_path / "w.csv"
+    path.write_text("a,w,b,label\n" + "".join(f"{float(X[i, 0])!r},{float(w[i])!r},{float(X[i, 1])!r},{y[i]}\n"
+                                              for i in range(200)))
+    done = run("train", "--data", str(path), "--weight-column", "w", "--model", "logistic", "--algorithm", "lbfgs",
+               "--tol", "1e-10", "--l2", "1e-3", "--out", str(tmp_path / "r"), ranks=3)
+    assert done.returncode == 0, done.stderr
+    ref = linear_model.LogisticRegression(C=1 / (1e-3 * w.sum()), tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    with np.load(tmp_path / "r" / "model.npz") as f:
+        assert list(f["feature_names"]) == ["a", "b"]
+        np.testing.assert_allclose(np.append(f["coef"], f["intercept"]), np.append(ref.coef_, ref.intercept_),
+                                   rtol=1e-6, atol=1e-7)
+    refused = run("train", "--data", str(path), "--model", "linear", "--class-weight", "balanced",
+                  "--out", str(tmp_path / "x"), ranks=1)
+    assert refused.returncode == 2 and "--class-weight applies to classifiers" in refused.stderr
+    missing = run("train", "--data", str(path), "--model", "logistic", "--weight-column", "v", "--out",
+                  str(tmp_path / "y"), ranks=2)
+    assert missing.returncode != 0 and "has no column 'v'; its columns are a, w, b" in missing.stderr
+    assert missing.stderr.count("has no column") == 1  # one message, not one per rank

@@ -18,6 +18,7 @@ from ..phases import describe
 from ..progress import PlainProgress, has_terminal
 from ..run import Run, train
 from ..selection import EarlyStopping, Validation
+from ..selectflags import take_weight_column, weigh
 from . import say
 
 LINE_SECONDS = 1.0  # the fastest rate of progress lines on stderr
@@ -101,7 +102,9 @@ def read_inputs(args: argparse.Namespace, comm: Comm) -> Optional[Inputs]:
         test = load(args.test_data, comm, n_features=data.n_features, **flags.data_options(args))
     if args.val_data:
         val = load(args.val_data, comm, n_features=data.n_features, **flags.data_options(args))
+    data, test, val = take_weight_column(args, data, test, val)
     data, test, val, schema = flags.prepare(args, comm, data, test, val)
+    data, test, val = weigh(args, comm, 0 if schema.classes is None else schema.classes.size, data, test, val)
     if args.quiet:
         for note in data.notes:
             say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
@@ -119,7 +122,8 @@ def record(args: argparse.Namespace, data: Dataset, schema: Schema, settings: Se
             "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
             "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                             "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
-                            "val_fraction": args.val_fraction, "val_data": args.val_data}}
+                            "val_fraction": args.val_fraction, "val_data": args.val_data,
+                            "weight_column": args.weight_column, "class_weight": args.class_weight}}
 
 
 def outcome(args: argparse.Namespace, comm: Comm, model: Model, n_total: int, done: Run, tested: bool) -> str:
