@@ -15,7 +15,8 @@ def test_metrics_are_scored_on_validation_and_test_rows_and_monitor_takes_them(t
     out = tmp_path / "r"
     done = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--lr", "0.5", "--steps", "40",
                "--val-fraction", "0.25", "--test-fraction", "0.2", "--eval-every", "10", "--metrics", "f1,auc,log_loss",
-               "--early-stopping", "--monitor", "val_auc", "--patience", "50", "--out", str(out))
+               "--early-stopping", "--monitor", "val_auc", "--patience", "50", "--out", str(out),
+               "--log-csv", str(tmp_path / "log.csv"))
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in records if "val_loss" in r]
@@ -30,6 +31,9 @@ def test_metrics_are_scored_on_validation_and_test_rows_and_monitor_takes_them(t
     assert summary["validation"]["best_value"] == best["val_auc"]
     assert summary["validation"]["best_step"] == min(r["step"] for r in scored if r["val_auc"] == best["val_auc"])
     assert f"test auc {summary['test_metrics']['auc']:.4f}" in done.stdout
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,name,value" and [r for r in rows if ",val_auc," in r] == [
+        f"{r['step']},val_auc,{r['val_auc']!r}" for r in scored]
 
 
 @pytest.mark.parametrize("flags, message", [
