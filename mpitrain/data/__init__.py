@@ -52,6 +52,8 @@ class Dataset:
     feature_names : the d column names, or None; label_name : the label column's name, or None
     notes : what the reader decided that the user should hear (a header taken as data, a
         column left out)
+    weight : ndarray of shape (n_local,), each row's weight in losses and metrics, or None (every
+        row counts 1); ``mpitrain.weighting`` sets it, scaled to mean 1 over all ranks' rows
     """
 
     X: np.ndarray
@@ -63,6 +65,7 @@ class Dataset:
     feature_names: Optional[tuple[str, ...]] = None
     label_name: Optional[str] = None
     notes: tuple[str, ...] = ()
+    weight: Optional[np.ndarray] = None
 
     @property
     def n_local(self) -> int:
@@ -76,11 +79,12 @@ class Dataset:
 
 
 def open_source(spec: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None, *,
-                header: Optional[bool] = None, delimiter: Optional[str] = None) -> Source:
+                header: Optional[bool] = None, delimiter: Optional[str] = None, index: Optional[bool] = None) -> Source:
     """Parse SPEC and open the source (reads headers only, never the rows).
 
     ``header`` (CSV): True, False, or None to decide from the first line; ``delimiter`` (CSV):
-    by default a tab for ``.tsv`` files and a comma otherwise.
+    by default a tab for ``.tsv`` files and a comma otherwise; ``index`` (CSV): whether the first
+    column is a row index to leave out, or None to decide (see ``csv.choose_columns``).
     """
     if spec in BUILTIN:
         return BuiltinSource(spec)
@@ -99,7 +103,7 @@ def open_source(spec: str, label_column: Union[str, int, None] = None, n_feature
         parts = part_files(spec)
         if not parts:
             raise UsageError(f"data directory {spec!r} holds neither X.npy nor part files ({', '.join(PARTS)})")
-        return PartsSource(spec, parts, label_column, n_features, header, delimiter)
+        return PartsSource(spec, parts, label_column, n_features, header, delimiter, index)
     path, names = spec, None
     base, colon, listed = spec.rpartition(":")
     if colon and base.lower().endswith((".h5", ".hdf5", ".npz")):
@@ -116,7 +120,7 @@ def open_source(spec: str, label_column: Union[str, int, None] = None, n_feature
         if len(sep) != 1:
             raise UsageError(f"the delimiter must be one character, not {sep!r}")
         cls = WholeCsvSource if lower.endswith(".gz") else CsvSource
-        return cls(path, label_column, n_features, header, sep)
+        return cls(path, label_column, n_features, header, sep, index)
     if lower.endswith((".parquet", ".pq")):
         return ParquetSource(path, label_column, n_features)
     if lower.endswith(LIBSVM):
@@ -140,6 +144,7 @@ def load(
     delimiter: Optional[str] = None,
     allow_missing: bool = False,
     sparse: Optional[bool] = None,
+    index: Optional[bool] = None,
 ) -> Dataset:
     """Collective: every rank opens SPEC and reads only its own block of rows.
 
@@ -147,12 +152,12 @@ def load(
     rank checks its rows for missing (NaN) and infinite values; with ``allow_missing`` NaN
     stays for ``impute`` to fill. Text labels become numbers when every label on every rank is
     one. Any failure on any rank raises the same JobError everywhere, naming the ranks.
-    ``label_column``, ``header`` and ``delimiter``: see ``open_source``. A sparse source
+    ``label_column``, ``header``, ``delimiter`` and ``index``: see ``open_source``. A sparse source
     (LIBSVM) gives X as a scipy.sparse CSR matrix unless ``sparse`` is False (then dense rows).
     """
     comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     with comm.together():
-        source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter)
+        source = open_source(spec, label_column, n_features, header=header, delimiter=delimiter, index=index)
     # Ranks that see different files (inconsistent copies, a file still being written) are named
     # here, before the byte-range scan, whose line counts would not fit together.
     comm.agree_int("features", source.n_features, spec)

@@ -10,7 +10,8 @@ decompresses it whole and parses only its own rows.
 The first line is a header unless ``header=False``; by default (``header=None``) a first line
 whose fields are all numbers is data, not names, and the source says so in ``notes``. A first
 column with an empty name is the index that pandas' ``to_csv`` writes: it is left out, and the
-notes say so too. Fields may be quoted; a quoted field may not span lines.
+notes say so too, as they do for the index pandas writes without a header (see ``index``).
+Fields may be quoted; a quoted field may not span lines.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import UsageError
+from .index import check_counts_up, counts_up, head_of
 
 _NEWLINE = ord("\n")
 _NEWLINE_BYTE = b"\n"
@@ -86,6 +88,7 @@ class Columns:
     label: Optional[int]  # index into names, or None when the file has no label column
     skip: tuple[int, ...] = ()  # columns that are neither features nor the label (a pandas index)
     delimiter: str = ","
+    counted: bool = False  # the first column was taken for an index by its values: check them all
 
     @property
     def features(self) -> list[int]:
@@ -127,6 +130,8 @@ def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where
         shape = table.shape
         if shape[0] == n_rows and shape[1] == n_columns:
             X = _numbers_pandas(pd, table, columns, first_row, where)
+            if columns.counted:
+                check_counts_up(table[0].to_numpy(), first_row, where)
             labels = None
             if columns.label is not None:
                 label = table[columns.label]
@@ -139,6 +144,8 @@ def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where
         if shape[0] == n_rows and shape[1] == n_columns:
             text = np.char.strip(text)
             X = _numbers_text(text, columns, first_row, where)
+            if columns.counted:
+                check_counts_up(text[:, 0], first_row, where)
             labels = None
             if columns.label is not None:
                 labels = text[:, columns.label]
@@ -249,28 +256,36 @@ def _is_number(text: str) -> bool:
 
 
 def choose_columns(names: list[str], label_column: Union[str, int, None], n_features: Optional[int],
-                   header: bool, delimiter: str, where: str) -> tuple[Columns, list[str]]:
+                   header: bool, delimiter: str, where: str, index: Optional[bool] = None,
+                   counted: bool = False) -> tuple[Columns, list[str]]:
     """The Columns of a table with these names, and notes on what was decided.
 
     ``label_column`` is a name or a 0-based index (negative counts from the end); the default
     is the last column. With ``n_features`` given (prediction) and as many feature columns as
     that without a label, the table has no label column. A first column named "" (or
     "Unnamed: 0") in a header, or a Parquet column "__index_level_0__", is a pandas index and
-    is left out.
+    is left out, and so is a headerless first column that ``counted`` up (see ``index``).
+    ``index`` True or False says whether the first column is an index; None decides as above.
     """
     notes = []
     skip: tuple[int, ...] = tuple(i for i, name in enumerate(names) if name.startswith("__index_level_"))
+    first_is_index = index is True or (index is None and len(names) > 1 and (
+        (header and names[0] in ("", "Unnamed: 0")) or (not header and counted)))
     if skip:
         notes.append(f"column {', '.join(repr(names[i]) for i in skip)} is the index that pandas wrote, so it is left out")
-    elif header and names and names[0] in ("", "Unnamed: 0") and len(names) > 1:
+    elif first_is_index:
         skip = (0,)
-        notes.append("the first column has no name (the index that pandas' to_csv writes), so it is left out")
+        notes.append("the first column is a row index (--index), so it is left out" if index else
+                     "the first column has no name (the index that pandas' to_csv writes), so it is left out" if header
+                     else "the first column counts the rows up (the index that pandas' to_csv(header=False) writes), "
+                          "so it is left out (give --no-index if it is a feature)")
+    counted = counted and index is None and skip == (0,) and not header
     n_usable = len(names) - len(skip)
     if label_column is None and n_features is not None and n_usable == n_features:
-        return Columns(tuple(names), None, skip, delimiter), notes
+        return Columns(tuple(names), None, skip, delimiter, counted), notes
     if label_column is None:
         label_column = max(i for i in range(len(names)) if i not in skip)  # the last column that is not an index
-    return Columns(tuple(names), label_index(names, label_column, where), skip, delimiter), notes
+    return Columns(tuple(names), label_index(names, label_column, where), skip, delimiter, counted), notes
 
 
 def label_index(names: list[str], label_column: Union[str, int, None], where: str) -> int:
@@ -315,27 +330,39 @@ class ByteRanges:
         return block_offsets(self._starts, counts, rank, self.file_end)
 
 
-class CsvSource(ByteRanges):
-    """A CSV file read in byte ranges (see ``ByteRanges`` and the module).
+class _Table:
+    """What both CSV sources decide from a file's first lines: header, columns, names, notes."""
 
-    ``label_column`` is a column name or a 0-based index (default: the last column); with
-    ``n_features`` given and as many columns (besides a pandas index), the file has no label
-    column (for prediction). ``header`` and ``delimiter`` as in ``header_columns``.
-    """
-
-    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
-                 header: Optional[bool] = None, delimiter: str = ",") -> None:
-        with open(path, "rb") as f:
-            first = f.readline()
+    def decide(self, path: str, data: "Union[str, bytes]", first: bytes, label_column: Union[str, int, None],
+               n_features: Optional[int], header: Optional[bool], delimiter: str, index: Optional[bool]) -> int:
+        """Set the columns and names; return the byte where the rows start (past a header or a BOM)."""
         names, has_header, self.notes = header_columns(first, header, delimiter, path)
-        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
+        start = len(first) if has_header else (len(_BOM) if first.startswith(_BOM) else 0)
+        counted = not has_header and index is None and counts_up(head_of(data, start), delimiter, path)
+        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path, index, counted)
         self.notes += notes
-        bom = len(_BOM) if first.startswith(_BOM) else 0
-        super().__init__(path, len(first) if has_header else bom, os.path.getsize(path))
         self.has_labels = self.columns.label is not None
         self.n_features = len(self.columns.features)
         self.feature_names = self.columns.feature_names if has_header else None
         self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
+        return start
+
+
+class CsvSource(ByteRanges, _Table):
+    """A CSV file read in byte ranges (see ``ByteRanges`` and the module).
+
+    ``label_column`` is a column name or a 0-based index (default: the last column); with
+    ``n_features`` given and as many columns (besides a pandas index), the file has no label
+    column (for prediction). ``header`` and ``delimiter`` as in ``header_columns``, ``index`` as
+    in ``choose_columns``.
+    """
+
+    def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
+                 header: Optional[bool] = None, delimiter: str = ",", index: Optional[bool] = None) -> None:
+        with open(path, "rb") as f:
+            first = f.readline()
+        start = self.decide(path, path, first, label_column, n_features, header, delimiter, index)
+        super().__init__(path, start, os.path.getsize(path))
 
     def read_block(self, start_byte: int, stop_byte: int, first_row: int, n_rows: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Parse one row block: X of shape (n_rows, d) and the labels as text, shape (n_rows,), or None."""
@@ -345,12 +372,12 @@ class CsvSource(ByteRanges):
         return parse_block(raw, self.columns, n_rows, first_row, self.path)
 
 
-class WholeCsvSource:
+class WholeCsvSource(_Table):
     """A CSV file whose line starts one rank finds alone: a ``.gz`` file (every rank decompresses
     it whole) or one part of a folder of parts (memory-mapped). Each rank parses only its rows."""
 
     def __init__(self, path: str, label_column: Union[str, int, None] = None, n_features: Optional[int] = None,
-                 header: Optional[bool] = None, delimiter: str = ",") -> None:
+                 header: Optional[bool] = None, delimiter: str = ",", index: Optional[bool] = None) -> None:
         try:
             if path.lower().endswith(".gz"):
                 with gzip.open(path, "rb") as f:
@@ -361,17 +388,10 @@ class WholeCsvSource:
             raise UsageError(f"{path} is not readable: {exc}") from None
         first_end = int(np.argmax(self._data == _NEWLINE)) + 1 if (self._data == _NEWLINE).any() else self._data.size
         first = self._data[:first_end].tobytes()
-        names, has_header, self.notes = header_columns(first, header, delimiter, path)
-        self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path)
-        self.notes += notes
-        bom = len(_BOM) if first.startswith(_BOM) else 0
-        origin = first_end if has_header else bom
+        head = np.asarray(self._data[: first_end + (1 << 16)]).tobytes()
+        origin = self.decide(path, head, first, label_column, n_features, header, delimiter, index)
         self._starts = line_starts(self._data, origin, self._data.size, origin)
         self.path, self.n_total = path, len(self._starts)
-        self.has_labels = self.columns.label is not None
-        self.n_features = len(self.columns.features)
-        self.feature_names = self.columns.feature_names if has_header else None
-        self.label_name = self.columns.names[self.columns.label] if self.has_labels else None
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Rows [start, stop): X of shape (stop-start, d) and the labels as text, or None."""

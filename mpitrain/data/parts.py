@@ -31,13 +31,16 @@ class PartsSource:
     """The part files of a folder as one table (see the module); options as for their format."""
 
     def __init__(self, path: str, files: list[str], label_column: Union[str, int, None] = None,
-                 n_features: Optional[int] = None, header: Optional[bool] = None, delimiter: Optional[str] = None) -> None:
+                 n_features: Optional[int] = None, header: Optional[bool] = None, delimiter: Optional[str] = None,
+                 index: Optional[bool] = None) -> None:
         kinds = {next(k for k in KINDS if f.lower().endswith(k)) for f in files}
         if len(kinds) > 1:
             raise UsageError(f"{path} mixes part files of kinds {', '.join(sorted(kinds))}; keep one kind per folder")
         self.path, self.files, self.kind = path, files, kinds.pop()
-        self._options = (label_column, n_features, header, delimiter)
+        self._options = (label_column, n_features, header, delimiter, index)
         first = self._open(0)
+        if index is None and first.columns.skip == (0,):  # every part's first column is its index
+            self._options = (label_column, n_features, header, delimiter, True)
         self.columns, self.has_labels, self.n_features = first.columns, first.has_labels, first.n_features
         self.feature_names, self.label_name = first.feature_names, first.label_name
         self.notes = [f"{len(files)} part files"] + list(first.notes)
@@ -45,12 +48,12 @@ class PartsSource:
         self._edges = np.zeros(len(files) + 1, dtype=np.int64)
 
     def _open(self, i: int) -> Union[WholeCsvSource, ParquetSource]:
-        label_column, n_features, header, delimiter = self._options
+        label_column, n_features, header, delimiter, index = self._options
         if self.kind == ".parquet":
             source: Union[WholeCsvSource, ParquetSource] = ParquetSource(self.files[i], label_column, n_features)
         else:
             sep = delimiter if delimiter is not None else ("\t" if self.kind.startswith(".tsv") else ",")
-            source = WholeCsvSource(self.files[i], label_column, n_features, header, sep)
+            source = WholeCsvSource(self.files[i], label_column, n_features, header, sep, index)
         if i and source.columns.names != self.columns.names:
             raise UsageError(f"{self.files[i]} has the columns ({', '.join(source.columns.names)}), but "
                              f"{self.files[0]} has ({', '.join(self.columns.names)})")

@@ -13,9 +13,9 @@ from mpitrain.data import block_bounds
 pytestmark = pytest.mark.mpi
 
 N, D = 97, 4
-FORMATS = ["csv", "pandas-index", "headerless", "csv.gz", "tsv", "libsvm", "parquet", "hdf5", "npy", "npz",
+FORMATS = ["csv", "pandas-index", "pandas-headerless", "headerless", "csv.gz", "tsv", "libsvm", "parquet", "hdf5", "npy", "npz",
            "npz-compressed", "csv-parts", "parquet-parts"]
-NEEDS = {"pandas-index": "pandas", "parquet": "pyarrow", "parquet-parts": "pyarrow", "hdf5": "h5py",
+NEEDS = {"pandas-index": "pandas", "pandas-headerless": "pandas", "parquet": "pyarrow", "parquet-parts": "pyarrow", "hdf5": "h5py",
          "libsvm": "sklearn"}
 
 
@@ -42,6 +42,11 @@ def write(kind, folder, X, y):
         import pandas as pd
 
         pd.DataFrame(np.c_[X, y], columns=list("abcdy")).to_csv(path + ".csv")
+        return path + ".csv", {}
+    if kind == "pandas-headerless":  # its index, 0, 1, 2, ..., is found and left out without a flag
+        import pandas as pd
+
+        pd.DataFrame(np.c_[X, y]).to_csv(path + ".csv", header=False)
         return path + ".csv", {}
     if kind == "headerless":
         open(path + ".csv", "w").write(text_rows(X, y))
