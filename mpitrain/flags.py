@@ -32,6 +32,8 @@ GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
 GD_STEPS = 200  # gd's default length
 SOLVER_STEPS = 100  # the most iterations of lbfgs and newton-cg by default (scikit-learn's max_iter)
 SOLVER_NAMES = ("lbfgs", "newton-cg", "normal")
+FIRST_ORDER_FLAGS = ("lr", "optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "schedule",
+                     "warmup_steps", "decay_every", "decay_factor", "scale_lr")  # gradient steps' flags
 FULL_BATCH = ("gd", *SOLVER_NAMES)
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 64
@@ -197,9 +199,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--algorithm normal solves --model linear exactly, not {args.model}; use lbfgs or newton-cg")
     if args.algorithm == "newton-cg" and args.model == "mlp":
         parser.error("--algorithm newton-cg needs Hessian-vector products, which --model mlp lacks; use lbfgs")
-    if args.algorithm in SOLVER_NAMES and args.optimizer != "sgd":
-        parser.error(f"--optimizer applies to gradient steps, not to --algorithm {args.algorithm}, which chooses "
-                     "its own steps")
+    given = [n.replace("_", "-") for n in FIRST_ORDER_FLAGS if getattr(args, n) not in (None, 0, "sgd", "constant")]
+    if args.algorithm in SOLVER_NAMES and given:  # flags of gradient steps, which a solver would ignore
+        how = "solves exactly in one pass" if args.algorithm == "normal" else "chooses its own step sizes"
+        parser.error(f"--{given[0]} has no effect with --algorithm {args.algorithm}, which {how}; drop it")
     averaging = issubclass(LOOPS[args.algorithm], LocalSGD)
     if averaging and args.sync_every is None:
         parser.error(f"--algorithm {args.algorithm} needs --sync-every H (local steps between averages)")
@@ -219,8 +222,6 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (("history",), args.algorithm == "lbfgs", "--algorithm lbfgs"),
         (("tol",), args.algorithm in ("gd", "sgd", "lbfgs", "newton-cg"), "--algorithm gd, sgd, lbfgs or newton-cg"),
         (("n_iter_no_change",), args.algorithm in ("gd", "sgd") and args.tol is not None, "--tol with gd or sgd"),
-        (("scale_lr", "clip_norm"), args.algorithm not in SOLVER_NAMES,
-         "gradient steps (not --algorithm lbfgs, newton-cg or normal)"),
         (("compress", "overlap"), args.algorithm in ("gd", "sgd"), "gradients (--algorithm gd or sgd)"),
         (("hidden", "activation", "loss"), args.model == "mlp", "--model mlp"),
         (("momentum",), args.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
@@ -360,10 +361,9 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
     if args.algorithm not in FULL_BATCH and args.batch_size is None:
         args.batch_size = DEFAULT_BATCH
         notes.append(f"--batch-size {DEFAULT_BATCH}")
-    if args.lr is None:
+    if args.lr is None and args.algorithm not in SOLVER_NAMES:  # the solvers choose their own steps
         args.lr = DEFAULT_LR[args.optimizer]
-        if args.algorithm not in SOLVER_NAMES:  # the solvers choose their own steps
-            notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
+        notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
     if args.steps is None and args.epochs is None:
         if args.algorithm in SOLVER_NAMES:
             args.steps = 1 if args.algorithm == "normal" else SOLVER_STEPS

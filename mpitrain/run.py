@@ -20,7 +20,8 @@ from . import metrics as scores
 from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
-from .algorithms.config import LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, OptionError, as_loop, check_training
+from .algorithms.config import (LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, OptionError, as_loop, check_first_order,
+                                check_training)
 from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
@@ -67,7 +68,7 @@ def train(
     *,
     steps: Optional[int] = None,
     lr: Optional[LR] = None,
-    optimizer: Union[str, optim.GradientTransformation] = "sgd",
+    optimizer: Union[str, optim.GradientTransformation, None] = None,
     l2: float = 0.0,
     seed: int = 0,
     reduce: Reduce = Reduce(),
@@ -128,7 +129,10 @@ def train(
             options["steps"] = steps = 1 if isinstance(options["loop"], Normal) else DEFAULT_STEPS
         if steps is None or (lr is None and not solver):
             raise OptionError("train needs steps and lr (or a Settings)")
-        check_training(steps, 1.0 if solver else lr, l2, seed)
+        check_first_order(options["loop"], lr=lr, optimizer=optimizer)
+        check_training(steps, lr, l2, seed)
+        if not solver and optimizer is None:
+            options["optimizer"] = "sgd"
         record = _record(options)
     k = scores.n_classes_of(model)
     try:
@@ -299,7 +303,7 @@ def _record(options: dict) -> dict:
     lr, optimizer = options["lr"], options["optimizer"]
     return {"loop": {"name": options["loop"].name, **asdict(options["loop"])}, "steps": options["steps"],
             "lr": getattr(lr, "__name__", "schedule") if callable(lr) else lr,
-            "optimizer": optimizer if isinstance(optimizer, str) else "custom", "l2": options["l2"],
+            "optimizer": optimizer if isinstance(optimizer, str) or optimizer is None else "custom", "l2": options["l2"],
             "seed": options["seed"], "allreduce": options["reduce"].algorithm, "compress": options["reduce"].compress,
             "overlap": options["reduce"].overlap}
 

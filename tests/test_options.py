@@ -107,6 +107,34 @@ def test_fit_rejects_what_is_not_an_optimizer():
         mt.fit(mt.create_model("linear", 3), serial_data(), OneRank(), mt.GD(), steps=1, lr=0.1, optimizer=42)
 
 
+@pytest.mark.parametrize("loop", [mt.LBFGS(), mt.NewtonCG(), mt.Normal(), "lbfgs", "normal"])
+@pytest.mark.parametrize("given, words", [
+    ({"lr": 0.1}, "lr does not apply to {}, which"), ({"optimizer": "adam"}, "optimizer does not apply to {}"),
+    ({"reduce": mt.Reduce(compress="fp16")}, "compress applies to the gradient reduction of gd and sgd, not to {}"),
+])
+def test_the_solvers_refuse_the_options_of_gradient_steps_instead_of_ignoring_them(loop, given, words, tmp_path):
+    name = loop if isinstance(loop, str) else loop.name
+    model, data = mt.create_model("linear", 3), serial_data()
+    with pytest.raises(mt.OptionError, match=words.format(name)):
+        mt.fit(model, data, OneRank(), loop, **given)
+    if "reduce" not in given:  # train refuses before it claims the output directory
+        with pytest.raises(mt.OptionError, match=words.format(name)):
+            mt.train(model, data, OneRank(), loop, out=str(tmp_path / "r"), **given)
+        assert not (tmp_path / "r").exists()
+    mt.fit(model, data, OneRank(), loop)  # the same call without them runs
+
+
+@pytest.mark.parametrize("field, value", [("lr", 0.1), ("optimizer", "adam"), ("schedule", "cosine"),
+                                          ("warmup_steps", 2), ("momentum", 0.5)])
+def test_settings_for_a_solver_refuse_a_step_size_or_optimizer_field(field, value):
+    settings = mt.Settings(steps=5, **{field: value})
+    with pytest.raises(mt.OptionError, match=f"{field} does not apply to lbfgs"):
+        mt.fit(mt.create_model("linear", 3), serial_data(), OneRank(), "lbfgs", settings)
+    with pytest.raises(mt.OptionError, match="sgd takes gradient steps and needs lr"):
+        mt.Settings(steps=5, batch_size=4).options("sgd", 3)
+    assert mt.Settings(steps=5, batch_size=4).options("lbfgs", 3)["loop"] == mt.LBFGS()
+
+
 def test_sgd_without_a_batch_size_is_refused_not_run_as_full_batch():
     with pytest.raises(mt.OptionError, match="sgd needs options"):
         mt.fit(mt.create_model("linear", 3), serial_data(), OneRank(), "sgd", steps=1, lr=0.1)

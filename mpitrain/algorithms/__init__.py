@@ -2,6 +2,7 @@
 one loop (``loop.py``) from typed options (``config.py``)."""
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -16,7 +17,7 @@ from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop,
                      NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop,
-                     check_training)
+                     check_first_order, check_training)
 from .settings import Settings
 from .global_sampling import Deterministic
 from .gossip import GossipAveraging
@@ -48,7 +49,7 @@ def fit(
     *,
     steps: Optional[int] = None,
     lr: Optional[LR] = None,
-    optimizer: Union[str, optim.GradientTransformation] = "sgd",
+    optimizer: Union[str, optim.GradientTransformation, None] = None,
     l2: float = 0.0,
     seed: int = 0,
     reduce: Reduce = Reduce(),
@@ -63,10 +64,10 @@ def fit(
     ``OneShot(64)``, ``PostLocalSGD(64, 4, switch_step=100)``, ``SlowMo(64, 4, slow_momentum=0.5)``,
     ``HierarchicalSGD(64, 2, sync_every_global=8)``, ``Gossip(64, "ring")``, ``ZeRO1(64)``),
     ``steps``, ``lr`` (a number or a schedule ``step -> lr``), ``optimizer`` (a name in
-    ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``), ``l2``, ``seed`` and ``reduce``;
+    ``optim.OPTIMIZERS`` or any ``optim.GradientTransformation``; default sgd), ``l2``, ``seed`` and ``reduce``;
     or an algorithm name with a flat ``Settings``. The full-batch solvers (``LBFGS(..)``,
-    ``NewtonCG(..)``, ``Normal()``) need no ``lr`` or optimizer: ``steps`` is their most iterations
-    (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
+    ``NewtonCG(..)``, ``Normal()``) take no ``lr`` or optimizer (OptionError if given): ``steps`` is
+    their most iterations (default 100), and they return a ``SolverResult``. The arithmetic follows ``data.X.dtype``.
     ``theta`` (n_params,) is the starting point (by default ``model.init(seed)`` broadcast from
     rank 0); ``state`` resumes a run instead; ``hooks`` receive stop votes and checkpoints
     (``mpitrain.run`` uses them); ``timeline`` records where the time goes. Afterwards
@@ -81,14 +82,20 @@ def fit(
         return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
                    **settings.options(loop, model.n_penalized))
     loop = as_loop(loop)
+    if data.weight is not None:
+        _check_weighted(model, loop)
     if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
         from .solve import fit_solver
 
-        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline)
+        check_first_order(loop, lr=lr, optimizer=optimizer)
+        reduce.check(loop)
+        return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline,
+                          reduce.algorithm)
     if steps is None or lr is None:
         raise OptionError("fit needs steps and lr (or a Settings)")
     check_training(steps, lr, l2, seed)
     schedule = lr if callable(lr) else optim.constant(float(lr))
+    optimizer = "sgd" if optimizer is None else optimizer
     rule = optim.create(optimizer, n_decayed=model.n_penalized) if isinstance(optimizer, str) else optimizer
     if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
         raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")
@@ -122,6 +129,17 @@ def fit(
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")
     return result
+
+
+def _check_weighted(model: Model, loop: Loop) -> None:
+    """OptionError unless ``loop`` and ``model`` train with row weights (``data.weight``)."""
+    plain = isinstance(loop, (GD, SGD)) and not loop.deterministic and getattr(loop, "accumulate", 1) == 1
+    if not (plain or isinstance(loop, (LBFGS, NewtonCG))):
+        raise OptionError(f"row weights train with gd, sgd (without accumulate or deterministic), lbfgs or newton-cg, "
+                          f"not {loop.name}{' with these options' if isinstance(loop, (GD, SGD)) else ''}")
+    if "weight" not in inspect.signature(model.sums).parameters:
+        raise OptionError(f"the {model.name} model's sums takes no weight keyword, so it cannot train with row "
+                          "weights; give sums(theta, X, y, grad=None, ready=None, weight=None)")
 
 
 def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_on_node: int) -> str:

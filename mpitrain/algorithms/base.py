@@ -106,9 +106,10 @@ def add_penalty_gradient(theta: np.ndarray, grad: np.ndarray, l2: float, n_penal
 def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: float = 0.0) -> tuple[float, float]:
     """Collective: (objective, metric) of ``theta`` over all ranks' rows of ``data``.
 
-    objective = mean loss over all n_total rows + (l2/2)||w||^2.
+    objective = mean loss over all n_total rows (weighted by ``data.weight`` if set) + (l2/2)||w||^2.
     """
-    sums = np.array(model.sums(theta, data.X, data.y))
+    weighted = {} if data.weight is None else {"weight": data.weight}
+    sums = np.array(model.sums(theta, data.X, data.y, **weighted))
     as_comm(comm).Allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 

@@ -342,10 +342,21 @@ class Reduce:
             raise OptionError("zero-1 reduce-scatters with the ring (allreduce 'auto' or 'ring') or the MPI library "
                               f"('native'), without compress or overlap; not allreduce={self.algorithm!r}, "
                               f"compress={self.compress!r}, overlap={self.overlap}")
-        if isinstance(loop, (LocalSGD, OneShot, Gossip)) and (self.compress or self.overlap):
+        if isinstance(loop, (LocalSGD, OneShot, Gossip, *SOLVERS)) and (self.compress or self.overlap):
             what = "compress" if self.compress else "overlap"
-            raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, "
-                              "which averages parameters after local steps")
+            how = "takes full-batch solver steps" if isinstance(loop, SOLVERS) else "averages parameters after local steps"
+            raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, which {how}")
+
+
+def check_first_order(loop: Loop, **given: object) -> None:
+    """OptionError naming the first keyword in ``given`` (name -> value; None when not given) if ``loop`` is
+    a solver, which takes no gradient steps and so has no use for a step size, an optimizer or a schedule."""
+    if not isinstance(loop, SOLVERS):
+        return
+    how = "solves the normal equations exactly" if isinstance(loop, Normal) else "chooses its own step sizes"
+    for name, value in given.items():
+        if value is not None:
+            raise OptionError(f"{name} does not apply to {loop.name}, which {how}: drop {name}={value!r}")
 
 
 def check_lr(lr: LR) -> None:
@@ -356,10 +367,11 @@ def check_lr(lr: LR) -> None:
         raise OptionError(f"lr must be a finite number > 0 (or a schedule: a function of the step), not {lr!r}")
 
 
-def check_training(steps: int, lr: LR, l2: float, seed: int) -> None:
-    """OptionError naming the first bad one of the options every loop takes."""
+def check_training(steps: int, lr: Optional[LR], l2: float, seed: int) -> None:
+    """OptionError naming the first bad one of the options every loop takes (``lr`` None: not given)."""
     _positive_int("steps", steps)
-    check_lr(lr)
+    if lr is not None:
+        check_lr(lr)
     _non_negative("l2", l2)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise OptionError(f"seed must be an integer in [0, 2**63), not {seed!r}")

@@ -1,6 +1,7 @@
 """The regularised objective over all ranks' rows, one Allreduce per evaluation, for the solvers.
 
-objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized].
+objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized];
+with row weights (``data.weight``, mean 1) each loss counts its weight.
 
 Every rank sums its rows' loss, metric and gradient into one buffer
 [gradient sums (n_params,) | loss sum | metric sum | stop vote]; one Allreduce adds the buffers, and every
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from .. import collectives
 from ..data import Dataset
 from ..models import Model
 from ..timeline import COMPUTE, REDUCE, Timeline
@@ -27,16 +29,17 @@ class Objective:
 
     ``evaluations`` counts gradient evaluations and ``products`` Hessian-vector products (each
     one Allreduce). ``vote`` gives this rank's stop vote (1.0 to stop) for each evaluation;
-    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes).
+    ``sums`` holds the last evaluation's reduced (loss sum, metric sum, votes). ``algorithm`` is the
+    ``collectives.allreduce`` algorithm of every reduction.
     """
 
     def __init__(self, model: Model, data: Dataset, comm: "Comm", l2: float = 0.0,
-                 timeline: Optional[Timeline] = None) -> None:
+                 timeline: Optional[Timeline] = None, algorithm: str = "native") -> None:
         if l2 < 0:
             raise ValueError(f"l2 must be >= 0, not {l2}")
         if data.y is None:
             raise ValueError("training needs labels y, and this data set has none")
-        self.model, self.data, self.comm, self.l2 = model, data, comm, l2
+        self.model, self.data, self.comm, self.l2, self.algorithm = model, data, comm, l2, algorithm
         self.timeline = Timeline() if timeline is None else timeline
         self.dtype = data.X.dtype
         self.buf = np.empty(model.n_params + 3, dtype=self.dtype)
@@ -54,10 +57,12 @@ class Objective:
         """Collective: (objective, gradient (n_params,) float64, metric) at theta (n_params,)."""
         n, k = self.model.n_params, self.model.n_penalized
         grad = self.buf[:n]
-        loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad)
+        weighted = {} if self.data.weight is None else {"weight": self.data.weight}
+        loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad,
+                                       **weighted)
         self.buf[n], self.buf[n + 1], self.buf[n + 2] = loss, metric, self.vote()
         self.timeline.mark(COMPUTE)
-        self.comm.Allreduce(self.buf)
+        collectives.allreduce(self.buf, algorithm=self.algorithm, comm=self.comm)
         self.timeline.mark(REDUCE)
         self.sums[:] = self.buf[n:]
         self.evaluations += 1
@@ -74,13 +79,14 @@ class Objective:
         weights); each product is one Allreduce of n_params numbers.
         """
         n, k, total = self.model.n_params, self.model.n_penalized, self.data.n_total
-        local = self.model.hessian_product(theta.astype(self.dtype, copy=False), self.data.X)
+        weighted = {} if self.data.weight is None else {"weight": self.data.weight}
+        local = self.model.hessian_product(theta.astype(self.dtype, copy=False), self.data.X, **weighted)
         out = self.buf[:n]
 
         def product(v: np.ndarray) -> np.ndarray:
             local(v.astype(self.dtype, copy=False), out)
             self.timeline.mark(COMPUTE)
-            self.comm.Allreduce(out)
+            collectives.allreduce(out, algorithm=self.algorithm, comm=self.comm)
             self.timeline.mark(REDUCE)
             self.products += 1
             hv = out.astype(np.float64) / total

@@ -2,12 +2,16 @@
 files give), and the typed options of ``config.py`` it stands for."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from .. import optim
-from .config import (GD, LBFGS, LOOPS, SGD, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal, OneShot,
-                     OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, check_training)
+from .config import (GD, LBFGS, LOOPS, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal,
+                     OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, check_first_order, check_training)
+
+# The fields that shape gradient steps: a solver refuses any of them set away from its default.
+FIRST_ORDER = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "schedule", "warmup_steps",
+               "decay_every", "decay_factor")
 
 SOLVER_TOL = 1e-4  # the solvers' default gradient test, scikit-learn's
 
@@ -16,7 +20,9 @@ SOLVER_TOL = 1e-4  # the solvers' default gradient test, scikit-learn's
 class Settings:
     """A training run as one flat record of plain values (what flags and config files give).
 
-    steps : number of (local) steps; lr : peak step size; l2 : weight of (l2/2)||w||^2 (bias free);
+    steps : number of (local) steps; lr : peak step size (gradient steps need it; the solvers
+    lbfgs, newton-cg and normal refuse it, and any optimizer or schedule field away from its
+    default); l2 : weight of (l2/2)||w||^2 (bias free);
     batch_size : global mini-batch (None for full batch); sync_every : local steps between
     averages (local SGD); seed : sampling seed (and the MLP's initialisation).
 
@@ -33,7 +39,7 @@ class Settings:
     """
 
     steps: int
-    lr: float
+    lr: Optional[float] = None
     l2: float = 0.0
     batch_size: Optional[int] = None
     sync_every: Optional[int] = None
@@ -117,7 +123,15 @@ class Settings:
 
     def options(self, algorithm: str, n_decayed: int) -> dict:
         """The keyword options of ``fit`` and ``train`` that these settings describe for ``algorithm``."""
-        return {"loop": self.loop(algorithm), "steps": self.steps, "lr": self.lr_schedule(),
+        loop = self.loop(algorithm)
+        if isinstance(loop, SOLVERS):
+            defaults = {f.name: f.default for f in fields(self)}
+            check_first_order(loop, lr=self.lr, **{name: getattr(self, name) for name in FIRST_ORDER
+                                                    if getattr(self, name) != defaults[name]})
+            return {"loop": loop, "steps": self.steps, "l2": self.l2, "seed": self.seed, "reduce": self.reduce()}
+        if self.lr is None:
+            raise OptionError(f"{algorithm} takes gradient steps and needs lr (the step size)")
+        return {"loop": loop, "steps": self.steps, "lr": self.lr_schedule(),
                 "optimizer": self.optimizer_rule(n_decayed), "l2": self.l2, "seed": self.seed,
                 "reduce": self.reduce()}
 

@@ -79,16 +79,17 @@ class OneSolve:
     opt_state = ()
 
     def __init__(self, model: Model, data: Dataset, comm: "Comm", l2: float, memory_limit: int,
-                 theta: np.ndarray, timeline: Timeline) -> None:
+                 theta: np.ndarray, timeline: Timeline, algorithm: str = "native") -> None:
         self.args = model, data, comm, l2, memory_limit
-        self.theta, self.timeline = theta, timeline
+        self.theta, self.timeline, self.algorithm = theta, timeline, algorithm
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> _loop.Outcome:
         """Collective: solve the normal equations."""
-        theta, info = solve_normal(*self.args, self.timeline)
+        theta, info = solve_normal(*self.args, self.timeline, self.algorithm)
         self.theta[...] = theta
         return _loop.Outcome(stop=False, totals=info["sums"], penalty=info["penalty"], done=True,
-                             record={"gradient_max": info["gradient_max"], "solve": info["solve"]})
+                             record={"gradient_max": info["gradient_max"], "solve": info["solve"],
+                                     "passes": info["passes"]})
 
     def snapshot(self, step: int, period: np.ndarray) -> State:
         """The solution."""
@@ -98,10 +99,11 @@ class OneSolve:
 def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, NewtonCG, Normal],
                steps: Optional[int] = None, l2: float = 0.0, seed: int = 0, theta: Optional[np.ndarray] = None,
                log: Optional[Logger] = None, state: Optional[State] = None, hooks: Optional[Hooks] = None,
-               timeline: Optional[Timeline] = None) -> SolverResult:
+               timeline: Optional[Timeline] = None, algorithm: str = "native") -> SolverResult:
     """Collective: ``fit`` for the solver ``options``; ``steps`` is the most iterations (default 100).
 
-    The start is ``theta``, or ``model.init(seed)`` from rank 0, or ``state`` when resuming.
+    The start is ``theta``, or ``model.init(seed)`` from rank 0, or ``state`` when resuming;
+    ``algorithm`` is the allreduce algorithm (``collectives.allreduce``) of the sums.
     """
     comm = as_comm(comm)
     steps = (1 if isinstance(options, Normal) else DEFAULT_STEPS) if steps is None else steps
@@ -115,20 +117,20 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
     if np.shape(state.theta) != (model.n_params,):
         raise OptionError(f"theta has shape {np.shape(state.theta)}; this model needs ({model.n_params},)")
     timeline = timeline or Timeline()
-    algorithm: Union[Iterations, OneSolve]
+    driven: Union[Iterations, OneSolve]
     if isinstance(options, Normal):
-        algorithm = OneSolve(model, data, comm, l2, options.memory_limit,
-                             np.array(state.theta, dtype=data.X.dtype), timeline)
+        driven = OneSolve(model, data, comm, l2, options.memory_limit, np.array(state.theta, dtype=data.X.dtype),
+                          timeline, algorithm)
     else:
-        objective = Objective(model, data, comm, l2, timeline)
+        objective = Objective(model, data, comm, l2, timeline, algorithm)
         solver = (LBFGSSolver(objective, options.history, options.tol) if isinstance(options, LBFGS)
                   else NewtonCGSolver(objective, options.tol, options.max_inner))
-        algorithm = Iterations(solver, state)
-    result = _loop.run(algorithm, model, comm, state, steps, 1, data.n_total, log, hooks or Hooks(), timeline)
-    out = SolverResult(theta=algorithm.theta, opt_state=result.opt_state, steps=result.steps, samples=result.samples,
+        driven = Iterations(solver, state)
+    result = _loop.run(driven, model, comm, state, steps, 1, data.n_total, log, hooks or Hooks(), timeline)
+    out = SolverResult(theta=driven.theta, opt_state=result.opt_state, steps=result.steps, samples=result.samples,
                        stopped=result.stopped, ended_early=result.ended_early, timeline=timeline)
-    if isinstance(algorithm, Iterations):
-        solver, objective = algorithm.solver, algorithm.solver.objective
+    if isinstance(driven, Iterations):
+        solver, objective = driven.solver, driven.solver.objective
         if not solver.done:
             solver.message = f"{steps} steps done before the gradient test (tol = {solver.tol:g})"
         out.converged, out.message, out.objective = solver.converged, solver.message, solver.value
@@ -182,7 +184,8 @@ def fit_normal(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
     may spend on the d x d system (ValueError, with the MiB needed, when d is too large).
     ``result.theta`` (n_features + 1,) has the data's dtype and the same bits on every rank; ``log``
     gets one record with the objective (loss), the rmse (metric), the largest gradient entry and
-    the solve used (cholesky or lstsq).
+    the solve used (cholesky or lstsq) and the passes over the rows (2 when large column means
+    had to be taken out before summing).
 
     >>> result = mt.fit_normal(mt.create_model("linear", data.n_features), data, comm, l2=1e-3)  # doctest: +SKIP
     """

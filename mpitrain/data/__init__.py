@@ -52,6 +52,8 @@ class Dataset:
     feature_names : the d column names, or None; label_name : the label column's name, or None
     notes : what the reader decided that the user should hear (a header taken as data, a
         column left out)
+    weight : ndarray of shape (n_local,), each row's weight in losses and metrics, or None (every
+        row counts 1); ``mpitrain.weighting`` sets it, scaled to mean 1 over all ranks' rows
     """
 
     X: np.ndarray
@@ -63,6 +65,7 @@ class Dataset:
     feature_names: Optional[tuple[str, ...]] = None
     label_name: Optional[str] = None
     notes: tuple[str, ...] = ()
+    weight: Optional[np.ndarray] = None
 
     @property
     def n_local(self) -> int:

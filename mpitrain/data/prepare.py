@@ -71,8 +71,9 @@ def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm") -> "Dataset":
 
     counts = comm.allgather_int(int(keep.sum()))
     y = None if data.y is None else data.y[keep]
+    weight = None if data.weight is None else data.weight[keep]
     return dataclasses.replace(data, X=data.X[keep], y=y, start=int(counts[: comm.rank].sum()),
-                               n_total=int(counts.sum()), counts=counts)
+                               n_total=int(counts.sum()), counts=counts, weight=weight)
 
 
 def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,23 @@ def test_normal_equals_lstsq_without_l2(comm, n, d):
     assert same_bits_everywhere(result.theta)
 
 
+@pytest.mark.parametrize("offset, passes", [(0.5, 1), (1e4, 2)])
+def test_normal_takes_one_pass_unless_large_means_would_cancel_digits(comm, offset, passes):
+    """Small means: one pass and one reduction of uncentred sums. Means 1e4 times the spread: the
+    sums are taken again about the means, and the answer still equals lstsq on centred columns."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, 6)) + offset
+    y = X @ rng.normal(size=6) - 2.0 + 0.1 * rng.normal(size=700)
+    records = []
+    result = fit_normal(mt.create_model("linear", 6), blocks(X, y, comm), comm, log=records.append)
+    mean = X.mean(axis=0)
+    w = np.linalg.lstsq(X - mean, y - y.mean(), rcond=None)[0]
+    expected = np.append(w, y.mean() - mean @ w)
+    assert records[0]["passes"] == passes
+    np.testing.assert_allclose(result.theta, expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+    assert same_bits_everywhere(result.theta)
+
+
 @pytest.mark.parametrize("l2", [1e-4, 0.3])
 def test_normal_equals_closed_form_ridge(comm, l2):
     X, y = regression(501, 7, seed=1)
