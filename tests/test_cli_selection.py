@@ -31,6 +31,11 @@ def test_metrics_are_scored_on_validation_and_test_rows_and_monitor_takes_them(t
     assert summary["validation"]["best_value"] == best["val_auc"]
     assert summary["validation"]["best_step"] == min(r["step"] for r in scored if r["val_auc"] == best["val_auc"])
     assert f"test auc {summary['test_metrics']['auc']:.4f}" in done.stdout
+    pytest.importorskip("matplotlib")
+    drawn = run("plot", str(out), ranks=1)  # the validation lines are drawn beside the training ones
+    assert drawn.returncode == 0, drawn.stderr
+    for name in ("loss", "metric", "validation"):  # validation.png: the --metrics scores
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (tmp_path / "log.csv").read_text().splitlines()
     assert rows[0] == "step,name,value" and [r for r in rows if ",val_auc," in r] == [
         f"{r['step']},val_auc,{r['val_auc']!r}" for r in scored]
