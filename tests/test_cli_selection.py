@@ -98,3 +98,20 @@ def test_a_weight_column_trains_scikit_learns_weighted_model(tmp_path):
                   str(tmp_path / "y"), ranks=2)
     assert missing.returncode != 0 and "has no column 'v'; its columns are a, w, b" in missing.stderr
     assert missing.stderr.count("has no column") == 1  # one message, not one per rank
+
+
+def test_predict_prints_the_same_metrics_as_train_on_the_same_rows(tmp_path):
+    test = "synthetic:classification,n=150,d=5,noise=1.0,seed=4,split=test"
+    out = tmp_path / "r"
+    done = run("train", "--data", DATA, "--model", "logistic", "--algorithm", "gd", "--lr", "0.5", "--steps", "30",
+               "--standardize", "--test-data", test, "--metrics", "auc,f1,log_loss", "--out", str(out), ranks=2)
+    assert done.returncode == 0, done.stderr
+    want = json.loads((out / "summary.json").read_text())["test_metrics"]
+    scored = run("predict", "--from", str(out), "--data", test, "--metrics", "auc,f1,log_loss",
+                 "--out", str(tmp_path / "p.npy"), ranks=3)
+    assert scored.returncode == 0, scored.stderr
+    for name, value in want.items():
+        assert f", {name} {value:.4f}" in scored.stdout, scored.stdout
+    wrong = run("predict", "--from", str(out), "--data", test, "--metrics", "r2", "--out", str(tmp_path / "q.npy"),
+                ranks=1)
+    assert wrong.returncode != 0 and "--metrics: metric 'r2' does not apply to a classifier" in wrong.stderr
