@@ -47,6 +47,9 @@ def add_selection_flags(train: Any) -> None:
     select.add_argument("--log-csv", metavar="FILE.csv",
                         help="append every metrics record (training and validation) to FILE as step,name,value "
                              "rows, flushed as written (default: none; metrics.jsonl has them too)")
+    select.add_argument("--tensorboard", metavar="DIR",
+                        help="write every metrics record as TensorBoard scalars into DIR (needs tensorboardX: pip "
+                             "install 'mpitrain[tensorboard]'; default: none)")
     weights = train.add_argument_group("row weights (gd, sgd, lbfgs, newton-cg)")
     weights.add_argument("--weight-column", metavar="NAME|INDEX",
                          help="a feature column holding each row's weight (taken out of the features; in the "

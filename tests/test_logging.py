@@ -2,6 +2,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 import mpitrain as mt
 from mpitrain.csvlog import CsvLog
@@ -41,3 +42,53 @@ def test_on_log_gets_each_evaluation_with_its_step_and_every_metric_and_the_csv_
     lines = open(path).read().splitlines()
     assert lines.count("step,name,value") == 1 and lines[-1] == "10,loss,0.5"
     assert np.isfinite([table[(9, "val_auc")], table[(9, "val_f1")]]).all()
+
+
+def read_scalars(folder):
+    """{(tag, step): value} from the TensorBoard event files in ``folder`` (TFRecord framing read by hand)."""
+    import os
+    import struct
+
+    event_pb2 = __import__("tensorboardX.proto.event_pb2", fromlist=["event_pb2"])
+    out = {}
+    for name in os.listdir(folder):
+        data = open(os.path.join(folder, name), "rb").read()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                out[(value.tag, event.step)] = value.simple_value
+    return out
+
+
+def test_tensorboard_scalars_hold_every_record(tmp_path):
+    pytest.importorskip("tensorboardX")
+    from mpitrain.tensorboard import TensorBoardLog
+
+    comm = mt.world()
+    data = mt.load("synthetic:classification,n=160,d=4,noise=1.0,seed=1", comm)
+    val = mt.load("synthetic:classification,n=80,d=4,noise=1.0,seed=1,split=test", comm)
+    model = mt.create_model("logistic", 4)
+    log, records = TensorBoardLog(str(tmp_path / "tb")), []
+    validation = Validation(model, val, comm, every=2, metrics=("auc",))
+    mt.train(model, data, comm, mt.GD(), steps=6, lr=0.5, validation=validation,
+             on_log=lambda r: (records.append(r), log(r)))
+    log.close()
+    scalars = read_scalars(tmp_path / "tb")
+    want = {(name, r["step"]): value for r in records for name, value in r.items() if name != "step"}
+    assert set(scalars) == set(want) and ("val_auc", 6) in scalars
+    for key, value in want.items():
+        assert scalars[key] == pytest.approx(value, rel=1e-6)  # TensorBoard keeps float32
+
+
+def test_tensorboard_without_its_extra_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from mpitrain.errors import UsageError
+    from mpitrain.tensorboard import TensorBoardLog
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if not installed
+    with pytest.raises(UsageError, match=r"pip install 'mpitrain\[tensorboard\]'"):
+        TensorBoardLog(str(tmp_path / "tb"))

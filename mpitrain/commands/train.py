@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from .. import configfile, flags, models, rundir
 from ..comm import Comm
 from ..csvlog import CsvLog
+from ..tensorboard import TensorBoardLog
 from ..algorithms import Settings, steps_per_epoch
 from ..data import Dataset, Schema, load
 from ..guard import EXIT_RESUMABLE, blas_threads, startup_warnings
@@ -49,9 +50,10 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
     watched = has_terminal() if args.progress is None else args.progress
     progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
     line = progress_lines(model, steps, quiet=args.quiet or progress is True)
-    csv_log = CsvLog(args.log_csv) if args.log_csv and comm.rank == 0 else None
-    if csv_log is not None:
-        line = tee(line, csv_log)
+    with comm.together():  # a missing tensorboardX: one message, every rank exits
+        logs = [log(path) for log, path in ((CsvLog, args.log_csv), (TensorBoardLog, args.tensorboard))
+                if path and comm.rank == 0]
+    line = tee(line, *logs)
     validation = None
     if val is not None:
         early = (EarlyStopping(args.monitor or "val_loss", args.patience or 5, args.min_delta or 0.0)
@@ -67,8 +69,8 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
                      metrics=args.metrics or (), model_extras=schema.arrays(),
                      describe=record(args, data, schema, settings))
     finally:
-        if csv_log is not None:
-            csv_log.close()
+        for log in logs:
+            log.close()
     if done.stopped:
         say(comm, f"mpitrain: stopped by {done.stopped_by} after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
