@@ -44,6 +44,12 @@ def add_selection_flags(train: Any) -> None:
                         help="more scores of the validation and test rows: " + ",".join(CLASSIFICATION)
                              + " (classifiers; f1, precision, recall: macro averages; auc: binary) or "
                              + ",".join(REGRESSION) + " (regression); default: the model's metric only")
+    select.add_argument("--log-csv", metavar="FILE.csv",
+                        help="append every metrics record (training and validation) to FILE as step,name,value "
+                             "rows, flushed as written (default: none; metrics.jsonl has them too)")
+    select.add_argument("--tensorboard", metavar="DIR",
+                        help="write every metrics record as TensorBoard scalars into DIR (needs tensorboardX: pip "
+                             "install 'mpitrain[tensorboard]'; default: none)")
     weights = train.add_argument_group("row weights (gd, sgd, lbfgs, newton-cg)")
     weights.add_argument("--weight-column", metavar="NAME|INDEX",
                          help="a feature column holding each row's weight (taken out of the features; in the "
