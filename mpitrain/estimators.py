@@ -26,9 +26,9 @@ try:
 except ImportError as exc:  # scikit-learn missing or older than 1.6 (no validate_data)
     raise ImportError("mpitrain.estimators needs scikit-learn >= 1.6: pip install 'mpitrain[sklearn]'") from exc
 
-from . import optim
-from .algorithms import GD, SGD, State, steps_per_epoch
+from .algorithms import LBFGS, SGD, steps_per_epoch
 from .algorithms import fit as core_fit
+from .algorithms.solver import STALLED
 from .data import Dataset
 from .errors import JobError
 from .models import MLP, LogisticModel, Model, SoftmaxModel
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from .comm import Comm
 
 __all__ = ["LogisticRegression", "LinearRegression", "Ridge", "MLPClassifier"]
-
-CHECK_EVERY = 50  # gradient descent steps between two checks of the gradient against tol
-POWER_ITERATIONS = 30
-
 
 # -- collective helpers ----------------------------------------------------------------------
 def _as_comm(comm: Any) -> "Comm":
@@ -135,68 +131,17 @@ def _gather_rows(comm: "Comm", local: np.ndarray) -> np.ndarray:
     return comm.Allreduce(out)
 
 
-def _largest_eigenvalue(comm: "Comm", data: Dataset, mean: np.ndarray) -> float:
-    """Collective: about the largest eigenvalue of Z^T Z / N, Z = [X - mean, 1] (power iteration)."""
-    v = np.random.default_rng(0).standard_normal(data.n_features + 1)
-    v /= np.linalg.norm(v)
-    value = 1.0
-    for _ in range(POWER_ITERATIONS):
-        u = data.X @ v[:-1] - mean @ v[:-1] + v[-1]
-        w = comm.Allreduce(np.append(u @ data.X - mean * u.sum(), u.sum())) / data.n_total
-        value = float(np.linalg.norm(w))
-        v = w / value
-    return max(value, 1.0)  # the intercept's own eigenvalue is 1 (Z's other columns are centred)
-
-
-def _centring(mean: np.ndarray, n_outputs: int) -> optim.GradientTransformation:
-    """Gradient descent in the coordinates of centred features, as a direction T T^T grad.
-
-    theta = T phi with w = v and b = c - mean . v for each of ``n_outputs`` columns of coef
-    (n_features, n_outputs): the same minimiser, but the steps see the conditioning of centred X
-    (features far from zero no longer couple the weights to the intercept). The direction stays
-    in the row space of X, as plain gradient descent's does.
-    """
-    d, m = mean.shape[0], mean[:, None]
-
-    def update(grad: np.ndarray, state: optim.EmptyState, params: np.ndarray) -> tuple[np.ndarray, optim.EmptyState]:
-        gw, gb = grad[: d * n_outputs].reshape(d, n_outputs), grad[d * n_outputs :]
-        uw = gw - m * gb
-        return np.concatenate([uw.ravel(), gb - (m * uw).sum(axis=0)]), state
-
-    return optim.GradientTransformation(lambda params: optim.EmptyState(), update)
-
-
-def _gradient_max(model: Model, data: Dataset, comm: "Comm", theta: np.ndarray, l2: float) -> float:
-    """Collective: the largest entry of the gradient of mean loss + (l2/2)||w||^2 at theta."""
-    buf = np.zeros(model.n_params + 1)
-    model.sums(theta, data.X, data.y, grad=buf[:-1])
-    g = comm.Allreduce(buf)[:-1] / data.n_total
-    g[: model.n_penalized] += l2 * theta[: model.n_penalized]
-    return float(np.abs(g).max())
-
-
-def _minimise(model: Model, n_outputs: int, data: Dataset, comm: "Comm", l2: float, curvature: float, tol: float,
-              max_iter: int) -> tuple[np.ndarray, int]:
-    """Collective: (theta, steps) minimising mean loss + (l2/2)||w||^2 of a linear model with
-    ``n_outputs`` columns by full-batch gradient descent on the core (``mt.fit(..., GD())``), with
-    Nesterov momentum 0.9, in centred coordinates (``_centring``), at step 1/L where
-    L = ``curvature`` x the largest eigenvalue of Z^T Z / N + l2 bounds the Hessian there. Stops once the largest gradient entry is at most ``tol`` (checked every CHECK_EVERY
-    steps) or after ``max_iter`` steps, with a ConvergenceWarning."""
-    mean = comm.Allreduce(data.X.sum(axis=0)) / data.n_total
-    lr = 1.0 / (curvature * _largest_eigenvalue(comm, data, mean) + l2)
-    rule = optim.chain(_centring(mean, n_outputs), optim.trace(0.9, nesterov=True))
-    state = State(0, model.init(0))
-    while True:
-        result = core_fit(model, data, comm, GD(), steps=min(state.step + CHECK_EVERY, max_iter), lr=lr,
-                          optimizer=rule, l2=l2, state=state)
-        state = State(result.steps, result.theta, opt_state=optim.flatten(result.opt_state))
-        converged = _gradient_max(model, data, comm, state.theta, l2) <= tol
-        if converged or state.step >= max_iter:
-            break
-    if not converged:
-        warnings.warn(f"gradient descent did not reach tol = {tol:g} in max_iter = {max_iter} steps; "
-                      "raise max_iter (or tol)", ConvergenceWarning, stacklevel=3)
-    return state.theta, state.step
+def _minimise(model: Model, data: Dataset, comm: "Comm", l2: float, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
+    """Collective: (theta, iterations) minimising mean loss + (l2/2)||w||^2 by distributed L-BFGS on
+    the core (``mt.fit(..., LBFGS(tol=tol))``): it stops once the largest gradient entry is at most
+    ``tol`` (scikit-learn's test), when the objective stops moving (its relative decrease falls below
+    64 machine epsilons, scikit-learn's ftol), or after ``max_iter`` iterations, then with a
+    ConvergenceWarning."""
+    result = core_fit(model, data, comm, LBFGS(tol=tol), steps=max_iter, l2=l2)
+    if not result.converged and result.message != STALLED:  # scipy's L-BFGS-B also calls that stop converged
+        warnings.warn(f"L-BFGS did not reach tol = {tol:g} in max_iter = {max_iter} iterations ({result.message}); "
+                      "raise max_iter (or tol), or scale the features", ConvergenceWarning, stacklevel=3)
+    return result.theta, result.steps
 
 
 def _rows(estimator: BaseEstimator, X: Any) -> np.ndarray:
@@ -247,15 +192,15 @@ class LogisticRegression(_Classifier):
 
     Minimises mean cross-entropy + ||w||^2 / (2 C N) over all ranks' N rows (scikit-learn's
     ``LogisticRegression(C=C)``; intercepts unpenalised; ``C=np.inf`` for no penalty) by
-    full-batch gradient descent with Nesterov momentum at step 1/L on the training core, until the
-    largest gradient entry is at most ``tol`` or after ``max_iter`` steps (GD steps, not L-BFGS
-    iterations: hence the larger default). ``comm``: None for ``mt.world()``.
+    distributed L-BFGS on the training core (one Allreduce per evaluation), until the largest
+    gradient entry is at most ``tol`` or after ``max_iter`` iterations, as scikit-learn's lbfgs
+    solver does. ``comm``: None for ``mt.world()``.
 
     Learned: classes_ (K,), coef_ (1, n_features) or (K, n_features), intercept_ (1,) or (K,),
-    n_features_in_, n_iter_ (1,) the gradient steps taken.
+    n_features_in_, n_iter_ (1,) the L-BFGS iterations taken.
     """
 
-    def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 10_000, comm: Any = None) -> None:
+    def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 100, comm: Any = None) -> None:
         self.C, self.tol, self.max_iter, self.comm = C, tol, max_iter, comm
 
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
@@ -267,9 +212,7 @@ class LogisticRegression(_Classifier):
         data = self._labels(comm, X, y)
         K = len(self.classes_)
         model: Model = LogisticModel(data.n_features) if K == 2 else SoftmaxModel(data.n_features, K)
-        curvature = 0.25 if K == 2 else 0.5  # bounds of the loss's second derivative in the logits
-        theta, steps = _minimise(model, 1 if K == 2 else K, data, comm, 1.0 / (self.C * data.n_total), curvature, self.tol,
-                                 int(self.max_iter))
+        theta, steps = _minimise(model, data, comm, 1.0 / (self.C * data.n_total), self.tol, int(self.max_iter))
         p = model.layout.views(theta)
         self.coef_ = p["coef"].reshape(1, -1).copy() if K == 2 else p["coef"].T.copy()
         self.intercept_ = np.atleast_1d(p["intercept"]).copy()

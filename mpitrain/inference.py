@@ -1,10 +1,12 @@
 """Distributed inference: each rank predicts its rows; rank 0 gets them back in row order."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import dataclasses
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
+from . import metrics
 from .data import Dataset
 from .data.labels import encode
 from .models import Model
@@ -33,16 +35,7 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", *,
 
     comm = as_comm(comm)  # None, a Comm or an mpi4py communicator
     schema = model.schema
-    X, y = data.X, data.y
-    if schema is not None:
-        names, trained = data.feature_names, schema.feature_names
-        comm.raise_if_any(f"{data.spec} has the features ({', '.join(names)}), but the model was trained on "
-                          f"({', '.join(trained)})" if names and trained and tuple(names) != tuple(trained) else "")
-        with comm.together():
-            X = schema.transform(X)
-        if y is not None and schema.classes is not None:
-            with comm.together():
-                y = encode(y, schema.classes, data.start, data.spec)
+    X, y = _as_trained(model, data, comm)
     local = model.predict(theta, X)
     metric = None
     if y is not None:
@@ -58,3 +51,33 @@ def predict(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", *,
             return gathered, metric
         return classes[gathered], metric
     return comm.gather_rows(local), metric
+
+
+def _as_trained(model: Model, data: Dataset, comm: "Comm") -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Collective: (X, y) of ``data`` as the model's schema wants them: features filled and scaled as
+    in training, labels mapped to class indices (unchanged without a schema)."""
+    schema, X, y = model.schema, data.X, data.y
+    if schema is not None:
+        names, trained = data.feature_names, schema.feature_names
+        comm.raise_if_any(f"{data.spec} has the features ({', '.join(names)}), but the model was trained on "
+                          f"({', '.join(trained)})" if names and trained and tuple(names) != tuple(trained) else "")
+        with comm.together():
+            X = schema.transform(X)
+        if y is not None and schema.classes is not None:
+            with comm.together():
+                y = encode(y, schema.classes, data.start, data.spec)
+    return X, y
+
+
+def score(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", names: Sequence[str]) -> dict[str, float]:
+    """Collective: {name: value} of ``mpitrain.metrics`` for the model's predictions of ``data``'s labelled
+    rows, the schema applied as ``predict`` applies it."""
+    from .comm import as_comm
+
+    comm = as_comm(comm)
+    X, y = _as_trained(model, data, comm)
+    if y is None:
+        raise ValueError(f"{data.spec} has no labels to score the predictions against")
+    bad = model.check_labels(y, data.start)
+    comm.raise_if_any(f"{data.spec}: cannot score the predictions: {bad}" if bad else "")
+    return metrics.score(model, theta, dataclasses.replace(data, X=X, y=y), comm, names)

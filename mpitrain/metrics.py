@@ -64,9 +64,11 @@ def n_classes_of(model: Model) -> int:
 
 def score(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", names: Sequence[str],
           weight: Optional[np.ndarray] = None) -> dict[str, float]:
-    """Collective: {name: value} of ``theta``'s predictions on every rank's rows of ``data``."""
+    """Collective: {name: value} of ``theta``'s predictions on every rank's rows of ``data``, weighted
+    by ``weight`` (n_local,) or else ``data.weight``."""
     if not names:
         return {}
+    weight = data.weight if weight is None else weight
     k = n_classes_of(model)
     out = model.predict(theta, data.X)
     if k:

@@ -1,7 +1,8 @@
 """``python -m mpitrain plot PATH``: PNG charts of a training run or of a benchmark (matplotlib).
 
 For a run directory (``train --out DIR``): ``DIR/loss.png`` and ``DIR/metric.png`` from
-metrics.jsonl, against the epoch. For a ``bench train`` JSON: ``scaling.png`` beside it, samples
+metrics.jsonl, against the epoch, with the validation scores beside the training ones (and
+``DIR/validation.png`` for the scores of ``--metrics``). For a ``bench train`` JSON: ``scaling.png`` beside it, samples
 per second against ranks, one line per workload and implementation, with the ideal linear
 scaling of each dashed.
 """
@@ -34,30 +35,51 @@ def plot(path: str) -> list[str]:
 
 
 def plot_run(folder: str) -> list[str]:
-    """loss.png and metric.png from ``folder``/metrics.jsonl."""
-    metrics, summary = os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "summary.json")
+    """loss.png and metric.png from ``folder``/metrics.jsonl: the training records and, when the run
+    scored validation rows, val_loss and val_<metric> beside them (the best step dashed, with early
+    stopping), and validation.png with any further val_* scores (``--metrics``)."""
+    metrics, summary_path = os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "summary.json")
     if not os.path.isfile(metrics):
         raise UsageError(f"{folder} has no metrics.jsonl: is it the --out directory of a train run?")
     with open(metrics) as f:
         records = [json.loads(line) for line in f if line.strip()]
-    if not records:
-        raise UsageError(f"{metrics} is empty: the run logged nothing yet")
-    metric_name = "metric"
-    if os.path.isfile(summary):
-        with open(summary) as f:
-            metric_name = json.load(f).get("metric_name", metric_name)
+    training = [r for r in records if "loss" in r and "epoch" in r]
+    scored = [r for r in records if "val_loss" in r]
+    if not training:
+        raise UsageError(f"{metrics} has no training records: the run logged nothing yet")
+    summary = {}
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    metric_name = summary.get("metric_name", "metric")
+    per_epoch = training[0]["step"] / training[0]["epoch"]  # steps per epoch
+    best = (summary.get("validation") or {}).get("best_step")
+    extra = sorted({k for r in scored for k in r} - {"step", "val_loss", f"val_{metric_name}"})
+    charts = [("loss", "loss", [("loss", "training"), ("val_loss", "validation")]),
+              ("metric", metric_name, [("metric", "training"), (f"val_{metric_name}", "validation")])]
+    if extra:
+        charts.append(("validation", "validation scores", [(k, k) for k in extra]))
     plt = _pyplot()
     written = []
-    for key, label in (("loss", "training loss"), ("metric", metric_name)):
+    for name, label, lines in charts:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["epoch"] for r in records], [r[key] for r in records], marker="o", markersize=3)
+        for key, legend in lines:
+            rows = [r for r in (scored if key.startswith("val_") else training) if key in r]
+            if rows:
+                ax.plot([r["epoch"] if "epoch" in r else r["step"] / per_epoch for r in rows], [r[key] for r in rows],
+                        marker="o", markersize=3, label=legend)
+        if name == "loss" and min(r["loss"] for r in training) > 0 and min((r["val_loss"] for r in scored),
+                                                                           default=1.0) > 0:
+            ax.set_yscale("log")
+        if best is not None and scored:
+            ax.axvline(best / per_epoch, linestyle="--", color="grey", alpha=0.6, label=f"best (step {best})")
+        if scored or extra:
+            ax.legend(fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        if key == "loss" and min(r["loss"] for r in records) > 0:
-            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.set_title(f"{label}: {os.path.basename(os.path.abspath(folder))}")
-        out = os.path.join(folder, f"{key}.png")
+        out = os.path.join(folder, f"{name}.png")
         fig.tight_layout()
         fig.savefig(out, dpi=100)
         plt.close(fig)

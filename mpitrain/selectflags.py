@@ -1,11 +1,16 @@
-"""The flags of ``train`` for model selection and reporting: validation, early stopping, metrics."""
+"""The flags of ``train`` for model selection and reporting: validation, early stopping, metrics, row weights."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
+from . import weighting
 from .argtypes import fraction, non_negative_float, positive_int
+from .data import Dataset
 from .metrics import CLASSIFICATION, REGRESSION
+
+if TYPE_CHECKING:
+    from .comm import Comm
 
 
 def metric_list(text: str) -> tuple[str, ...]:
@@ -39,6 +44,19 @@ def add_selection_flags(train: Any) -> None:
                         help="more scores of the validation and test rows: " + ",".join(CLASSIFICATION)
                              + " (classifiers; f1, precision, recall: macro averages; auc: binary) or "
                              + ",".join(REGRESSION) + " (regression); default: the model's metric only")
+    select.add_argument("--log-csv", metavar="FILE.csv",
+                        help="append every metrics record (training and validation) to FILE as step,name,value "
+                             "rows, flushed as written (default: none; metrics.jsonl has them too)")
+    select.add_argument("--tensorboard", metavar="DIR",
+                        help="write every metrics record as TensorBoard scalars into DIR (needs tensorboardX: pip "
+                             "install 'mpitrain[tensorboard]'; default: none)")
+    weights = train.add_argument_group("row weights (gd, sgd, lbfgs, newton-cg)")
+    weights.add_argument("--weight-column", metavar="NAME|INDEX",
+                         help="a feature column holding each row's weight (taken out of the features; in the "
+                              "test and validation data too, where it weights the scores)")
+    weights.add_argument("--class-weight", choices=("balanced",),
+                         help="weight the training rows of class c by N / (K n_c) (scikit-learn's balanced, global "
+                              "counts), times --weight-column's weights")
 
 
 def check_selection(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -56,6 +74,13 @@ def check_selection(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--metrics scores validation or test rows: give --val-fraction, --val-data, --test-fraction "
                      "or --test-data")
     classifier = args.model in ("logistic", "softmax") or (args.model == "mlp" and args.loss != "squared-error")
+    weighted = args.weight_column is not None or args.class_weight is not None
+    if weighted and (args.algorithm not in ("gd", "sgd", "lbfgs", "newton-cg") or args.deterministic
+                     or (args.accumulate or 1) > 1):
+        parser.error(f"row weights (--weight-column, --class-weight) train with --algorithm gd, sgd, lbfgs or "
+                     f"newton-cg, without --accumulate or --deterministic, not {args.algorithm}")
+    if args.class_weight and not classifier:
+        parser.error(f"--class-weight applies to classifiers, not to --model {args.model} (regression)")
     allowed = CLASSIFICATION if classifier else REGRESSION
     wrong = [n for n in args.metrics or () if n not in allowed]
     if wrong:
@@ -65,3 +90,22 @@ def check_selection(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                                              *(f"val_{n}" for n in args.metrics or ())):
         parser.error(f"--monitor {args.monitor} is not scored; use val_loss, the model's metric "
                      f"(val_{'accuracy' if classifier else 'rmse'}) or val_NAME for a NAME in --metrics")
+
+
+def take_weight_column(args: argparse.Namespace, *datasets: Optional[Dataset]) -> list[Optional[Dataset]]:
+    """Each data set without --weight-column's feature, which becomes its raw row weights."""
+    if not args.weight_column:
+        return list(datasets)
+    return [None if d is None else weighting.take_column(d, args.weight_column) for d in datasets]
+
+
+def weigh(args: argparse.Namespace, comm: "Comm", n_classes: int, data: Dataset,
+          *held_out: Optional[Dataset]) -> list[Optional[Dataset]]:
+    """Collective, after the splits: the training rows times --class-weight, and every data set's
+    weights scaled to mean 1 (``weighting.with_weights``)."""
+    if args.class_weight:
+        data = weighting.with_weights(data, weighting.balanced(data, comm, n_classes), comm)
+    elif data.weight is not None:
+        data = weighting.with_weights(data, data.weight, comm)
+    return [data, *(d if d is None or d.weight is None else weighting.with_weights(d, d.weight, comm)
+                    for d in held_out)]

@@ -15,6 +15,7 @@ from . import checkpoint, optim, rundir
 from .algorithms import Hooks, State
 from .guard import StopRequest, Watchdog
 from .outputs import MetricsLog
+from .peers import PeerWatch
 from .params import Layout
 from .selection import Validation
 
@@ -41,6 +42,7 @@ class Supervisor(Hooks):
         self.samples_per_step, self.validation = samples_per_step, validation
         self.stop = StopRequest().install()
         self.watchdog = Watchdog(watchdog_seconds, comm.rank, lambda: comm.busy) if watchdog_seconds > 0 else None
+        self.peers = PeerWatch(comm, lambda: self.stop.requested, watchdog_seconds)
         self.last_saved = 0
         self.saved_path = ""
 
@@ -48,12 +50,14 @@ class Supervisor(Hooks):
         """Disarm the watchdog and restore the signal handlers."""
         if self.watchdog is not None:
             self.watchdog.stop()
+        self.peers.stop()
         self.stop.uninstall()
 
     # -- Hooks ---------------------------------------------------------------------------------
     def begin_step(self, step: int) -> None:
         if self.watchdog is not None:
             self.watchdog.arm(step)
+        self.peers.begin_step(step)
         if self.progress is not None:
             self.progress.update(self.samples_per_step)
 
@@ -92,7 +96,7 @@ class Supervisor(Hooks):
         if state.residual is not None:
             fields["residual"][...] = state.residual
         rows = row if synced else self.comm.gather_rows(row)
-        with self.comm.together():
+        with self.peers.saving(), self.comm.together():
             if self.comm.rank == 0:
                 lines = self.metrics.lines if self.metrics is not None else []
                 arrays = {name: rows[:, a:b] for name, (a, b) in layout.offsets.items()}

@@ -9,6 +9,8 @@ test can kill it. missing-data gives rank RANK a --data path that does not exist
 points every open file descriptor of metrics.jsonl at /dev/full, so the next write fails with
 ENOSPC as on a full disk. stop-loading makes rank RANK stop itself with SIGSTOP as it starts
 loading --data; pidfile-loading makes it write its pid to $FAULT_PIDFILE then.
+FAULT_HOSTS=apart makes every rank seem to run on a host of its own (no peer pids to watch),
+with the least wait for a stop vote set to $FAULT_STOP_WAIT seconds (default 3).
 """
 import os
 import signal
@@ -56,6 +58,11 @@ def faulty_begin_step(self, current):  # type: ignore[no-untyped-def]
 
 
 Supervisor.begin_step = faulty_begin_step
+if os.environ.get("FAULT_HOSTS") == "apart":  # each rank seems alone on its host: peers are not watched by pid
+    import mpitrain.peers
+
+    mpitrain.peers.host_key = lambda: me
+    mpitrain.peers.STOP_WAIT_MIN = float(os.environ.get("FAULT_STOP_WAIT", "3"))
 if kind in ("stop-loading", "pidfile-loading") and me == rank:
     real_load = mpitrain.cli.load
 

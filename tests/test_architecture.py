@@ -17,7 +17,8 @@ LAYERS = [
     {"comm", "agree", "optim"},
     {"data", "models", "outputs"},
     {"collectives"},
-    {"algorithms", "checkpoint", "rundir", "guard", "phases", "inference", "metrics", "selection"},
+    {"algorithms", "checkpoint", "rundir", "guard", "phases", "inference", "metrics", "selection", "weighting"},
+    {"peers"},
     {"supervisor"},
     {"run"},
 ]

@@ -144,7 +144,7 @@ def test_missing_cells_stop_the_run_by_name_unless_imputed_and_predict_fills_the
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), filled @ saved["coef"] + saved["intercept"], rtol=1e-12)
 
 
-def test_libsvm_rows_train_and_predict_sparse_and_refuse_standardisation(tmp_path):
+def test_libsvm_rows_train_and_predict_sparse_scaled_without_centring_and_refuse_imputation(tmp_path):
     pytest.importorskip("sklearn")
     rng = np.random.default_rng(6)
     n, d = 300, 2000
@@ -166,6 +166,24 @@ def test_libsvm_rows_train_and_predict_sparse_and_refuse_standardisation(tmp_pat
     predicted = np.load(tmp_path / "p.npy")
     assert set(predicted.tolist()) <= {-1.0, 1.0}
     assert np.mean(predicted == labels) == pytest.approx(summary["final_train_metric"], abs=1e-12)
-    refused = run("train", "--model", "logistic", *GD, "--standardize", "--data", str(tmp_path / "d.svm"),
-                  "--out", str(tmp_path / "s"), ranks=2, timeout=180)
-    assert refused.returncode == 2 and refused.stderr.count("cannot standardise the sparse rows") == 1
+    # --standardize divides sparse rows by each feature's standard deviation, as scikit-learn's
+    # StandardScaler(with_mean=False), and predict does the same to the sparse rows it reads.
+    from sklearn.datasets import load_svmlight_file
+    from sklearn.preprocessing import StandardScaler
+
+    scaled = run("train", "--model", "logistic", *GD, "--standardize", "--data", str(tmp_path / "d.svm"),
+                 "--out", str(tmp_path / "s"), ranks=2, timeout=180)
+    assert scaled.returncode == 0 and "not centred" in scaled.stdout, scaled.stderr
+    saved = model_file(tmp_path / "s" / "model.npz")
+    X, _ = load_svmlight_file(str(tmp_path / "d.svm"), n_features=saved["feature_scale"].size)
+    scaler = StandardScaler(with_mean=False).fit(X)
+    np.testing.assert_allclose(saved["feature_scale"], scaler.scale_, rtol=1e-12)
+    assert not saved["feature_mean"].any()
+    pred = run("predict", "--from", str(tmp_path / "s" / "model.npz"), "--data", str(tmp_path / "d.svm"),
+               "--out", str(tmp_path / "ps.npy"), "--proba", ranks=3)
+    assert pred.returncode == 0, pred.stderr
+    z = scaler.transform(X) @ saved["coef"].ravel() + saved["intercept"].ravel()
+    np.testing.assert_allclose(np.load(tmp_path / "ps.npy"), 1 / (1 + np.exp(-z)), rtol=1e-9)
+    refused = run("train", "--model", "logistic", *GD, "--impute", "mean", "--data", str(tmp_path / "d.svm"),
+                  "--out", str(tmp_path / "i"), ranks=2, timeout=180)
+    assert refused.returncode == 2 and refused.stderr.count("which have no missing cells to impute") == 1

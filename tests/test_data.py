@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from mpitrain.data import block_bounds, open_source
-from mpitrain.data.csv import Columns, CsvSource, block_offsets, line_starts, parse_block
+from mpitrain.data.byteranges import block_offsets, line_starts
+from mpitrain.data.csv import Columns, CsvSource, parse_block
 from mpitrain.errors import UsageError
 
 
@@ -18,7 +19,8 @@ def write_csv(path, rows, newline="\n", trailing=True, header="a,b,label"):
 def read_like_ranks(path, size, label_column=None):
     """Emulate `size` ranks: scan byte ranges, combine offset tables with max, parse row blocks."""
     sources = [CsvSource(path, label_column, None) for _ in range(size)]
-    counts = np.array([s.scan(r, size) for r, s in enumerate(sources)])
+    quotes = np.array([s.scan(r, size) for r, s in enumerate(sources)])
+    counts = np.array([s.keep(int(quotes[:r].sum())) for r, s in enumerate(sources)])
     table = np.max([s.locate(counts, r) for r, s in enumerate(sources)], axis=0)
     blocks = []
     for r, s in enumerate(sources):

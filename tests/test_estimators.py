@@ -56,10 +56,11 @@ def objective(X, y, coef, intercept, C):
 def test_logistic_regression_matches_scikit_learn(data, C):
     """The same objective (mean loss + ||w||^2/(2CN)) as scikit-learn's LogisticRegression(C) (lbfgs).
 
-    Ours stops at a largest gradient entry <= tol = 1e-10 (checked here in plain NumPy, 1e-9);
-    scikit-learn's lbfgs stops earlier, when the objective no longer moves (its gradient is
-    ~1e-7 here), so: our objective is at most its objective + 1e-12, and the coefficients agree
-    to 1e-3 (iris: raw, unscaled features and three classes).
+    Both run L-BFGS with tol 1e-10 / 1e-12 and stop when the objective no longer moves (relative
+    decrease below 64 machine epsilons), their largest gradient entries 1e-10 to 4e-7 here
+    (checked in plain NumPy). So: our gradient is at most 1e-6, our objective at most scikit-learn's
+    + 1e-12, the coefficients agree to 1e-4 (iris: raw, unscaled features and three classes), and
+    the iteration counts agree within 25%.
     """
     if data == "binary":
         X, y = make_classification(n_samples=300, n_features=6, n_redundant=2, random_state=0)
@@ -68,9 +69,10 @@ def test_logistic_regression_matches_scikit_learn(data, C):
     ours = E.LogisticRegression(C=C, tol=1e-10, max_iter=100_000).fit(X, y)
     ref = linear_model.LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(X, y)
     value, gradient = objective(X, y, ours.coef_, ours.intercept_, C)
-    assert gradient <= 1e-9 and value <= objective(X, y, ref.coef_, ref.intercept_, C)[0] + 1e-12
-    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=0, atol=1e-3)
-    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=0, atol=1e-3)
+    assert gradient <= 1e-6 and value <= objective(X, y, ref.coef_, ref.intercept_, C)[0] + 1e-12
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=0, atol=1e-4)
+    assert abs(int(ours.n_iter_[0]) - int(ref.n_iter_[0])) <= 0.25 * int(ref.n_iter_[0])
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=1e-4)
     np.testing.assert_array_equal(ours.classes_, ref.classes_)
     assert ours.coef_.shape == ref.coef_.shape and ours.intercept_.shape == ref.intercept_.shape

@@ -59,7 +59,7 @@ def test_libsvm_class_names_and_the_index_base(tmp_path):
     path.write_text("spam 1:0.5 3:2\nham 2:1\n\nspam 3:-1\n")
     source = open_source(str(path))
     source.scan(0, 1)
-    table = source.locate(np.array([3]), 0)
+    table = source.locate(np.array([source.keep(0)]), 0)
     X, y = source.read_block(int(table[0]), int(table[1]), 0, 3)
     assert list(y) == ["spam", "ham", "spam"]
     np.testing.assert_array_equal(X.toarray(), [[0, 0.5, 0, 2], [0, 0, 1, 0], [0, 0, 0, -1]])

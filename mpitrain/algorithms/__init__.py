@@ -2,6 +2,7 @@
 one loop (``loop.py``) from typed options (``config.py``)."""
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -81,6 +82,8 @@ def fit(
         return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
                    **settings.options(loop, model.n_penalized))
     loop = as_loop(loop)
+    if data.weight is not None:
+        _check_weighted(model, loop)
     if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
         from .solve import fit_solver
 
@@ -120,12 +123,25 @@ def fit(
         algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
     tol = getattr(loop, "tol", None)  # gd and sgd: scikit-learn's SGD rule
     convergence = None if tol is None else _loop.Convergence(tol, loop.n_iter_no_change)
+    if convergence is not None and state.convergence is not None:  # resumed: the count goes on
+        convergence.best, convergence.count = float(state.convergence[0]), int(state.convergence[1])
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
                        algorithm.batches.global_size, log, hooks or Hooks(), timeline, convergence)
     if not result.stopped and not comm.identical(result.theta):
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "
                            "bitwise reproducible across ranks; please report this with `mpitrain info`")
     return result
+
+
+def _check_weighted(model: Model, loop: Loop) -> None:
+    """OptionError unless ``loop`` and ``model`` train with row weights (``data.weight``)."""
+    plain = isinstance(loop, (GD, SGD)) and not loop.deterministic and getattr(loop, "accumulate", 1) == 1
+    if not (plain or isinstance(loop, (LBFGS, NewtonCG))):
+        raise OptionError(f"row weights train with gd, sgd (without accumulate or deterministic), lbfgs or newton-cg, "
+                          f"not {loop.name}{' with these options' if isinstance(loop, (GD, SGD)) else ''}")
+    if "weight" not in inspect.signature(model.sums).parameters:
+        raise OptionError(f"the {model.name} model's sums takes no weight keyword, so it cannot train with row "
+                          "weights; give sums(theta, X, y, grad=None, ready=None, weight=None)")
 
 
 def _memory_error(model: Model, data: Dataset, batch_size: Optional[int], ranks_on_node: int) -> str:

@@ -26,7 +26,8 @@ class State:
     step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
     metric sum and samples since the last metrics record; opt_state : the optimizer's state, or
     its ``optim.flatten`` (from a checkpoint), or None to start the optimizer afresh;
-    residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros.
+    residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros;
+    convergence : the tol test's (best loss, epochs without improvement) to resume with, or None.
     Sampling is a pure function of (seed, step), so no random-generator state is needed.
     """
 
@@ -35,6 +36,7 @@ class State:
     period: np.ndarray = field(default_factory=lambda: np.zeros(3))
     opt_state: Any = None
     residual: Optional[np.ndarray] = None
+    convergence: Optional[np.ndarray] = None
 
 
 class Hooks:
@@ -106,9 +108,10 @@ def add_penalty_gradient(theta: np.ndarray, grad: np.ndarray, l2: float, n_penal
 def evaluate(model: Model, theta: np.ndarray, data: Dataset, comm: "Comm", l2: float = 0.0) -> tuple[float, float]:
     """Collective: (objective, metric) of ``theta`` over all ranks' rows of ``data``.
 
-    objective = mean loss over all n_total rows + (l2/2)||w||^2.
+    objective = mean loss over all n_total rows (weighted by ``data.weight`` if set) + (l2/2)||w||^2.
     """
-    sums = np.array(model.sums(theta, data.X, data.y))
+    weighted = {} if data.weight is None else {"weight": data.weight}
+    sums = np.array(model.sums(theta, data.X, data.y, **weighted))
     as_comm(comm).Allreduce(sums)
     return sums[0] / data.n_total + penalty(theta, l2, model.n_penalized), model.metric(sums[1], data.n_total)
 

@@ -1,6 +1,7 @@
 """The regularised objective over all ranks' rows, one Allreduce per evaluation, for the solvers.
 
-objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized].
+objective(theta) = (sum of losses over all N rows) / N + (l2/2)||w||^2, w = theta[:n_penalized];
+with row weights (``data.weight``, mean 1) each loss counts its weight.
 
 Every rank sums its rows' loss, metric and gradient into one buffer
 [gradient sums (n_params,) | loss sum | metric sum | stop vote]; one Allreduce adds the buffers, and every
@@ -56,7 +57,9 @@ class Objective:
         """Collective: (objective, gradient (n_params,) float64, metric) at theta (n_params,)."""
         n, k = self.model.n_params, self.model.n_penalized
         grad = self.buf[:n]
-        loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad)
+        weighted = {} if self.data.weight is None else {"weight": self.data.weight}
+        loss, metric = self.model.sums(theta.astype(self.dtype, copy=False), self.data.X, self.data.y, grad,
+                                       **weighted)
         self.buf[n], self.buf[n + 1], self.buf[n + 2] = loss, metric, self.vote()
         self.timeline.mark(COMPUTE)
         collectives.allreduce(self.buf, algorithm=self.algorithm, comm=self.comm)
@@ -76,7 +79,8 @@ class Objective:
         weights); each product is one Allreduce of n_params numbers.
         """
         n, k, total = self.model.n_params, self.model.n_penalized, self.data.n_total
-        local = self.model.hessian_product(theta.astype(self.dtype, copy=False), self.data.X)
+        weighted = {} if self.data.weight is None else {"weight": self.data.weight}
+        local = self.model.hessian_product(theta.astype(self.dtype, copy=False), self.data.X, **weighted)
         out = self.buf[:n]
 
         def product(v: np.ndarray) -> np.ndarray:

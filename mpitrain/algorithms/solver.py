@@ -13,6 +13,7 @@ from .base import Result
 from .objective import Objective
 
 FTOL = 64 * np.finfo(float).eps  # scikit-learn's ftol for L-BFGS-B: stop when the objective no longer moves
+STALLED = "the relative decrease of the objective fell below 64 machine epsilons"  # the message of that stop
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Solver:
         self.value = value
         self.check_gradient()
         if not self.done and (previous - value) <= FTOL * max(abs(previous), abs(value), 1.0):
-            self.done, self.message = True, "the relative decrease of the objective fell below 64 machine epsilons"
+            self.done, self.message = True, STALLED
 
     def probe(self, d: np.ndarray, a: float) -> tuple[float, float, tuple]:
         """Collective: the objective and its slope along d at theta + a d, and what to keep."""

@@ -71,6 +71,8 @@ class Batches:
         self.sparse = not isinstance(data.X, np.ndarray)  # scipy.sparse CSR rows are taken by indexing
         self.X = np.empty((0 if self.sparse else rows, data.n_features), dtype=data.X.dtype)
         self.y = np.empty(rows, dtype=data.y.dtype)
+        self.w = None if data.weight is None else np.empty(rows, dtype=data.weight.dtype)
+        self.weight = data.weight  # the rows' weights of the last ``at``, or None
 
     @property
     def share(self) -> int:
@@ -84,6 +86,8 @@ class Batches:
         idx = self.sampler.indices(step)
         # mode="clip": the sampler's indices are in range, and "raise" would buffer the copy
         np.take(self.data.y, idx, axis=0, out=self.y, mode="clip")
+        if self.w is not None:
+            self.weight = np.take(self.data.weight, idx, out=self.w, mode="clip")
         if self.sparse:
             return self.data.X[idx], self.y
         np.take(self.data.X, idx, axis=0, out=self.X, mode="clip")
@@ -108,6 +112,7 @@ class GlobalBatches:
             raise JobError(f"--batch-size {batch_size} must be between 1 and the {data.n_total} training samples")
         self.data, self.global_size, self.seed, self.parts = data, batch_size, seed, parts
         self.share = data.n_local  # an upper bound: the rows this rank holds in a batch vary
+        self.weight: Optional[np.ndarray] = None  # the rows' weights of the last ``at``, or None
         self._cached: tuple[int, np.ndarray] = (-1, np.empty(0, dtype=np.int64))
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -130,6 +135,7 @@ class GlobalBatches:
     def at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of this rank's rows of the batch at ``step``: shapes (k, d) and (k,), k >= 0."""
         idx = self.rows(step)
+        self.weight = None if self.data.weight is None else self.data.weight[idx]
         return self.data.X[idx], self.data.y[idx]
 
     def micro(self, step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -184,8 +190,9 @@ class Synchronous:
         else:
             X, y = self.batches.at(step)
             timeline.mark(DATA)
+            weighted = {} if self.batches.weight is None else {"weight": self.batches.weight}
             buf[n_params : n_params + 2] = model.sums(theta, X, y, grad,
-                                                      None if self.buckets is None else self.buckets.ready)
+                                                      None if self.buckets is None else self.buckets.ready, **weighted)
         timeline.mark(COMPUTE)
         if self.buckets is not None:
             self.buckets.finish()

@@ -4,8 +4,8 @@ The driver (one process, no MPI) launches every (workload, ranks, implementation
 ``mpiexec`` job, interleaved and repeated ``--repeats`` times so that drifts in machine load hit
 all alike, and reports medians. Every job gets one BLAS thread per rank. Implementations:
 ``mpitrain`` (this package's loop), ``overlap`` (the same with ``--overlap``), ``baseline``
-(``scripts/baseline_train.py``, the minimal NumPy + mpi4py loop a user would write, on the same
-rows in the same order from the same start) and ``torch`` (``scripts/torch_ddp_train.py``,
+(``mpitrain.bench.baseline``, the minimal NumPy + mpi4py loop a user would write, on the same
+rows in the same order from the same start) and ``torch`` (``mpitrain.bench.torch_ddp``,
 PyTorch DistributedDataParallel with gloo, for softmax and MLP, when torch is installed). Each
 job reports, per step: compute (the mean over ranks), communication (the least time any rank
 spent in collectives: the collective's own cost) and waiting (the mean extra time ranks spent
@@ -30,10 +30,8 @@ import numpy as np
 from .. import costmodel, guard
 from ..errors import JobError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
-PROGRAMS = {"baseline": [os.path.join(SCRIPTS, "baseline_train.py")],
-            "torch": [os.path.join(SCRIPTS, "torch_ddp_train.py")],
+PROGRAMS = {"baseline": ["-m", "mpitrain.bench.baseline"],
+            "torch": ["-m", "mpitrain.bench.torch_ddp"],
             "mpitrain": ["-m", "mpitrain.bench.train"],
             "overlap": ["-m", "mpitrain.bench.train", "--overlap"]}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -17,7 +17,9 @@ from .. import flags, models
 from ..comm import Comm
 from ..data import load, open_source
 from ..errors import UsageError
-from ..inference import predict
+from ..inference import predict, score
+from ..metrics import MetricError, check_names, n_classes_of
+from ..selectflags import metric_list
 from ..outputs import TABLES, check_distinct, spec_files, write_table
 from . import say
 
@@ -35,6 +37,8 @@ def add_parser(sub: Any) -> None:
     pred.add_argument("--out", required=True, metavar="FILE",
                       help=f"where rank 0 writes the predictions; the extension picks the format: "
                            f"{', '.join(TABLES)} (.csv, .tsv and .parquet with a header)")
+    pred.add_argument("--metrics", type=metric_list, metavar="M1,M2,...",
+                      help="more scores of the predictions against the labels, as train's --metrics (e.g. f1,auc)")
     flags.add_data_flags(pred, "predict")
 
 
@@ -95,6 +99,16 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
         if predictions is not None:
             write_table(args.out, predictions, column_names(model, predictions, not args.proba))
     scored = f"; {model.metric_name} {metric:.4f}" if metric is not None else ""
+    if args.metrics:
+        if metric is None:
+            raise UsageError(f"--metrics scores predictions against labels, and {args.data} has none here; give "
+                             "--label-column")
+        k = n_classes_of(model)
+        try:
+            named = score(model, theta, data, comm, check_names(args.metrics, k > 0, k))
+        except MetricError as exc:
+            raise UsageError(f"--metrics: {exc}") from None
+        scored += "".join(f", {name} {value:.4f}" for name, value in named.items() if name != model.metric_name)
     say(comm, f"predicted {data.n_total} rows on {comm.size} rank(s){scored}; wrote {args.out}")
     return 0
 

@@ -9,6 +9,8 @@ from typing import Callable, Optional
 
 from .. import configfile, flags, models, rundir
 from ..comm import Comm
+from ..csvlog import CsvLog
+from ..tensorboard import TensorBoardLog
 from ..algorithms import Settings, steps_per_epoch
 from ..data import Dataset, Schema, load
 from ..guard import EXIT_RESUMABLE, blas_threads, startup_warnings
@@ -18,6 +20,7 @@ from ..phases import describe
 from ..progress import PlainProgress, has_terminal
 from ..run import Run, train
 from ..selection import EarlyStopping, Validation
+from ..selectflags import take_weight_column, weigh
 from . import say
 
 LINE_SECONDS = 1.0  # the fastest rate of progress lines on stderr
@@ -47,18 +50,27 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
     watched = has_terminal() if args.progress is None else args.progress
     progress = False if args.quiet else (True if watched else PlainProgress(steps * (args.batch_size or data.n_total)))
     line = progress_lines(model, steps, quiet=args.quiet or progress is True)
+    with comm.together():  # a missing tensorboardX: one message, every rank exits
+        logs = [log(path) for log, path in ((CsvLog, args.log_csv), (TensorBoardLog, args.tensorboard))
+                if path and comm.rank == 0]
+    line = tee(line, *logs)
     validation = None
     if val is not None:
         early = (EarlyStopping(args.monitor or "val_loss", args.patience or 5, args.min_delta or 0.0)
                  if args.early_stopping else None)
         validation = Validation(model, val, comm, args.eval_every or steps_per_epoch(data.n_total, args.batch_size),
                                 args.l2, early, metrics=args.metrics or ())
-    done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
-                 checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
-                 overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds, trace=args.trace,
-                 progress=progress, on_log=line, on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr),
-                 validation=validation, metrics=args.metrics or (), model_extras=schema.arrays(),
-                 describe=record(args, data, schema, settings))
+    try:
+        done = train(model, data, comm, args.algorithm, settings, out=args.out, test=test,
+                     checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                     resume=args.resume, overwrite=args.overwrite, watchdog_seconds=args.watchdog_seconds,
+                     trace=args.trace, progress=progress, on_log=line,
+                     on_note=lambda text: say(comm, f"mpitrain: {text}", sys.stderr), validation=validation,
+                     metrics=args.metrics or (), model_extras=schema.arrays(),
+                     describe=record(args, data, schema, settings))
+    finally:
+        for log in logs:
+            log.close()
     if done.stopped:
         say(comm, f"mpitrain: stopped by {done.stopped_by} after step {done.result.steps} of {steps}; checkpoint "
                   f"{done.checkpoint}; continue with the same command and --resume auto "
@@ -95,13 +107,16 @@ def read_inputs(args: argparse.Namespace, comm: Comm) -> Optional[Inputs]:
                    for name in ("model.npz", "metrics.jsonl", "summary.json", rundir.RUN_FILE)}
         inputs = {f"--{flag.replace('_', '-')} {spec}": path for flag in ("data", "test_data")
                   for spec in [getattr(args, flag)] if spec for path in spec_files(spec)}
-        check_distinct({**outputs, **({"--trace": args.trace} if args.trace else {})}, inputs)
+        written = {flag: path for flag, path in (("--trace", args.trace), ("--log-csv", args.log_csv)) if path}
+        check_distinct({**outputs, **written}, inputs)
     test = val = None
     if args.test_data:
         test = load(args.test_data, comm, n_features=data.n_features, **flags.data_options(args))
     if args.val_data:
         val = load(args.val_data, comm, n_features=data.n_features, **flags.data_options(args))
+    data, test, val = take_weight_column(args, data, test, val)
     data, test, val, schema = flags.prepare(args, comm, data, test, val)
+    data, test, val = weigh(args, comm, 0 if schema.classes is None else schema.classes.size, data, test, val)
     if args.quiet:
         for note in data.notes:
             say(comm, f"mpitrain: note: {args.data}: {note}", sys.stderr)
@@ -119,7 +134,8 @@ def record(args: argparse.Namespace, data: Dataset, schema: Schema, settings: Se
             "settings": {**asdict(settings), "lr_given": args.lr, "scale_lr_reference_batch": args.scale_lr},
             "preparation": {"test_fraction": args.test_fraction, "split_seed": args.split_seed,
                             "standardize": args.standardize, "impute": args.impute, "dtype": args.dtype,
-                            "val_fraction": args.val_fraction, "val_data": args.val_data}}
+                            "val_fraction": args.val_fraction, "val_data": args.val_data,
+                            "weight_column": args.weight_column, "class_weight": args.class_weight}}
 
 
 def outcome(args: argparse.Namespace, comm: Comm, model: Model, n_total: int, done: Run, tested: bool) -> str:
@@ -141,6 +157,15 @@ def outcome(args: argparse.Namespace, comm: Comm, model: Model, n_total: int, do
             f"train {model.metric_name} {summary['final_train_metric']:.4f}{test_part}; "
             f"wrote {os.path.join(args.out, '')}{{model.npz,metrics.jsonl,summary.json}}"
             + (f" and {args.trace}" if args.trace else ""))
+
+
+def tee(*callbacks: Callable[[dict], None]) -> Callable[[dict], None]:
+    """One ``on_log`` that calls each of ``callbacks`` in turn."""
+    def both(record: dict) -> None:
+        for callback in callbacks:
+            callback(record)
+
+    return both
 
 
 def progress_lines(model: Model, steps: int, quiet: bool) -> Callable[[dict], None]:

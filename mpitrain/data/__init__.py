@@ -18,7 +18,8 @@ import numpy as np
 from ..comm import Comm, as_comm
 from ..errors import JobError, UsageError
 from .builtin import FILES as BUILTIN, BuiltinSource
-from .csv import ByteRanges, CsvSource, WholeCsvSource
+from .byteranges import ByteRanges, unbalanced_quotes
+from .csv import CsvSource, WholeCsvSource
 from .hdf5 import Hdf5Source
 from .labels import encode_labels, find_classes, is_text, numbers_if_all_ranks_can
 from .libsvm import LibsvmSource
@@ -52,6 +53,8 @@ class Dataset:
     feature_names : the d column names, or None; label_name : the label column's name, or None
     notes : what the reader decided that the user should hear (a header taken as data, a
         column left out)
+    weight : ndarray of shape (n_local,), each row's weight in losses and metrics, or None (every
+        row counts 1); ``mpitrain.weighting`` sets it, scaled to mean 1 over all ranks' rows
     """
 
     X: np.ndarray
@@ -63,6 +66,7 @@ class Dataset:
     feature_names: Optional[tuple[str, ...]] = None
     label_name: Optional[str] = None
     notes: tuple[str, ...] = ()
+    weight: Optional[np.ndarray] = None
 
     @property
     def n_local(self) -> int:
@@ -162,8 +166,11 @@ def load(
     if isinstance(source, ByteRanges):
         comm.agree_int("size in bytes", source.file_end, spec)
         with comm.together():
-            local_count = source.scan(comm.rank, comm.size)
-        counts = comm.allgather_int(local_count)
+            local_quotes = source.scan(comm.rank, comm.size)
+        quotes = comm.allgather_int(local_quotes)
+        if quotes.sum() % 2:  # the same on every rank
+            raise JobError(unbalanced_quotes(spec))
+        counts = comm.allgather_int(source.keep(int(quotes[: comm.rank].sum())))
         table = comm.Allreduce(source.locate(counts, comm.rank), "max")
         if (table < 0).any() or (np.diff(table) < 0).any():  # the same table on every rank
             raise JobError(f"the ranks found lines of {spec} that do not fit together; every rank must see "

@@ -18,7 +18,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
-from .csv import Columns, line_starts, parse_block
+from .byteranges import line_starts
+from .csv import Columns, parse_block
 
 FILES = {"digits": "digits.csv.gz", "breast_cancer": "breast_cancer.csv", "wine": "wine_data.csv", "iris": "iris.csv"}
 

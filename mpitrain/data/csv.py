@@ -1,17 +1,14 @@
 """CSV as people write it, read in byte ranges so each rank parses only its own rows.
 
-Reading a plain file is three steps. ``line_starts`` scans one byte range for the lines that
-begin in it (a line belongs to the range holding its first byte). The ranks then exchange their
-line counts and the byte offsets at which the row blocks begin (``block_offsets``), so that row
-blocks, not byte ranges, are what each rank finally parses with ``parse_block`` (pandas when it
-is installed, ``np.loadtxt`` otherwise). A ``.csv.gz`` file cannot be split: every rank
-decompresses it whole and parses only its own rows.
+The ranks find their row blocks in a plain file together (see ``byteranges``); each parses its
+block with ``parse_block`` (pandas when it is installed, ``np.loadtxt`` otherwise). A
+``.csv.gz`` file cannot be split: every rank decompresses it whole and parses only its own rows.
 
 The first line is a header unless ``header=False``; by default (``header=None``) a first line
 whose fields are all numbers is data, not names, and the source says so in ``notes``. A first
 column with an empty name is the index that pandas' ``to_csv`` writes: it is left out, and the
 notes say so too, as they do for the index pandas writes without a header (see ``index``).
-Fields may be quoted; a quoted field may not span lines.
+Fields may be quoted, and a quoted field may span lines; the quotes must pair up.
 """
 from __future__ import annotations
 
@@ -25,59 +22,12 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import UsageError
+from .byteranges import ByteRanges, rows_outside_quotes, scan_lines, unbalanced_quotes
 from .index import check_counts_up, counts_up, head_of
 
 _NEWLINE = ord("\n")
 _NEWLINE_BYTE = b"\n"
-_SCAN = 1 << 24  # bytes per scan chunk, so scanning a large range needs little memory
 _BOM = b"\xef\xbb\xbf"
-
-
-def line_starts(data: Union[str, np.ndarray], start: int, stop: int, origin: int = 0) -> np.ndarray:
-    """Byte offsets of the non-empty lines whose first byte lies in [start, stop), shape (k,).
-
-    ``data`` is a path (memory-mapped) or the bytes as a uint8 array. ``origin`` is where the
-    first line starts (past a header or a byte-order mark); ``start`` must not precede it.
-    """
-    if isinstance(data, str):
-        data = np.memmap(data, dtype=np.uint8, mode="r") if os.path.getsize(data) else np.zeros(0, np.uint8)
-    stop = min(stop, data.size)
-    found = []
-    for lo in range(start, stop, _SCAN):
-        hi = min(lo + _SCAN, stop)
-        # A line starts at q when q follows a newline; look one byte back for the first q.
-        window = np.asarray(data[max(lo - 1, 0) : hi])
-        newline = np.flatnonzero(window == _NEWLINE) + max(lo - 1, 0) + 1
-        if lo <= origin < hi:
-            newline = np.union1d(newline, [origin])
-        found.append(newline[(newline >= lo) & (newline < hi)])
-    starts = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
-    starts = starts.astype(np.int64)
-    blank = np.isin(np.asarray(data[starts]) if starts.size else starts, (_NEWLINE, ord("\r")))
-    return starts[~blank]
-
-
-def block_offsets(starts: np.ndarray, counts: np.ndarray, rank: int, file_end: int) -> np.ndarray:
-    """What this rank knows of the byte offsets where each row block begins, shape (size+1,).
-
-    ``counts[k]`` is the number of lines rank k found; ``starts`` are this rank's line offsets.
-    Entry j is the offset of block j's first row if this rank found that row, else -1; the last
-    entry, and those of empty blocks at the end, are ``file_end``. The element-wise maximum
-    over all ranks is the complete table.
-    """
-    from .partition import block_bounds
-
-    size, total = len(counts), int(np.sum(counts))
-    first_line = int(np.sum(counts[:rank]))
-    table = np.full(size + 1, -1, dtype=np.int64)
-    table[size] = file_end
-    for j in range(size):
-        row = block_bounds(total, size, j)[0]
-        if row == total:
-            table[j] = file_end
-        elif first_line <= row < first_line + len(starts):
-            table[j] = starts[row - first_line]
-    return table
 
 
 @dataclass(frozen=True)
@@ -153,8 +103,8 @@ def parse_block(raw: bytes, columns: Columns, n_rows: int, first_row: int, where
     if shape != (n_rows, n_columns):
         raise UsageError(
             f"{where}: rows {first_row}-{first_row + n_rows - 1} hold {shape[0]} rows of {shape[1]} columns, "
-            f"expected {n_rows} rows of {n_columns} columns ({', '.join(columns.names)}); a quoted field "
-            f"may not span lines"
+            f"expected {n_rows} rows of {n_columns} columns ({', '.join(columns.names)}); a quote character (\") "
+            f"inside an unquoted field hides the rows: quote such fields whole, doubling the quotes inside"
         )
     return X, labels
 
@@ -305,31 +255,6 @@ def label_index(names: list[str], label_column: Union[str, int, None], where: st
     return index % n
 
 
-class ByteRanges:
-    """A text file of one row per line, read in byte ranges: ``scan``, ``locate``, then ``read_block``.
-
-    ``data_start`` is the first byte of the first row (past a header), ``file_end`` the size.
-    """
-
-    def __init__(self, path: str, data_start: int, file_end: int) -> None:
-        self.path, self.data_start, self.file_end = path, data_start, file_end
-        self.n_total = -1  # known after locate()
-        self._starts = np.empty(0, dtype=np.int64)
-
-    def scan(self, rank: int, size: int) -> int:
-        """Find the lines starting in this rank's share of the bytes; return their count."""
-        span = self.file_end - self.data_start
-        lo = self.data_start + span * rank // size
-        hi = self.data_start + span * (rank + 1) // size
-        self._starts = line_starts(self.path, lo, hi, self.data_start)
-        return len(self._starts)
-
-    def locate(self, counts: np.ndarray, rank: int) -> np.ndarray:
-        """This rank's part of the block-offset table (see ``block_offsets``)."""
-        self.n_total = int(np.sum(counts))
-        return block_offsets(self._starts, counts, rank, self.file_end)
-
-
 class _Table:
     """What both CSV sources decide from a file's first lines: header, columns, names, notes."""
 
@@ -390,7 +315,10 @@ class WholeCsvSource(_Table):
         first = self._data[:first_end].tobytes()
         head = np.asarray(self._data[: first_end + (1 << 16)]).tobytes()
         origin = self.decide(path, head, first, label_column, n_features, header, delimiter, index)
-        self._starts = line_starts(self._data, origin, self._data.size, origin)
+        starts, before, n_quotes = scan_lines(self._data, origin, self._data.size, origin)
+        if n_quotes % 2:
+            raise UsageError(unbalanced_quotes(path))
+        self._starts = rows_outside_quotes(self._data, starts, before, 0)
         self.path, self.n_total = path, len(self._starts)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, Optional[np.ndarray]]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..errors import UsageError
-from .csv import ByteRanges, not_utf8
+from .byteranges import ByteRanges
+from .csv import not_utf8
 from .extras import require
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 class LibsvmSource(ByteRanges):
     """A LIBSVM file; ``n_features`` fixes the width (prediction), else the largest index decides."""
+
+    quote = None  # LIBSVM has no quoted fields
 
     def __init__(self, path: str, n_features: Optional[int] = None) -> None:
         require("sklearn.datasets", "libsvm", f"{path} (LIBSVM)", "scikit-learn")

@@ -71,30 +71,49 @@ def _subset(data: "Dataset", keep: np.ndarray, comm: "Comm") -> "Dataset":
 
     counts = comm.allgather_int(int(keep.sum()))
     y = None if data.y is None else data.y[keep]
+    weight = None if data.weight is None else data.weight[keep]
     return dataclasses.replace(data, X=data.X[keep], y=y, start=int(counts[: comm.rank].sum()),
-                               n_total=int(counts.sum()), counts=counts)
+                               n_total=int(counts.sum()), counts=counts, weight=weight)
 
 
 def standardize(train: "Dataset", comm: "Comm", *others: "Dataset") -> tuple[np.ndarray, np.ndarray]:
     """Collective: scale X of ``train`` and ``others`` in place by the training rows' global mean and
     standard deviation (constant features are only centred); return (mean, scale), each shape (d,).
 
-    Two Allreduces of per-rank sums: of x, then of (x - mean)^2.
+    Sparse rows (CSR) are only divided by the standard deviation, not centred (that would make
+    them dense), as scikit-learn's ``StandardScaler(with_mean=False)`` does: mean is then all zeros.
+    Two Allreduces of per-rank sums: of x, then of (x - mean)^2 (for sparse rows: over the stored
+    values, plus mean^2 for each cell left out).
     """
     comm = as_comm(comm)
     if train.n_total == 0:
         raise JobError("cannot standardise: the training data has no rows")
-    if not isinstance(train.X, np.ndarray):
-        raise JobError(f"cannot standardise the sparse rows of {train.spec}: centring would make them dense; "
-                       f"scale the features beforehand, or read them dense (sparse=False, --no-sparse)")
-    mean = comm.Allreduce(train.X.sum(axis=0)) / train.n_total
-    var = comm.Allreduce(np.square(train.X - mean).sum(axis=0)) / train.n_total
-    std = np.sqrt(var)
+    mean = comm.Allreduce(np.asarray(train.X.sum(axis=0), dtype=np.float64).ravel()) / train.n_total
+    if isinstance(train.X, np.ndarray):
+        squares = np.square(train.X - mean).sum(axis=0)
+    else:
+        stored = np.bincount(train.X.indices, minlength=train.n_features)
+        squares = np.bincount(train.X.indices, weights=np.square(train.X.data - mean[train.X.indices]),
+                              minlength=train.n_features) + (train.n_local - stored) * np.square(mean)
+    std = np.sqrt(comm.Allreduce(squares) / train.n_total)
     scale = np.where(std > 0, std, 1.0)
+    if not isinstance(train.X, np.ndarray):
+        train.notes = (*train.notes, "sparse rows are divided by each feature's standard deviation, not centred")
+        mean = np.zeros_like(mean)
     for data in (train, *others):
-        data.X -= mean
-        data.X /= scale
+        data.X = scale_rows(data.X, mean, scale)
     return mean, scale
+
+
+def scale_rows(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(X - mean) / scale: in place for dense rows (n, d); a new CSR matrix for sparse rows (mean must be 0)."""
+    if not isinstance(X, np.ndarray):
+        import scipy.sparse
+
+        return scipy.sparse.csr_matrix(X.multiply(1.0 / scale))  # the same stored cells, scaled
+    X -= mean
+    X /= scale
+    return X
 
 
 def as_dtype(data: "Dataset", dtype: str) -> "Dataset":
@@ -123,7 +142,8 @@ def impute(train: "Dataset", comm: "Comm", how: str, *others: "Dataset") -> np.n
     if how not in IMPUTE:
         raise JobError(f"impute must be one of {', '.join(IMPUTE)}, not {how!r}")
     if not isinstance(train.X, np.ndarray):
-        raise JobError(f"{train.spec} has sparse rows, which have no missing cells to impute")
+        raise JobError(f"{train.spec} has sparse rows, which have no missing cells to impute (a cell left out of a "
+                       f"LIBSVM row is 0); drop --impute, or read the rows dense (sparse=False, --no-sparse)")
     present = ~np.isnan(train.X)
     counts = comm.Allreduce(present.sum(axis=0).astype(np.int64))
     if how == "zero":

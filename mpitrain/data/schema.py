@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
+from .prepare import scale_rows
 
 
 @dataclass
@@ -36,14 +37,14 @@ class Schema:
     def transform(self, X: np.ndarray) -> np.ndarray:
         """New rows (n, d) as training saw them: missing cells filled, then standardised (a new array).
 
-        Sparse rows (scipy.sparse CSR) come back as they are: a model with a fill or a scaling was
-        trained on dense rows, and sparse ones are refused for it.
+        Sparse rows (scipy.sparse CSR) are only scaled: a model that fills missing cells or centres
+        its inputs (one trained on dense rows) refuses them.
         """
         if not isinstance(X, np.ndarray):
-            if self.fill is not None or self.mean is not None:
-                raise UsageError("this model fills or standardises its inputs, which sparse rows cannot take; "
+            if self.fill is not None or (self.mean is not None and np.any(self.mean)):
+                raise UsageError("this model fills or centres its inputs, which sparse rows cannot take; "
                                  "read the rows dense (sparse=False, --no-sparse)")
-            return X
+            return X if self.scale is None else scale_rows(X, np.zeros_like(self.scale), self.scale)
         X = np.array(X, dtype=np.float64)
         if self.fill is not None:
             missing = np.isnan(X)

@@ -28,7 +28,9 @@ class Model:
       OVERWRITE ``grad`` with the gradient of that loss sum (never ``grad +=``: grad holds the
       previous step's values). With ``ready`` given, it may hand each part of ``grad`` (a view
       into it, e.g. ``layout.views(grad)["W2"]``) to ``ready`` as soon as that part is final, so
-      that its reduction starts while the rest is computed (``Reduce(overlap=True)``);
+      that its reduction starts while the rest is computed (``Reduce(overlap=True)``). A model
+      that takes a ``weight`` keyword (n,) (every built-in one does) trains with row weights: each
+      row's loss, gradient and metric count that much (``mpitrain.weighting``);
     - ``metric(metric_sum, n) -> float``: the reported metric over n rows (e.g. accuracy);
     - ``predict(theta, X) -> ndarray`` of shape (n,) or (n, K);
     - ``check_labels(y, start) -> None or a message`` naming the first bad label by its global row

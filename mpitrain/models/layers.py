@@ -77,20 +77,26 @@ Activation = tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.
 ACTIVATIONS: dict[str, Activation] = {"relu": (relu, relu_backward), "tanh": (tanh, tanh_backward)}
 
 
-def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None) -> tuple[float, float]:
-    """(sum of -log softmax(Z)[y], number of rows whose largest logit is the label) for Z (n, K).
+def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None,
+                          weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """(sum of -log softmax(Z)[y], number of rows whose largest logit is the label) for Z (n, K),
+    each row times ``weight`` (n,) when given.
 
-    With ``dZ`` (n, K) given, write dL/dZ = softmax(Z) - onehot(y) into it.
+    With ``dZ`` (n, K) given, write dL/dZ = softmax(Z) - onehot(y) (times the weights) into it.
     """
     labels = y.astype(np.intp)
     rows = np.arange(labels.size)
     shifted = Z - row_max(Z)
     e = np.exp(shifted)
     norm = e @ ones(Z.shape[1], e.dtype)  # row sums: NumPy's axis=1 sum is ~4x slower for few columns
-    loss = float(np.sum(np.log(norm) - shifted[rows, labels]))
     if dZ is not None:
         np.divide(e, norm[:, None], out=dZ)
         dZ[rows, labels] -= 1.0
+    if weight is not None:
+        if dZ is not None:
+            dZ *= weight[:, None]
+        return float(weight @ (np.log(norm) - shifted[rows, labels])), float(weight @ (Z.argmax(axis=1) == labels))
+    loss = float(np.sum(np.log(norm) - shifted[rows, labels]))
     correct = np.count_nonzero(Z.argmax(axis=1) == labels)
     return loss, float(correct)
 
@@ -117,12 +123,15 @@ def row_max(Z: np.ndarray) -> np.ndarray:
     return top[:, None]
 
 
-def squared_error(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None) -> tuple[float, float]:
-    """(sum of (z - y)^2 / 2, sum of (z - y)^2) for one output column Z (n, 1); dZ = Z - y."""
+def squared_error(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray] = None,
+                  weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """(sum of (z - y)^2 / 2, sum of (z - y)^2) for one output column Z (n, 1), each row times
+    ``weight`` (n,) when given; dZ = (Z - y) (times the weights)."""
     r = Z[:, 0] - y
+    rw = r if weight is None else r * weight
     if dZ is not None:
-        dZ[:, 0] = r
-    sq = float(r @ r)
+        dZ[:, 0] = rw
+    sq = float(r @ rw)
     return 0.5 * sq, sq
 
 

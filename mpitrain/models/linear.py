@@ -25,29 +25,35 @@ class LinearModel(Model):
         return text_label_error(y, "linear regression")
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
-             ready: Optional[Ready] = None) -> tuple[float, float]:
-        """Return (sum of losses, sum of squared errors) over the rows of X (n, d).
+             ready: Optional[Ready] = None, weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of losses, sum of squared errors) over the rows of X (n, d), each row times
+        ``weight`` (n,) when given.
 
         With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
         coefficient gradient to ``ready`` before the loss is summed.
         """
         p = self.layout.views(theta)
         r = X @ p["coef"] + p["intercept"] - y
+        rw = r if weight is None else r * weight
         if grad is not None:
             g = self.layout.views(grad)
-            row_sums(r, X, g["coef"])
+            row_sums(rw, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
-            g["intercept"][...] = r.sum()
-        sq = float(r @ r)
+            g["intercept"][...] = rw.sum()
+        sq = float(r @ rw)
         return 0.5 * sq, sq
 
-    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
-        """A function (v, out) writing H v = [X^T u, sum u], u = X v_coef + v_intercept, into out (n_params,)."""
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray,
+                        weight: Optional[np.ndarray] = None) -> Callable[[np.ndarray, np.ndarray], None]:
+        """A function (v, out) writing H v = [X^T u, sum u], u = (X v_coef + v_intercept) (times ``weight``),
+        into out (n_params,)."""
 
         def product(v: np.ndarray, out: np.ndarray) -> None:
             u, o = self.layout.views(v), self.layout.views(out)
             r = X @ u["coef"] + u["intercept"]
+            if weight is not None:
+                r *= weight
             np.matmul(r, X, out=o["coef"])
             o["intercept"][...] = r.sum()
 

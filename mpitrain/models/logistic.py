@@ -37,8 +37,9 @@ class LogisticModel(Model):
         return None
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
-             ready: Optional[Ready] = None) -> tuple[float, float]:
-        """Return (sum of losses, number of correct predictions) over the rows of X (n, d).
+             ready: Optional[Ready] = None, weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of losses, number of correct predictions) over the rows of X (n, d), each row
+        times ``weight`` (n,) when given.
 
         With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
         coefficient gradient to ``ready`` before the loss is summed.
@@ -48,22 +49,30 @@ class LogisticModel(Model):
         if grad is not None:
             g = self.layout.views(grad)
             r = sigmoid(z) - y
+            if weight is not None:
+                r *= weight
             row_sums(r, X, g["coef"])
             if ready is not None:
                 ready(g["coef"])
             g["intercept"][...] = r.sum()
+        if weight is not None:
+            return float(weight @ (np.logaddexp(0.0, z) - y * z)), float(weight @ ((z > 0) == (y == 1)))
         loss = float(np.sum(np.logaddexp(0.0, z) - y * z))
         return loss, float(np.count_nonzero((z > 0) == (y == 1)))
 
-    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray,
+                        weight: Optional[np.ndarray] = None) -> Callable[[np.ndarray, np.ndarray], None]:
         """A function (v, out) writing H v into out, both (n_params,), H the loss sum's Hessian at theta.
 
-        H v = [X^T r, sum r] with r = p (1 - p) (X v_coef + v_intercept): the weights p (1 - p)
-        are computed here once and shared by every product.
+        H v = [X^T r, sum r] with r = p (1 - p) (X v_coef + v_intercept) (times the rows' ``weight``):
+        the curvature weights p (1 - p) are computed here once and shared by every product.
         """
         p = self.layout.views(theta)
         prob = sigmoid(X @ p["coef"] + p["intercept"])
+        rows = weight
         weight = prob * (1.0 - prob)
+        if rows is not None:
+            weight *= rows
 
         def product(v: np.ndarray, out: np.ndarray) -> None:
             u, o = self.layout.views(v), self.layout.views(out)

@@ -75,8 +75,9 @@ class MLP(Model):
         return dense(As[-1], p[f"W{L}"], p[f"b{L}"]), As
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
-             ready: Optional[Ready] = None) -> tuple[float, float]:
-        """Return (sum of losses, correct predictions or squared errors) over the rows of X (n, d).
+             ready: Optional[Ready] = None, weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of losses, correct predictions or squared errors) over the rows of X (n, d),
+        each row times ``weight`` (n,) when given.
 
         With ``grad`` (n_params,) given, write the gradient of the loss sum into it (backpropagation),
         handing each layer's weight and bias gradients to ``ready`` as soon as they are written,
@@ -85,7 +86,7 @@ class MLP(Model):
         out, As = self.forward(theta, X)
         head = softmax_cross_entropy if self.loss == "cross-entropy" else squared_error
         dZ = None if grad is None else np.empty_like(out)
-        loss, metric_sum = head(out, y, dZ)
+        loss, metric_sum = head(out, y, dZ, weight)
         if grad is not None:
             p, g = self.layout.views(theta), self.layout.views(grad)
             backward = ACTIVATIONS[self.activation][1]

@@ -29,8 +29,9 @@ class SoftmaxModel(Model):
         return class_label_error(y, start, self.n_classes, "softmax regression")
 
     def sums(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, grad: Optional[np.ndarray] = None,
-             ready: Optional[Ready] = None) -> tuple[float, float]:
-        """Return (sum of cross-entropies, number of correct predictions) over the rows of X (n, d).
+             ready: Optional[Ready] = None, weight: Optional[np.ndarray] = None) -> tuple[float, float]:
+        """Return (sum of cross-entropies, number of correct predictions) over the rows of X (n, d),
+        each row times ``weight`` (n,) when given.
 
         With ``grad`` (n_params,) given, write the gradient of the loss sum into it, handing the
         coefficient and intercept gradients to ``ready`` as soon as each is written.
@@ -38,18 +39,20 @@ class SoftmaxModel(Model):
         p = self.layout.views(theta)
         Z = dense(X, p["coef"], p["intercept"])
         dZ = None if grad is None else np.empty_like(Z)
-        loss, correct = softmax_cross_entropy(Z, y, dZ)
+        loss, correct = softmax_cross_entropy(Z, y, dZ, weight)
         if grad is not None:
             g = self.layout.views(grad)
             dense_backward(X, p["coef"], dZ, g["coef"], g["intercept"], input_grad=False,
                            ready=ready)
         return loss, correct
 
-    def hessian_product(self, theta: np.ndarray, X: np.ndarray) -> Callable[[np.ndarray, np.ndarray], None]:
+    def hessian_product(self, theta: np.ndarray, X: np.ndarray,
+                        weight: Optional[np.ndarray] = None) -> Callable[[np.ndarray, np.ndarray], None]:
         """A function (v, out) writing H v into out, both (n_params,), H the loss sum's Hessian at theta.
 
         With P = softmax(X W + b) (n, K), computed here once, and U = X V + v_b for the direction
-        V = v_coef (d, K): R = P * (U - rowsum(P * U)), and H v = [X^T R, column sums of R].
+        V = v_coef (d, K): R = P * (U - rowsum(P * U)) (each row times ``weight``), and
+        H v = [X^T R, column sums of R].
         """
         p = self.layout.views(theta)
         P = softmax(dense(X, p["coef"], p["intercept"]))
@@ -58,6 +61,8 @@ class SoftmaxModel(Model):
             u, o = self.layout.views(v), self.layout.views(out)
             PU = P * dense(X, u["coef"], u["intercept"])
             R = PU - P * (PU @ ones(P.shape[1], P.dtype))[:, None]
+            if weight is not None:
+                R *= weight[:, None]
             dense_backward(X, u["coef"], R, o["coef"], o["intercept"], input_grad=False)
 
         return product

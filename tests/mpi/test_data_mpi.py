@@ -92,3 +92,42 @@ def test_nan_in_the_data_is_reported_with_its_row(comm, shared_dir):
     on_rank0(lambda: open(path, "w").write("a,b,y\n" + "1,2,0\n" * 6 + "1,nan,1\n" + "1,2,0\n" * 3))
     with pytest.raises(mt.JobError, match=r"row 6, column .b. is missing \(NaN\)"):
         mt.load(path, comm)
+
+
+def quoted_text_frame(n, seed):
+    """Rows whose text label spans lines, holds quotes, commas and CRLF, as pandas writes them."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    texts = np.array(["plain", "two\nlines", 'says "hi"', "a, b\r\nc", "\n\nstarts\nwith newlines\n", '"\n"'])
+    return pd.DataFrame(rng.standard_normal((n, 3)), columns=list("abc")).assign(label=texts[rng.integers(0, 6, n)])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60])
+@pytest.mark.parametrize("gz", [False, True])
+def test_quoted_fields_that_span_lines_are_read_as_pandas_reads_the_whole_file(comm, shared_dir, n, gz):
+    pd = pytest.importorskip("pandas")
+    path = os.path.join(shared_dir, f"q{n}.csv" + (".gz" if gz else ""))
+    on_rank0(lambda: quoted_text_frame(n, n).to_csv(path, index=False))
+    whole = pd.read_csv(path, keep_default_na=False)
+    data = mt.load(path, comm)
+    a, b = block_bounds(n, comm.size, comm.rank)
+    same = (data.n_total == n and np.array_equal(data.X, whole[["a", "b", "c"]].to_numpy()[a:b])
+            and data.y.tolist() == whole["label"].tolist()[a:b])
+    assert MPI.COMM_WORLD.allreduce(same, op=MPI.LAND)
+
+
+def test_a_text_feature_spanning_lines_is_named_at_its_row(comm, shared_dir):
+    path = os.path.join(shared_dir, "t.csv")
+    on_rank0(lambda: open(path, "w").write("a,b,y\n" + '1,2,0\n"x\ny",3,1\n' * 3 + '1,"4\n",0\n'))
+    with pytest.raises(mt.JobError, match=r"row 1, column 'a': 'x\\ny' is not a number"):
+        mt.load(path, comm)
+
+
+@pytest.mark.parametrize("text, words", [('a,b,y\n1,2,0\n3,4"5,1\n6,7,0\n', "odd number of quote characters"),
+                                         ('a,b,y\n1,2,0\n3,4"5,1\n6,7"8,0\n9,1,1\n', "quote such fields whole")])
+def test_quotes_that_do_not_pair_up_stop_the_run_naming_the_file(comm, shared_dir, text, words):
+    path = os.path.join(shared_dir, "odd.csv")
+    on_rank0(lambda: open(path, "w").write(text))
+    with pytest.raises(mt.JobError, match=words) as info:
+        mt.load(path, comm)
+    assert path in str(info.value)

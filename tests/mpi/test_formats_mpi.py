@@ -157,3 +157,23 @@ def test_sparse_rows_train_the_model_of_their_dense_copy(comm, folder, model_nam
         thetas.append(mt.fit(model, data, comm, algorithm, mt.Settings(steps=30, lr=0.3, l2=1e-3, **batch)).theta)
     close = np.allclose(thetas[0], thetas[1], rtol=1e-9, atol=1e-12) and np.isfinite(thetas[0]).all()
     assert MPI.COMM_WORLD.allreduce(bool(close), op=MPI.LAND)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 41])
+def test_sparse_rows_are_scaled_as_standard_scaler_without_centring(comm, n):
+    sparse = pytest.importorskip("scipy.sparse")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, 6)) * [1.0, 100.0, 1e-3, 1.0, 5.0, 0.0]  # the last feature is 0 everywhere
+    X[rng.random((n, 6)) < 0.6] = 0.0
+    a, b = block_bounds(n, comm.size, comm.rank)
+    counts = np.array([np.diff(block_bounds(n, comm.size, r)) for r in range(comm.size)]).ravel()
+    train = mt.Dataset(sparse.csr_matrix(X[a:b]), np.zeros(b - a), a, n, "mem", counts)
+    test = mt.Dataset(sparse.csr_matrix(X[::-1][a:b]), np.zeros(b - a), a, n, "mem", counts)
+    mean, scale = mt.standardize(train, comm, test)
+    scaler = preprocessing.StandardScaler(with_mean=False).fit(sparse.csr_matrix(X))
+    good = (not mean.any() and np.allclose(scale, scaler.scale_, rtol=1e-12, atol=0)
+            and sparse.issparse(train.X) and train.X.nnz == np.count_nonzero(X[a:b])
+            and np.allclose(train.X.toarray(), scaler.transform(X)[a:b], rtol=1e-12, atol=0)
+            and np.allclose(test.X.toarray(), scaler.transform(X[::-1])[a:b], rtol=1e-12, atol=0))
+    assert MPI.COMM_WORLD.allreduce(bool(good), op=MPI.LAND)

@@ -1,6 +1,7 @@
 """The hand-written loop a user would write instead of mpitrain: NumPy + one mpi4py Allreduce a step.
 
-Run under mpiexec; rank 0 prints one JSON line. Used by `python -m mpitrain bench train` as the
+Run under mpiexec; rank 0 prints one JSON line. It calls mpi4py itself, as such a user would
+(the one program in the package that does, on purpose: it is the reference, not mpitrain). Used by `python -m mpitrain bench train` as the
 reference that mpitrain must match at one rank and beat at two. Only the data and the order of
 its rows come from mpitrain: the same synthetic rows, read outside the timed loop, and each
 step's rows from mpitrain's sampler (a hash of seed, epoch and row; fixed shares of the global
@@ -8,7 +9,7 @@ batch per rank), so that both follow the same trajectory from the same initial p
 their final losses can be compared closely. With its own random permutation instead, the final
 loss after 210 MLP steps moves by about 4% from seed to seed, for this loop and mpitrain alike.
 
-    mpiexec -n 2 python scripts/baseline_train.py --workload mlp --steps 200
+    mpiexec -n 2 python -m mpitrain.bench.baseline --workload mlp --steps 200
 
 Workloads: linear-gd (full-batch least squares); softmax and mlp (784-256-256-10, ReLU)
 trained by SGD with a global batch of 256 split over the ranks. linear-gd computes in float64,

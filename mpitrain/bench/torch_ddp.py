@@ -1,11 +1,11 @@
 """The same softmax and MLP workloads in PyTorch DistributedDataParallel (gloo), for comparison.
 
 Run under mpiexec (mpi4py only tells each process its rank and shares a free port); rank 0
-prints one JSON line like scripts/baseline_train.py. Needs `pip install torch`; one thread per
+prints one JSON line like mpitrain.bench.baseline. Needs `pip install torch`; one thread per
 rank. DDP overlaps its reductions with the backward pass, so compute and communication are not
 separable here and are reported as null.
 
-    mpiexec -n 2 python scripts/torch_ddp_train.py --workload mlp --steps 200
+    mpiexec -n 2 python -m mpitrain.bench.torch_ddp --workload mlp --steps 200
 """
 import argparse
 import json
