@@ -7,6 +7,7 @@ the summary. The command line's ``train`` is this call plus flag parsing and pri
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
 from .algorithms.config import (LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, OptionError, as_loop, check_first_order,
                                 check_training)
+from .algorithms.loop import Convergence
 from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
@@ -189,6 +191,8 @@ def train(
                 state, notes = supervisor.resume(resume, model.n_params)
                 for text in notes:
                     note(text)
+                if state is not None:
+                    state.convergence = _replayed(loop, metrics_log, comm)
                 run.resumed_from = state.step if state is not None else 0
             timeline = Timeline(record=trace is not None)
             hooks = supervisor if supervisor is not None else validation
@@ -321,3 +325,17 @@ def _progress_bar(comm: "Comm", wanted: Any, total: int) -> Any:
         print("mpitrain: a progress bar needs tqdm (pip install tqdm); printing epoch lines instead", file=sys.stderr)
         return None
     return tqdm(total=total, unit="samples", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+
+def _replayed(loop: Loop, metrics_log: Optional[MetricsLog], comm: "Comm") -> Optional[np.ndarray]:
+    """Collective, on resume: the tol test's (best, count) after the training losses that rank 0's
+    resumed metrics.jsonl holds (the checkpoint keeps them), or None without a tol test."""
+    tol = getattr(loop, "tol", None)
+    if tol is None:
+        return None
+    rule = Convergence(tol, loop.n_iter_no_change)
+    for line in metrics_log.lines if metrics_log is not None else []:
+        record = json.loads(line)
+        if "loss" in record and "epoch" in record:
+            rule.update(record["loss"])
+    return comm.Bcast(np.array([rule.best, rule.count], dtype=np.float64))

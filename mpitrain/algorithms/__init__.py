@@ -123,6 +123,8 @@ def fit(
         algorithm = kind(model, data, comm, loop, rule, schedule, l2, reduce, seed, state, steps, timeline)
     tol = getattr(loop, "tol", None)  # gd and sgd: scikit-learn's SGD rule
     convergence = None if tol is None else _loop.Convergence(tol, loop.n_iter_no_change)
+    if convergence is not None and state.convergence is not None:  # resumed: the count goes on
+        convergence.best, convergence.count = float(state.convergence[0]), int(state.convergence[1])
     result = _loop.run(algorithm, model, comm, state, steps, steps_per_epoch(data.n_total, loop.batch_size),
                        algorithm.batches.global_size, log, hooks or Hooks(), timeline, convergence)
     if not result.stopped and not comm.identical(result.theta):

@@ -26,7 +26,8 @@ class State:
     step : steps done; theta : (n_params,) this rank's parameters; period : (3,) loss sum,
     metric sum and samples since the last metrics record; opt_state : the optimizer's state, or
     its ``optim.flatten`` (from a checkpoint), or None to start the optimizer afresh;
-    residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros.
+    residual : (n_params,) this rank's unsent compression error (``compress``), or None for zeros;
+    convergence : the tol test's (best loss, epochs without improvement) to resume with, or None.
     Sampling is a pure function of (seed, step), so no random-generator state is needed.
     """
 
@@ -35,6 +36,7 @@ class State:
     period: np.ndarray = field(default_factory=lambda: np.zeros(3))
     opt_state: Any = None
     residual: Optional[np.ndarray] = None
+    convergence: Optional[np.ndarray] = None
 
 
 class Hooks:

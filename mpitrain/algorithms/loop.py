@@ -61,8 +61,8 @@ class Convergence:
 
     A loss above ``best - tol`` counts as no improvement; ``n_iter_no_change`` in a row means converged.
     ``best`` is the lowest loss so far. The loss includes the L2 term, as scikit-learn (1.9) tests its
-    ``objective_sum``. Every rank sees the same reduced loss, so every rank stops alike. A resumed
-    run starts the count afresh (checkpoints do not keep it).
+    ``objective_sum``. Every rank sees the same reduced loss, so every rank stops alike. A run
+    resumed by ``mpitrain.train`` replays the logged losses its checkpoint keeps, so the count goes on.
     """
 
     tol: float
