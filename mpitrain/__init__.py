@@ -57,6 +57,11 @@ from .algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal  # noqa: E402
 
 __all__ += ["LBFGS", "NewtonCG", "Normal", "fit_lbfgs", "fit_newton_cg", "fit_normal"]
 
+# Model selection (issue 14): validation and early stopping, the metrics people report, row weights.
+from . import metrics, selection, weighting  # noqa: E402
+
+__all__ += ["metrics", "selection", "weighting"]
+
 
 def __getattr__(name: str) -> Any:
     """``Comm`` and ``world`` import mpi4py, which starts MPI, and ``estimators`` imports scikit-learn:

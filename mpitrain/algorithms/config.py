@@ -222,8 +222,8 @@ GRAPHS = ("ring", "exponential", "complete")
 @dataclass(frozen=True)
 class Gossip:
     """Decentralized SGD: a local step, then a mean with the neighbours on ``graph`` (ring,
-    exponential or complete), every step; ``consensus_every`` steps between the small reductions
-    that log the loss and the neighbours' spread; one exact average at the end."""
+    exponential or complete), every step; ``consensus_every`` steps between the reductions that
+    log the loss and the exact consensus distance (``drift_rms``); one exact average at the end."""
 
     batch_size: int
     graph: str = "ring"

@@ -11,12 +11,15 @@ adapt-then-combine order):
   reference topology (p - 1 messages and p copies of the parameters per step).
 
 The ranks weigh each other equally (a doubly stochastic mixing matrix), so the consensus point
-weights every rank alike whatever its rows. Every ``consensus_every`` steps one small Allreduce
-(the loss sums, the stop votes and sum_k ||theta_k - m_k||^2, m_k the neighbourhood mean the
-rank just took) gives the metrics record and ``neighbour_rms``; on the complete graph that is
-exactly the consensus distance. At the last step an exact average (uniform weights) ends the
-run with identical parameters, its ``drift_rms`` the exact consensus distance. Checkpoints are
-taken only there or when a run is stopped (each rank's own model).
+weights every rank alike whatever its rows. Every ``consensus_every`` steps one Allreduce of
+[theta_k / p | loss sums | spread | stop votes] (n_params + p + 5 numbers; the buffer of
+``LocalAveraging.reduce_replicas``) gives the metrics record with the exact consensus distance:
+``drift_rms``, the root mean square over ranks of ||theta_k - mean|| at that step, from the drift
+identity of ``local_sgd.py`` about the previous mean, and ``drift_max_prev``, the largest
+distance at the log before. Each rank keeps its own parameters (the mean is only measured). At
+the last step an exact average (uniform weights) ends the run with identical parameters, its
+``drift_rms`` logged the same way. Checkpoints are taken only there or when a run is stopped
+(each rank's own model).
 """
 from __future__ import annotations
 
@@ -60,30 +63,26 @@ class GossipAveraging(LocalAveraging):
         self.weight = 1.0 / comm.size  # the final average weighs ranks as the mixing does
         peers = {"complete": comm.size, "exponential": 1}.get(self.graph, min(2, comm.size - 1))
         self.received = np.empty((max(peers, 1), model.n_params), dtype=self.theta.dtype)
-        self.small = np.empty(5)  # loss sum, metric sum, samples, sum_k ||theta_k - m_k||^2, votes
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> Outcome:
-        """A local step and a mix with the neighbours; the small reduction when due; the exact average last."""
+        """A local step and a mix with the neighbours; the consensus reduction when due; the exact average last."""
         self.local_step(step)
         if step + 1 == self.steps:
             return self.average(step, vote)
-        moved = self.mix(step)
+        self.mix(step)
         if (step + 1) % self.every:
             return self.between(vote, listens)
-        small = self.small
-        small[:3], small[3], small[4] = self.pending, moved, vote()
-        self.comm.Allreduce(small)
-        self.timeline.mark(REDUCE)
+        record = self.reduce_replicas(step, vote, with_state=False)  # measures the mean; theta stays this rank's
+        self.anchor[:] = self.views["theta"]
         self.pending[:] = 0
-        return Outcome(bool(small[4] > 0), small[:3].copy(), 0.0, synced=False,
-                       record={"neighbour_rms": float(np.sqrt(small[3] / self.comm.size))})
+        return Outcome(bool(self.views["vote"] > 0), self.views["sums"].copy(), 0.0, synced=False, record=record)
 
-    def mix(self, step: int) -> float:
-        """theta <- the mean of theta and the neighbours' thetas; returns ||theta_before - theta_after||^2."""
+    def mix(self, step: int) -> None:
+        """theta <- the mean of theta and the neighbours' thetas."""
         theta, comm, got = self.theta, self.comm, self.received
         pairs = neighbours(self.graph, comm.rank, comm.size, step)
         if not pairs:
-            return 0.0
+            return
         if self.graph == "complete":  # every rank's parameters in rank order, summed in that order everywhere
             got[comm.rank] = theta
             for dest, source in pairs:
@@ -100,6 +99,4 @@ class GossipAveraging(LocalAveraging):
                 mixed += row
         mixed /= len(pairs) + 1
         self.timeline.mark(REDUCE)
-        moved = float(np.dot(theta - mixed, theta - mixed))
         theta[:] = mixed
-        return moved

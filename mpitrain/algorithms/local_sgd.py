@@ -107,22 +107,8 @@ class LocalAveraging:
 
     def average(self, step: int, vote: Callable[[], float]) -> Outcome:
         """One reduction: the n_k/N-weighted mean of the models, the metric sums, the spread and the votes."""
-        model, theta, timeline = self.model, self.theta, self.timeline
-        v = self.views
-        np.multiply(theta, self.weight, out=v["theta"])
-        if self.local_state == "average":
-            np.multiply(optim.flatten(self.opt_state, counts=False), self.weight, out=v["opt_state"])
-        v["sums"][...] = self.pending
-        v["vote"][...] = vote()
-        spread = v["spread"]
-        spread[:] = 0
-        np.subtract(theta, self.anchor, out=self.scratch)
-        spread[0] = self.weight * float(self.scratch @ self.scratch)
-        spread[1 + self.comm.rank] = self.distance
-        collectives.allreduce(self.buf, algorithm=self.reduce.algorithm, comm=self.comm)
-        timeline.mark(REDUCE)
-        check_finite(self.buf[: -self.comm.size - 2], step)
-        drift = self._drift(v["theta"], step)
+        model, theta, v = self.model, self.theta, self.views
+        drift = self.reduce_replicas(step, vote, self.local_state == "average")
         theta[:] = v["theta"]
         if self.local_state == "average":
             self.opt_state = optim.unflatten(self.opt_state, v["opt_state"], counts=False)
@@ -133,6 +119,27 @@ class LocalAveraging:
         self.anchor[:] = theta
         return Outcome(bool(v["vote"] > 0), v["sums"].copy(), penalty(theta, self.l2, model.n_penalized),
                        record=drift)
+
+    def reduce_replicas(self, step: int, vote: Callable[[], float], with_state: bool) -> dict:
+        """Collective: one Allreduce of [weighted theta (the mean arrives in views["theta"]) | this rank's
+        optimizer state if ``with_state`` | pending sums | spread | vote]; the drift record. theta stays."""
+        v = self.views
+        np.multiply(self.theta, self.weight, out=v["theta"])
+        if with_state:
+            np.multiply(optim.flatten(self.opt_state, counts=False), self.weight, out=v["opt_state"])
+        else:
+            v["opt_state"][...] = 0
+        v["sums"][...] = self.pending
+        v["vote"][...] = vote()
+        spread = v["spread"]
+        spread[:] = 0
+        np.subtract(self.theta, self.anchor, out=self.scratch)
+        spread[0] = self.weight * float(self.scratch @ self.scratch)
+        spread[1 + self.comm.rank] = self.distance
+        collectives.allreduce(self.buf, algorithm=self.reduce.algorithm, comm=self.comm)
+        self.timeline.mark(REDUCE)
+        check_finite(self.buf[: -self.comm.size - 2], step)
+        return self._drift(v["theta"], step)
 
     def averaged(self, step: int) -> None:
         """Called after each averaging, with theta the mean and ``anchor`` still the previous one."""

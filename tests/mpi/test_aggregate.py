@@ -251,9 +251,10 @@ def test_hierarchical_on_one_node_is_local_sgd(comm):
 
 
 # -- gossip ----------------------------------------------------------------------------------------
-def serial_gossip(counts, X, y, theta0, steps, lr, graph):
+def serial_gossip(counts, X, y, theta0, steps, lr, graph, replicas=None):
     """Full-batch local steps on every block, then each rank's mean with its graph neighbours;
-    the uniform mean of all ranks at the last step."""
+    the uniform mean of all ranks at the last step. ``replicas`` (a list) receives every rank's
+    parameters at the end of each step (at the last, before the mean)."""
     p = len(counts)
     edges = np.concatenate([[0], np.cumsum(counts)])
     parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
@@ -262,8 +263,11 @@ def serial_gossip(counts, X, y, theta0, steps, lr, graph):
         thetas = [th if len(yk) == 0 else th - lr * linear_gradient(th, Xk, yk, 0.0)
                   for th, (Xk, yk) in zip(thetas, parts)]
         if t + 1 == steps:
+            if replicas is not None:
+                replicas.append(np.array(thetas))
             return sum(thetas) / p
         if p == 1:
+            replicas is None or replicas.append(np.array(thetas))
             continue
         if graph == "ring":
             near = [{(k - 1) % p, (k + 1) % p} for k in range(p)]
@@ -271,6 +275,8 @@ def serial_gossip(counts, X, y, theta0, steps, lr, graph):
             hop = 2 ** (t % int(np.ceil(np.log2(p))))
             near = [{(k - hop) % p} for k in range(p)]
         thetas = [(thetas[k] + sum(thetas[j] for j in near[k])) / (len(near[k]) + 1) for k in range(p)]
+        if replicas is not None:
+            replicas.append(np.array(thetas))
 
 
 @pytest.mark.parametrize("graph", ["ring", "exponential"])
@@ -286,7 +292,29 @@ def test_gossip_follows_the_serial_reference(comm, graph):
     assert same_bits_everywhere(result.theta)
     if comm.rank == 0:
         assert [r["step"] for r in logs] == [4, 8, 12, 13]
-        assert all(r["neighbour_rms"] >= 0 for r in logs[:3]) and "drift_rms" in logs[3]
+
+
+@pytest.mark.parametrize("graph", ["ring", "exponential"])
+def test_gossip_logs_the_exact_consensus_distance_of_the_serial_replicas(comm, graph):
+    """Every consensus_every steps: drift_rms is the root mean square over ranks of ||theta_k - mean||
+    (uniform mean) of the serial replicas at that step, and drift_max_prev the largest distance at
+    the log before; the last step logs the distance before the exact average."""
+    data, counts, X, y = uneven(comm)
+    theta0 = np.array([0.2, -0.1, 0.4, 0.0])
+    logs, replicas = [], []
+    mt.fit(mt.create_model("linear", D), data, comm, mt.Gossip(int(counts.sum()), graph, consensus_every=3),
+           steps=13, lr=0.05, theta=theta0, log=logs.append)
+    serial_gossip(counts, X, y, theta0, 13, 0.05, graph, replicas)
+    distances = [np.linalg.norm(r - r.mean(axis=0), axis=1) for r in replicas]  # per step, per rank
+    if comm.rank == 0:
+        assert [r["step"] for r in logs] == [3, 6, 9, 12, 13]
+        expected = [np.sqrt(np.mean(distances[s - 1] ** 2)) for s in (3, 6, 9, 12, 13)]
+        scale = max(np.abs(r).max() for r in replicas)
+        np.testing.assert_allclose([r["drift_rms"] for r in logs], expected, rtol=1e-6, atol=1e-7 * scale)
+        if comm.size > (3 if graph == "ring" else 2):  # else a mix is the mean and no replicas differ
+            assert min(expected[:4]) > 1e-4
+        np.testing.assert_allclose([r["drift_max_prev"] for r in logs[1:]],
+                                   [distances[s - 1].max() for s in (3, 6, 9, 12)], rtol=1e-9, atol=1e-14)
 
 
 def test_gossip_on_the_complete_graph_is_averaging(comm):
@@ -300,9 +328,10 @@ def test_gossip_on_the_complete_graph_is_averaging(comm):
                     optimizer="momentum", log=logs.append)
     # sum_k theta_k / p in rank order against sum_k (n_k/N) theta_k by the allreduce: rounding only
     np.testing.assert_allclose(gossip.theta, local.theta, rtol=1e-12, atol=1e-14)
-    if comm.rank == 0:  # every rank's neighbourhood is all ranks: its spread is the replicas' drift
-        np.testing.assert_allclose([r["neighbour_rms"] for r in logs[:-1]],
-                                   [local_logs[s - 1]["drift_rms"] for s in (5, 10, 15)], rtol=1e-6, atol=1e-12)
+    if comm.rank == 0:  # after each mix every rank holds the mean: no distance, to the identity's rounding
+        assert [r["step"] for r in logs] == [5, 10, 15, 20]
+        assert all(r["drift_rms"] < 1e-6 for r in logs[:-1])
+        np.testing.assert_allclose(logs[-1]["drift_rms"], local_logs[-1]["drift_rms"], rtol=1e-6, atol=1e-12)
 
 
 # -- ZeRO-1 ----------------------------------------------------------------------------------------
