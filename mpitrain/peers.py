@@ -49,7 +49,8 @@ def host_key() -> int:
 
 
 class PeerWatch:
-    """Collective at creation: watch the ranks on this host, and bound a stop vote (see the module)."""
+    """Collective at creation (the pids are exchanged); from the first step on, watch the ranks on this
+    host and bound a stop vote (see the module)."""
 
     def __init__(self, comm: "Comm", stop_requested: Callable[[], bool], limit: float = 0.0) -> None:
         self.rank, self.stop_requested, self.limit = comm.rank, stop_requested, limit
@@ -59,11 +60,13 @@ class PeerWatch:
         self.step, self.began, self.longest, self.stop_seen = -1, time.monotonic(), 0.0, 0.0
         self._saving = False  # a checkpoint is being written: its time is the watchdog's business, not a stuck vote
         self._stopped = threading.Event()
-        if comm.size > 1:
-            threading.Thread(target=self._watch, name="mpitrain-peers", daemon=True).start()
+        self._thread = threading.Thread(target=self._watch, name="mpitrain-peers", daemon=True) if comm.size > 1 else None
 
     def begin_step(self, step: int) -> None:
-        """A step begins on this rank: the previous one completed."""
+        """A step begins on this rank: the previous one completed. The first starts the watch (training
+        runs inside ``fit``, whose caller stops it on the way out, however it leaves)."""
+        if self._thread is not None and self._thread.ident is None and not self._stopped.is_set():
+            self._thread.start()
         now = time.monotonic()
         if self.step >= 0:
             self.longest = max(self.longest, now - self.began)

@@ -19,6 +19,7 @@ import time
 
 sys.argv[0] = "mpitrain"  # run as the `mpitrain` script does: stop signals are caught before MPI starts
 import mpitrain.cli  # noqa: E402
+from mpitrain.commands import train as train_command  # noqa: E402
 from mpitrain._mpi import init  # noqa: E402
 from mpitrain.supervisor import Supervisor  # noqa: E402
 
@@ -64,7 +65,7 @@ if os.environ.get("FAULT_HOSTS") == "apart":  # each rank seems alone on its hos
     mpitrain.peers.host_key = lambda: me
     mpitrain.peers.STOP_WAIT_MIN = float(os.environ.get("FAULT_STOP_WAIT", "3"))
 if kind in ("stop-loading", "pidfile-loading") and me == rank:
-    real_load = mpitrain.cli.load
+    real_load = train_command.load
 
     def faulty_load(*args, **kwargs):  # type: ignore[no-untyped-def]
         if kind == "stop-loading":
@@ -74,7 +75,7 @@ if kind in ("stop-loading", "pidfile-loading") and me == rank:
                 f.write(str(os.getpid()))
         return real_load(*args, **kwargs)
 
-    mpitrain.cli.load = faulty_load
+    train_command.load = faulty_load
 if kind == "missing-data" and me == rank:
     argv[argv.index("--data") + 1] = "/nonexistent/rank-data.csv"
 sys.exit(mpitrain.cli.main(argv))

@@ -122,7 +122,7 @@ def test_outputs_never_overwrite_inputs_or_the_model(tmp_path):
     for refused, what in ((clobber, "--trace"), (data, "--trace"), (trace_is_own, "--trace"), (predict, "--out")):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert f"{what} " in refused.stderr and "is the same file as" in refused.stderr
-    assert "is the same file as --data" in data.stderr and "is the same file as --model" in predict.stderr
+    assert "is the same file as --data" in data.stderr and "is the same file as the model" in predict.stderr
     assert bits(out / "model.npz") == model and csv.read_text().startswith("a,b,y\n")
     assert not (tmp_path / "S").exists()  # refused before anything was written
 
