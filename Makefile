@@ -69,10 +69,10 @@ test-mpi: install
 test-mpi-fakenodes: install
 	MPIR_CVAR_NUM_CLIQUES=2 $(MAKE) --no-print-directory test-mpi MPI_SIZES=4
 
-# The MPI tests under the system's Open MPI (OMPI_SIZES, default 1 2 3): mpi4py's binary wheel
+# The MPI tests under the system's Open MPI (OMPI_SIZES, default 1 2 3 4 5): mpi4py's binary wheel
 # loads it (MPI4PY_MPIABI=openmpi), so no compiler is needed; MPI4PY_SOURCE=1 compiles mpi4py
 # against the Open MPI on PATH instead. OMPI_SERIAL=1 also runs the serial tests under it.
-OMPI_SIZES ?= 1 2 3
+OMPI_SIZES ?= 1 2 3 4 5
 test-openmpi:
 	@command -v mpirun.openmpi >/dev/null || command -v mpirun >/dev/null || { echo "Open MPI not found: apt-get install openmpi-bin libopenmpi-dev"; exit 1; }
 	$(OMPI_ENV) MPI4PY_MPIABI=openmpi $(MAKE) --no-print-directory $(if $(OMPI_SERIAL),test-serial) test-mpi \

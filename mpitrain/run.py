@@ -331,7 +331,7 @@ def _replayed(loop: Loop, metrics_log: Optional[MetricsLog], comm: "Comm") -> Op
     """Collective, on resume: the tol test's (best, count) after the training losses that rank 0's
     resumed metrics.jsonl holds (the checkpoint keeps them), or None without a tol test."""
     tol = getattr(loop, "tol", None)
-    if tol is None:
+    if tol is None or isinstance(loop, SOLVERS):  # a solver's tol tests the gradient, and its memory is checkpointed
         return None
     rule = Convergence(tol, loop.n_iter_no_change)
     for line in metrics_log.lines if metrics_log is not None else []:

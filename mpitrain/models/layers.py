@@ -19,6 +19,7 @@ def dense(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 Ready = Callable[[np.ndarray], None]
+TALL = 1 << 20  # inputs of at least this many entries take their weight gradient as (dZ^T X)^T
 
 
 def row_sums(r: np.ndarray, X, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -38,7 +39,9 @@ def dense_backward(
     The first layer passes ``input_grad=False`` and gets None: nothing needs dL/dX there.
     ``ready`` gets gW, then gb, as soon as each is written (the reduction can start then).
     """
-    if isinstance(X, np.ndarray):
+    if isinstance(X, np.ndarray) and X.size >= TALL and dZ.shape[1] < X.shape[1]:
+        np.copyto(gW, (dZ.T @ X).T)  # OpenBLAS: 20-25% faster than X^T dZ for many rows and few outputs
+    elif isinstance(X, np.ndarray):
         np.matmul(X.T, dZ, out=gW)
     else:  # scipy.sparse CSR rows: the product is dense, X stays sparse
         gW[...] = X.T @ dZ
@@ -86,17 +89,19 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, dZ: Optional[np.ndarray]
     """
     labels = y.astype(np.intp)
     rows = np.arange(labels.size)
-    shifted = Z - row_max(Z)
-    e = np.exp(shifted)
+    e = np.subtract(Z, row_max(Z), out=dZ)  # in dZ's memory when given: no temporaries of Z's size
+    picked = e[rows, labels]  # the label's shifted logit (a copy), before the exponential
+    np.exp(e, out=e)
     norm = e @ ones(Z.shape[1], e.dtype)  # row sums: NumPy's axis=1 sum is ~4x slower for few columns
     if dZ is not None:
-        np.divide(e, norm[:, None], out=dZ)
+        e /= norm[:, None]
         dZ[rows, labels] -= 1.0
+    log_norm = np.log(norm)
     if weight is not None:
         if dZ is not None:
             dZ *= weight[:, None]
-        return float(weight @ (np.log(norm) - shifted[rows, labels])), float(weight @ (Z.argmax(axis=1) == labels))
-    loss = float(np.sum(np.log(norm) - shifted[rows, labels]))
+        return float(weight @ (log_norm - picked)), float(weight @ (Z.argmax(axis=1) == labels))
+    loss = float(np.sum(log_norm - picked))
     correct = np.count_nonzero(Z.argmax(axis=1) == labels)
     return loss, float(correct)
 
