@@ -81,7 +81,7 @@ def add_train_flags(train: Any) -> None:
                             + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     train.add_argument("--batch-size", type=positive_int, metavar="B",
                        help="global mini-batch in samples, split over ranks in proportion to their rows (sgd, "
-                            f"local-sgd, one-shot; default {DEFAULT_BATCH})")
+                            f"local-sgd, one-shot; default {DEFAULT_BATCH}, or all the rows when fewer)")
     train.add_argument("--sync-every", type=positive_int, metavar="H",
                        help="local steps between averages (local-sgd, post-local-sgd, slowmo)")
     more = train.add_argument_group("more ways to aggregate")
@@ -359,8 +359,8 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
         notes.append(f"--algorithm {args.algorithm} ({'full batch: ' if args.algorithm == 'gd' else ''}"
                      f"{data.n_total:,} rows)")
     if args.algorithm not in FULL_BATCH and args.batch_size is None:
-        args.batch_size = DEFAULT_BATCH
-        notes.append(f"--batch-size {DEFAULT_BATCH}")
+        args.batch_size = min(DEFAULT_BATCH, data.n_total)  # a smaller data set: all of it in each batch
+        notes.append(f"--batch-size {args.batch_size}")
     if args.lr is None and args.algorithm not in SOLVER_NAMES:  # the solvers choose their own steps
         args.lr = DEFAULT_LR[args.optimizer]
         notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")

@@ -163,7 +163,7 @@ def train(
             meta = {"run_id": claimed.run_id if claimed is not None else None, "model": model.name,
                     "n_params": model.n_params, "shapes": model.layout.shapes, "model_options": model.options(),
                     "algorithm": loop.name, "n_features": data.n_features, "n_samples": data.n_total,
-                    "data_fingerprint": rundir.data_fingerprint(data.X, data.y, data.start, comm),
+                    "data_fingerprint": rundir.data_fingerprint(data.X, data.y, data.start, comm, data.weight),
                     "preparation": (describe or {}).get("preparation"), "steps_per_epoch": per_epoch, "settings": record}
             supervisor = Supervisor(comm, os.path.join(out, CHECKPOINTS), meta, every=checkpoint_every,
                                     keep=keep_checkpoints, weight=data.n_local / data.n_total, metrics=metrics_log,

@@ -328,19 +328,23 @@ def _row_bits(X, lo: int, hi: int, mult: np.ndarray) -> np.ndarray:  # type: ign
     return h
 
 
-def data_fingerprint(X: np.ndarray, y: Optional[np.ndarray], start: int, comm: "Comm") -> str:
-    """Collective: a 64-bit hex digest of every rank's rows (X (n_local, d), dense or sparse CSR; y (n_local,)).
+def data_fingerprint(X: np.ndarray, y: Optional[np.ndarray], start: int, comm: "Comm",
+                     weight: Optional[np.ndarray] = None) -> str:
+    """Collective: a 64-bit hex digest of every rank's rows (X (n_local, d), dense or sparse CSR; y and
+    the row weights ``weight`` (n_local,), when given).
 
     Each row's bits are hashed with its global index and the hashes summed modulo 2**64, so
     the digest is the same however the rows are split over ranks.
     """
-    mult = (np.arange(X.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    mult = (np.arange(X.shape[1] + 2, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
     total = np.zeros(1, dtype=np.uint64)
     for lo in range(0, X.shape[0], 1 << 16):
         hi = min(lo + (1 << 16), X.shape[0])
-        h = _row_bits(X, lo, hi, mult[:-1])
+        h = _row_bits(X, lo, hi, mult[:-2])
         if y is not None:
-            h += np.ascontiguousarray(y[lo:hi], dtype=np.float64).view(np.uint64) * mult[-1]
+            h += np.ascontiguousarray(y[lo:hi], dtype=np.float64).view(np.uint64) * mult[-2]
+        if weight is not None:
+            h += np.ascontiguousarray(weight[lo:hi], dtype=np.float64).view(np.uint64) * mult[-1]
         h ^= np.arange(start + lo, start + hi, dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
         for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64's mixer
             h ^= h >> np.uint64(shift)

@@ -65,9 +65,9 @@ def install_counters() -> None:
     Comm.Sendrecv = counting("sendrecv", Comm.Sendrecv, method)
 
 
-def runs(n_train: int) -> list[tuple[str, str, Any, dict]]:
+def runs(n_train: int, epochs: int = EPOCHS) -> list[tuple[str, str, Any, dict]]:
     """(name, model, loop, fit keywords) of every run."""
-    steps = EPOCHS * -(-n_train // BATCH)
+    steps = epochs * -(-n_train // BATCH)
     sgd = {"steps": steps, "lr": LR, "optimizer": "momentum"}
     return [
         ("gd", "mlp", mt.GD(), sgd),
@@ -92,6 +92,7 @@ def main() -> None:
     """Train every algorithm; rank 0 prints the table and writes the JSON and Markdown files."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/bench-algorithms", help="folder for digits-pP.json and .md")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of steps (default {EPOCHS})")
     args = parser.parse_args()
     comm = mt.world()
     data = mt.load("digits", comm)
@@ -100,7 +101,7 @@ def main() -> None:
     standardize(train, comm, test)
     install_counters()
     rows = []
-    for name, kind, loop, options in runs(train.n_total):
+    for name, kind, loop, options in runs(train.n_total, args.epochs):
         model = mt.create_model(kind, train.n_features, n_classes=10, **({"hidden": HIDDEN} if kind == "mlp" else {}))
         COUNTED.clear()
         comm.barrier()
@@ -130,7 +131,7 @@ def main() -> None:
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.platform(), "cores": len(os.sched_getaffinity(0)), "ranks": comm.size,
             "load_average": os.getloadavg(), "train_rows": train.n_total, "test_rows": test.n_total,
-            "batch": BATCH, "epochs": EPOCHS, "lr": LR, "hidden": HIDDEN, "optimizer": "momentum"}
+            "batch": BATCH, "epochs": args.epochs, "lr": LR, "hidden": HIDDEN, "optimizer": "momentum"}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"digits-p{comm.size}")
     with open(stem + ".json", "w") as f:

@@ -28,6 +28,14 @@ def test_train_with_only_data_picks_defaults_says_so_and_says_where_it_wrote(tmp
     assert summary["config"]["model"] == "softmax" and summary["config"]["lr"] == 0.1
 
 
+def test_a_data_set_smaller_than_the_default_batch_trains_with_all_its_rows_per_batch(tmp_path):
+    done = run("train", "--data", "synthetic:classification,n=40,d=3", "--model", "mlp", "--steps", "5",
+               "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    assert "--batch-size 40" in done.stderr.split("defaults:")[1].splitlines()[0]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["settings"]["batch_size"] == 40
+
+
 def test_a_printed_config_reruns_to_the_same_model_bitwise(tmp_path):
     flags = ["train", "--data", "synthetic:classification,n=600,d=5,classes=3", "--algorithm", "sgd",
              "--optimizer", "adam", "--epochs", "2", "--hidden", "8", "--seed", "3"]

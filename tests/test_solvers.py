@@ -78,3 +78,22 @@ def test_conjugate_gradient_stops_at_negative_curvature():
     g = np.array([1.0, 0.0])
     p, used = conjugate_gradient(lambda v: H @ v, g, 1e-12, 50)
     assert used == 1 and np.array_equal(p, -g)
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic", "softmax"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_objective_sums_blocks_of_rows_as_the_model_sums_them_all(kind, weighted, monkeypatch):
+    """Blocks of 25 rows (the last one short) give the model's own sums over all rows, to rounding."""
+    from mpitrain.algorithms import objective
+
+    model, X, y = labelled(kind, n=1003, d=4, seed=3)
+    weight = np.random.default_rng(4).random(len(y)) if weighted else None
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]), **({"weight": weight} if weighted else {}))
+    theta = np.random.default_rng(5).normal(size=model.n_params)
+    expected = np.empty(model.n_params)
+    sums = model.sums(theta, X, y, expected, **({"weight": weight} if weighted else {}))
+    monkeypatch.setattr(objective, "BLOCK_BYTES", 25 * 4 * 8)
+    grad = np.empty(model.n_params)
+    got = objective.Objective(model, data, None).local_sums(theta, grad)
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(got, sums, rtol=1e-12)

@@ -24,3 +24,17 @@ def test_fingerprint_is_the_same_on_any_number_of_ranks(comm, n, labels):
         swapped = X[[1, 0, *range(2, n)]]
         others = {data_fingerprint(Z, y if labels else None, 0, whole) for Z in (changed, swapped)}
         assert here not in others and len(others) == 2
+
+
+@pytest.mark.parametrize("n", [1, 37])
+def test_row_weights_are_part_of_the_fingerprint(comm, n):
+    """A resumed run with other weights trains another objective: its fingerprint differs."""
+    rng = np.random.default_rng(4)
+    X, y, w = rng.normal(size=(n, 3)), rng.integers(0, 2, n).astype(float), rng.uniform(0.5, 2, n)
+    start, stop = block_bounds(n, comm.size, comm.rank)
+    whole = Comm(MPI.COMM_SELF)
+    here = data_fingerprint(X[start:stop], y[start:stop], start, comm, w[start:stop])
+    assert here == data_fingerprint(X, y, 0, whole, w)  # however the rows are split
+    other = w.copy()
+    other[n // 2] *= 2
+    assert len({here, data_fingerprint(X, y, 0, whole, other), data_fingerprint(X, y, 0, whole)}) == 3
