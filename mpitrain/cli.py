@@ -98,6 +98,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "explain":
         print(explain.run(args))
         return 0
+    if args.command == "train":  # MPI_Init waits for every rank (and holds the GIL): the backstop ends a lost one
+        start_up_watchdog(args.watchdog_seconds, launcher_rank(), lambda: False, "starting MPI (MPI_Init waits for "
+                          "every rank of the job to arrive)")
     comm = world()
     if args.command in ("train", "predict"):
         refuse_mismatched_launch(comm.size)  # before reading or writing anything

@@ -255,15 +255,19 @@ _start_up: Optional[Watchdog] = None
 START_UP = "start-up (loading and preparing the data, claiming --out, reading a checkpoint)"
 
 
-def start_up_watchdog(seconds: float, rank: int, in_collective: Callable[[], bool]) -> None:
-    """Guard start-up with a watchdog of ``seconds`` (0: stop it) until another watchdog arms a step."""
+def start_up_watchdog(seconds: float, rank: int, in_collective: Callable[[], bool], phase: str = START_UP) -> None:
+    """Guard start-up (``phase``) with a watchdog of ``seconds`` (0: stop it) until another watchdog arms a step.
+
+    Where a call holds the GIL (MPI_Init) the watchdog's thread cannot run; its faulthandler
+    backstop still ends the process, after 1.5 x ``seconds`` + 15 s, printing every thread's stack.
+    """
     global _start_up
     if _start_up is not None:
         _start_up.stop()
         _start_up = None
     if seconds > 0:
         _start_up = Watchdog(seconds, rank, in_collective)
-        _start_up.arm(START_UP)
+        _start_up.arm(phase)
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")

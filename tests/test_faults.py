@@ -109,6 +109,24 @@ def test_watchdog_ends_a_hung_job_and_tells_who_never_arrived(tmp_path):
     assert "watchdog on rank 0: step 3" not in done.stderr or "waiting in a collective" in done.stderr
 
 
+def test_a_rank_that_never_reaches_mpi_init_does_not_hang_the_others(tmp_path):
+    """Rank 0 stalls before MPI starts (a lost node at start-up): rank 1 waits inside MPI_Init, which
+    holds the GIL, so only the start-up watchdog's faulthandler backstop (1.5 x 2 s + 15 s) can end it."""
+    script = tmp_path / "stall.py"
+    script.write_text("import os, sys, time\n"
+                      "sys.argv[0] = 'mpitrain'\n"
+                      "if os.environ.get('PMI_RANK') == '0':\n"
+                      "    time.sleep(3600)\n"
+                      "import mpitrain.cli\n"
+                      "sys.exit(mpitrain.cli.main(sys.argv[1:]))\n")
+    done = subprocess.run([*mpiexec(), "-n", "2", sys.executable, str(script), *SGD, "--steps", "5",
+                           "--watchdog-seconds", "2", "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **ENV})
+    assert done.returncode != 0
+    assert "Timeout" in done.stderr and "PMPI_Init" not in done.stdout  # faulthandler's report of the stuck rank
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
 def test_data_missing_on_one_rank_gives_one_message(tmp_path):
     done = run(*SGD, "--steps", "10", "--out", str(tmp_path), ranks=3, fault=["missing-data", "2", "0"], timeout=30)
     assert done.returncode == 2
