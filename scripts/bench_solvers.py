@@ -178,6 +178,9 @@ def main() -> None:
     rows, lines = [], ["| case | solver | ranks | iterations to tol | evaluations (+ Hv) | objective at tol, relative "
                        "to the reference | seconds to the reference objective (wall / CPU) | ratio to scikit-learn "
                        "(wall / CPU) |", "|" + "---|" * 8]
+    unknown = sorted(set(args.cases.split(",")) - set(CASES))
+    if unknown:
+        parser.error(f"unknown --cases {', '.join(unknown)}; choose from {', '.join(CASES)}")
     for case in args.cases.split(","):
         solvers, sk_runs = CASES[case][4], CASES[case][5]
         refs = [reference(case, args.tiny, solver, max_iter) for solver, max_iter in sk_runs]
