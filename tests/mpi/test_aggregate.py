@@ -176,7 +176,7 @@ class StopAt(Hooks):
         self.saved = State(state.step, state.theta.copy(), state.period.copy(), optim.flatten(state.opt_state))
 
 
-@pytest.mark.parametrize("loop", [mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
+@pytest.mark.parametrize("loop", [mt.LocalSGD(60, 4), mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
                                   mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
                                   mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
                                   mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60),
