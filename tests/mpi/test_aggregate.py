@@ -198,6 +198,26 @@ def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, st
     assert [{k: v for k, v in r.items() if k not in SPREAD} for r in part_logs] == strip
 
 
+class StopOnRankZero(StopAt):
+    """Only rank 0 votes, as when a signal reaches one rank: every rank must stop with it."""
+
+    def __init__(self, step: int, rank: int) -> None:
+        super().__init__(step)
+        self.rank = rank
+
+    def stop_vote(self) -> float:
+        return super().stop_vote() if self.rank == 0 else 0.0
+
+
+@pytest.mark.parametrize("stop", [6, 8])  # sync_every 4: between averagings, and at one
+def test_one_ranks_stop_vote_stops_every_rank_of_local_sgd(comm, stop):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    hooks = StopOnRankZero(stop, comm.rank)
+    result = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.2, hooks=hooks)
+    assert result.stopped and hooks.saved.step == stop
+
+
 # -- hierarchical local SGD ------------------------------------------------------------------------
 def node_of_every_rank() -> np.ndarray:
     """The lowest world rank on each rank's node, shape (size,), found with mpi4py alone."""
