@@ -17,7 +17,7 @@ import numpy as np
 
 from . import collectives, models, optim
 from .algorithms import ALGORITHMS, LOCAL_STATES, Settings
-from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD
+from .algorithms.config import DRIFT_ACTIONS, GRAPHS, LOOPS, LocalSGD, solver_steps
 from .data import BUILTIN, IMPUTE, Dataset, Schema, as_dtype, encode_labels, find_classes, impute, split, standardize
 from .data.labels import describe_classes, is_text, require_numbers
 from .argtypes import fraction, float_pair, int_list, non_negative_float, non_negative_int, positive_float, positive_int
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 GD_ROWS = 50_000  # gd is the default for convex models up to this many rows
 GD_STEPS = 200  # gd's default length
-SOLVER_STEPS = 100  # the most iterations of lbfgs and newton-cg by default (scikit-learn's max_iter)
 SOLVER_NAMES = ("lbfgs", "newton-cg", "normal")
 FIRST_ORDER_FLAGS = ("lr", "optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "schedule",
                      "warmup_steps", "decay_every", "decay_factor", "scale_lr")  # gradient steps' flags
@@ -366,7 +365,7 @@ def resolve(args: argparse.Namespace, comm: "Comm", data: Dataset) -> list[str]:
         notes.append(f"--lr {args.lr:g} (the default of --optimizer {args.optimizer})")
     if args.steps is None and args.epochs is None:
         if args.algorithm in SOLVER_NAMES:
-            args.steps = 1 if args.algorithm == "normal" else SOLVER_STEPS
+            args.steps = solver_steps(LOOPS[args.algorithm]())
         elif args.algorithm == "gd":
             args.steps = GD_STEPS
         else:

@@ -21,10 +21,9 @@ from . import metrics as scores
 from . import models, optim, rundir
 from ._version import __version__
 from .algorithms import Reduce, Result, Settings, State, evaluate, fit, steps_per_epoch
-from .algorithms.config import (LR, SOLVERS, LocalSGD, Loop, Normal, OneShot, OptionError, as_loop, check_first_order,
-                                check_training)
+from .algorithms.settings import resolve
+from .algorithms.config import LR, SOLVERS, LocalSGD, Loop, OneShot, OptionError
 from .algorithms.loop import Convergence
-from .algorithms.solve import DEFAULT_STEPS
 from .comm import as_comm
 from .data import Dataset
 from .guard import blas_threads
@@ -119,23 +118,9 @@ def train(
         raise OptionError(f"checkpoint_every must be an integer >= 0, not {checkpoint_every!r}")
     if not isinstance(keep_checkpoints, int) or keep_checkpoints < 1:
         raise OptionError(f"keep_checkpoints must be an integer >= 1, not {keep_checkpoints!r}")
-    if settings is not None:
-        if not isinstance(loop, str):
-            raise OptionError("with Settings, name the algorithm (e.g. 'sgd'); or pass a loop option without Settings")
-        options, record = settings.options(loop, model.n_penalized), asdict(settings)
-    else:
-        options = {"loop": as_loop(loop), "steps": steps, "lr": lr, "optimizer": optimizer, "l2": l2, "seed": seed,
-                   "reduce": reduce}
-        solver = isinstance(options["loop"], SOLVERS)  # needs no lr; steps default to its most iterations
-        if solver and steps is None:
-            options["steps"] = steps = 1 if isinstance(options["loop"], Normal) else DEFAULT_STEPS
-        if steps is None or (lr is None and not solver):
-            raise OptionError("train needs steps and lr (or a Settings)")
-        check_first_order(options["loop"], lr=lr, optimizer=optimizer)
-        check_training(steps, lr, l2, seed)
-        if not solver and optimizer is None:
-            options["optimizer"] = "sgd"
-        record = _record(options)
+    options = resolve(loop, settings, model.n_penalized, "train", steps=steps, lr=lr, optimizer=optimizer, l2=l2,
+                      seed=seed, reduce=reduce)
+    record = asdict(settings) if settings is not None else _record(options)
     k = scores.n_classes_of(model)
     try:
         metrics = scores.check_names(metrics, k > 0, k)

@@ -2,7 +2,6 @@
 
 Each job is small (one or two ranks, a few hundred steps) and bounded by a timeout.
 """
-import json
 import os
 import signal
 import stat
@@ -133,6 +132,20 @@ def wait_for(path, job, seconds=60):
         time.sleep(0.05)
 
 
+def act_while_loading(job, pidfile, act) -> str:
+    """Once the faulty rank has written its pid (it is opening --data), ``act``; then the job's stderr."""
+    try:
+        wait_for(pidfile, job)
+        time.sleep(0.5)  # the ranks are opening --data
+        act()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    return job.stderr.read()
+
+
 @pytest.mark.parametrize("module", ["mpitrain.guard", "mpi4py.MPI"])
 def test_a_stop_signal_before_mpi_starts_exits_resumably(tmp_path, module):
     # The signal arrives while the command imports the signal guard (its first import after the
@@ -159,18 +172,13 @@ def test_stop_signals_while_loading_exit_75_saying_nothing_was_trained(tmp_path,
     out, pidfile = tmp_path / "R", tmp_path / "pid"
     job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2,
                 fault=["pidfile-loading", "0", "0"], env={"FAULT_PIDFILE": str(pidfile)})
-    try:
-        wait_for(pidfile, job)
-        time.sleep(0.5)  # the ranks are opening --data
+
+    def send() -> None:
         for sig in signals:
             job.send_signal(sig)
             time.sleep(0.02)
-        job.wait(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    err = job.stderr.read()
+
+    err = act_while_loading(job, pidfile, send)
     assert job.returncode == 75, err
     assert err.count(f"stopped by {signals[0].name} on rank 0 during start-up: nothing was trained yet") == 1
     assert "Traceback" not in err and not (out / "mpitrain.lock").exists() and not (out / "checkpoints").exists()
@@ -182,16 +190,8 @@ def test_a_stop_signal_to_another_rank_alone_while_loading_is_named(tmp_path):
     out, pidfile = tmp_path / "R", tmp_path / "pid"
     job = start(*SGD[:7], "--data", str(fifo), *SGD[9:], "--steps", "10", "--out", str(out), ranks=2,
                 fault=["pidfile-loading", "1", "0"], env={"FAULT_PIDFILE": str(pidfile)})
-    try:
-        wait_for(pidfile, job)
-        time.sleep(0.5)  # rank 1 is opening --data
-        os.kill(int(pidfile.read_text()), signal.SIGUSR1)  # rank 1 only, a process this test started
-        job.wait(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    err = job.stderr.read()
+    # rank 1 only, a process this test started
+    err = act_while_loading(job, pidfile, lambda: os.kill(int(pidfile.read_text()), signal.SIGUSR1))
     assert job.returncode == 75, err
     assert err.count("mpitrain: stopped by SIGUSR1 on rank 1 during start-up: nothing was trained yet") == 1, err
     assert err.count("mpitrain:") == 1 and not (out / "checkpoints").exists()

@@ -16,9 +16,8 @@ from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, Result, State, evaluate, steps_per_epoch
 from .config import (GD, LBFGS, LOCAL_STATES, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop,
-                     NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop,
-                     check_first_order, check_training)
-from .settings import Settings
+                     NewtonCG, Normal, OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1)
+from .settings import Settings, resolve
 from .global_sampling import Deterministic
 from .gossip import GossipAveraging
 from .hierarchical import Hierarchical
@@ -76,26 +75,19 @@ def fit(
     >>> result = fit(model, data, comm, SGD(batch_size=64), steps=500, lr=0.1, optimizer="adam")  # doctest: +SKIP
     >>> result = fit(model, data, comm, "gd", Settings(steps=100, lr=0.1))  # doctest: +SKIP
     """
-    if settings is not None:
-        if not isinstance(loop, str):
-            raise OptionError("with Settings, name the algorithm (e.g. 'sgd'); or pass a loop option without Settings")
-        return fit(model, data, comm, theta=theta, log=log, state=state, hooks=hooks, timeline=timeline,
-                   **settings.options(loop, model.n_penalized))
-    loop = as_loop(loop)
+    options = resolve(loop, settings, model.n_penalized, "fit", steps=steps, lr=lr, optimizer=optimizer, l2=l2,
+                      seed=seed, reduce=reduce)
+    loop, steps, lr, optimizer, l2, seed, reduce = (options[k] for k in ("loop", "steps", "lr", "optimizer", "l2",
+                                                                          "seed", "reduce"))
     if data.weight is not None:
         _check_weighted(model, loop)
     if isinstance(loop, SOLVERS):  # full-batch solvers: no learning rate or optimizer
         from .solve import fit_solver
 
-        check_first_order(loop, lr=lr, optimizer=optimizer)
         reduce.check(loop)
         return fit_solver(model, data, comm, loop, steps, l2, seed, theta, log, state, hooks, timeline,
                           reduce.algorithm)
-    if steps is None or lr is None:
-        raise OptionError("fit needs steps and lr (or a Settings)")
-    check_training(steps, lr, l2, seed)
     schedule = lr if callable(lr) else optim.constant(float(lr))
-    optimizer = "sgd" if optimizer is None else optimizer
     rule = optim.create(optimizer, n_decayed=model.n_penalized) if isinstance(optimizer, str) else optimizer
     if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
         raise OptionError(f"optimizer must be a name in {optim.OPTIMIZERS} or an init/update pair, not {rule!r}")

@@ -348,6 +348,11 @@ class Reduce:
             raise OptionError(f"{what} applies to the gradient reduction of gd and sgd, not to {loop.name}, which {how}")
 
 
+def solver_steps(loop: Loop) -> int:
+    """A solver's most iterations by default: 1 for normal (one exact solve), else 100 (scikit-learn's max_iter)."""
+    return 1 if isinstance(loop, Normal) else 100
+
+
 def check_first_order(loop: Loop, **given: object) -> None:
     """OptionError naming the first keyword in ``given`` (name -> value; None when not given) if ``loop`` is
     a solver, which takes no gradient steps and so has no use for a step size, an optimizer or a schedule."""

@@ -3,11 +3,12 @@ files give), and the typed options of ``config.py`` it stands for."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Optional, Union
 
 from .. import optim
-from .config import (GD, LBFGS, LOOPS, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal,
-                     OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, check_first_order, check_training)
+from .config import (GD, LBFGS, LOOPS, LR, SGD, SOLVERS, Gossip, HierarchicalSGD, LocalSGD, Loop, NewtonCG, Normal,
+                     OneShot, OptionError, PostLocalSGD, Reduce, SlowMo, ZeRO1, as_loop, check_first_order,
+                     check_training, solver_steps)
 
 # The fields that shape gradient steps: a solver refuses any of them set away from its default.
 FIRST_ORDER = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "schedule", "warmup_steps",
@@ -154,3 +155,34 @@ class Settings:
                                   self.decay_factor)
         except ValueError as exc:
             raise OptionError(str(exc)) from None
+
+
+def resolve(loop: Union[Loop, str], settings: Optional[Settings], n_decayed: int, caller: str, *,
+            steps: Optional[int], lr: Optional[LR], optimizer: Union[str, optim.GradientTransformation, None],
+            l2: float, seed: int, reduce: Reduce) -> dict:
+    """The checked keywords of one training: loop, steps, lr, optimizer, l2, seed and reduce.
+
+    From a flat ``settings`` (``loop`` then names the algorithm) or from ``caller``'s keywords
+    (``caller``: "fit" or "train", for the message). A solver takes no lr or optimizer (OptionError
+    naming the one given) and its steps default to ``solver_steps``; a gradient loop needs steps
+    and lr, and its optimizer defaults to "sgd".
+    """
+    if settings is not None:
+        if not isinstance(loop, str):
+            raise OptionError("with Settings, name the algorithm (e.g. 'sgd'); or pass a loop option without Settings")
+        given = settings.options(loop, n_decayed)
+    else:
+        given = {"loop": loop, "steps": steps, "lr": lr, "optimizer": optimizer, "l2": l2, "seed": seed,
+                 "reduce": reduce}
+    options = {"lr": None, "optimizer": None, **given}
+    options["loop"] = chosen = as_loop(options["loop"])
+    if isinstance(chosen, SOLVERS):
+        check_first_order(chosen, lr=options["lr"], optimizer=options["optimizer"])
+        if options["steps"] is None:
+            options["steps"] = solver_steps(chosen)
+    elif options["steps"] is None or options["lr"] is None:
+        raise OptionError(f"{caller} needs steps and lr (or a Settings)")
+    elif options["optimizer"] is None:
+        options["optimizer"] = "sgd"
+    check_training(options["steps"], options["lr"], options["l2"], options["seed"])
+    return options

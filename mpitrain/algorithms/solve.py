@@ -20,7 +20,7 @@ from ..models import Model
 from ..timeline import Timeline
 from . import loop as _loop
 from .base import Hooks, Logger, State
-from .config import LBFGS, NewtonCG, Normal, OptionError, _non_negative, _positive_int
+from .config import LBFGS, NewtonCG, Normal, OptionError, _non_negative, _positive_int, solver_steps
 from .lbfgs import LBFGSSolver
 from .newton_cg import NewtonCGSolver
 from .normal import solve_normal
@@ -30,7 +30,7 @@ from .solver import Solver, SolverResult
 if TYPE_CHECKING:
     from ..comm import Comm
 
-DEFAULT_STEPS = 100  # scikit-learn's max_iter
+DEFAULT_STEPS = solver_steps(LBFGS())  # scikit-learn's max_iter
 
 
 class Iterations:
@@ -106,7 +106,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
     ``algorithm`` is the allreduce algorithm (``collectives.allreduce``) of the sums.
     """
     comm = as_comm(comm)
-    steps = (1 if isinstance(options, Normal) else DEFAULT_STEPS) if steps is None else steps
+    steps = solver_steps(options) if steps is None else steps
     _positive_int("steps", steps)
     _non_negative("l2", l2)
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
