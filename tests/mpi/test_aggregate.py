@@ -198,6 +198,19 @@ def test_stopped_and_resumed_runs_end_bitwise_where_whole_runs_do(comm, loop, st
     assert [{k: v for k, v in r.items() if k not in SPREAD} for r in part_logs] == strip
 
 
+def test_local_sgd_logs_zero_loss_at_an_exact_fit_after_every_averaging(comm):
+    """y = X w + b exactly and theta = (w, b): every gradient is 0, so each period's logged loss is
+    0 (up to rounding), the second and later too (the sums start afresh at each averaging)."""
+    data, counts, X, _ = uneven(comm)
+    w = np.array([1.5, -2.0, 0.5, 0.3])
+    y = X @ w[:D] + w[D]
+    exact = mt.Dataset(data.X, y[data.start:data.start + data.n_local].copy(), data.start, len(y), "exact", counts)
+    logs = []
+    mt.fit(mt.create_model("linear", D), exact, comm, mt.LocalSGD(len(y), 3), steps=12, lr=0.05, theta=w.copy(),
+           log=logs.append)
+    assert len(logs) >= 2 and max(r["loss"] for r in logs) < 1e-20
+
+
 class StopOnRankZero(StopAt):
     """Only rank 0 votes, as when a signal reaches one rank: every rank must stop with it."""
 
