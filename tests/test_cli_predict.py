@@ -90,6 +90,17 @@ def test_predict_mistakes_get_one_line(trained, tmp_path, case, message):
     assert done.stderr.count("error:") == 1
 
 
+def test_whole_number_labels_are_written_as_integers(tmp_path):
+    out = tmp_path / "run"
+    done = run("train", "--data", "synthetic:classification,n=200,d=3,classes=3", "--algorithm", "gd", "--steps", "20",
+               "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    done = run("predict", "--from", str(out), "--data", "synthetic:classification,n=200,d=3,classes=3",
+               "--out", str(tmp_path / "p.csv"))
+    assert done.returncode == 0, done.stderr
+    assert set((tmp_path / "p.csv").read_text().splitlines()[1:]) <= {"0", "1", "2"}
+
+
 def test_the_old_name_model_still_works(trained, tmp_path):
     folder, out = trained
     done = run("predict", "--model", str(out / "model.npz"), "--data", str(folder / "features.csv"),

@@ -75,6 +75,14 @@ def column_names(model: models.Model, predictions: np.ndarray, labels: bool) -> 
     return [f"proba_{name}" for name in (names if predictions.ndim == 2 else names[1:])]
 
 
+def as_written(labels: np.ndarray) -> np.ndarray:
+    """Class labels (n,) for a text table: whole-number float labels (3.0, as a CSV's numbers are
+    read) as integers (3), so the file shows the labels as the training file wrote them."""
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        return labels.astype(np.int64)
+    return labels
+
+
 def run(args: argparse.Namespace, comm: Comm) -> int:
     """The predict subcommand."""
     with comm.together():
@@ -97,6 +105,8 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
     predictions, metric = predict(model, theta, data, comm, labels=not args.proba)
     with comm.together():
         if predictions is not None:
+            if not args.proba and model.metric_name == "accuracy" and not args.out.lower().endswith(".npy"):
+                predictions = as_written(predictions)
             write_table(args.out, predictions, column_names(model, predictions, not args.proba))
     scored = f"; {model.metric_name} {metric:.4f}" if metric is not None else ""
     if args.metrics:
