@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _mpi, guard
+from . import _mpi, collectives, guard
 from .collectives import auto, plan
 from .comm import Comm
 
@@ -185,12 +185,12 @@ def probe_allreduce(comm: Comm, n: int, dtype: str, seconds: float) -> tuple[str
     table = (f"the allreduce table ({source}) has rows for {key} ranks at {level}" if key in rows.get(level, {})
              else f"the allreduce table ({source}) has no rows for {key} ranks at {level}: auto uses the cost model")
     buf = np.ones(n, dtype=dtype)
-    comm.Allreduce(buf, "sum", "auto")  # warm-up (and auto's plan)
+    collectives.allreduce(buf, algorithm="auto", comm=comm)  # warm-up (and auto's plan)
     calls, batch, elapsed = 0, 1, 0.0
     while elapsed < seconds:  # batches of 1, 2, 4, ... calls; every rank agrees on the elapsed time
         t0 = time.perf_counter()
         for _ in range(batch):
-            comm.Allreduce(buf, "sum", "auto")
+            collectives.allreduce(buf, algorithm="auto", comm=comm)
         elapsed += comm.Allreduce(np.array([time.perf_counter() - t0]), "max")[0]
         calls, batch = calls + batch, 2 * batch
     per_call = elapsed / calls
