@@ -4,6 +4,7 @@ Each test bounds its job with a timeout, so a hang fails the test instead of blo
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def test_a_lost_rank_that_the_launcher_does_not_notice_ends_the_job_promptly(tmp
         assert err.count("is gone (killed, or crashed)") == 1, err
         assert f"mpitrain: rank 0: rank 1 (pid {pid}) on host " in err, err
     else:
-        assert "mpitrain: rank 0: a stop was requested, but step " in err, err
+        # Each rank left bounds the vote on its own; the first to reach the bound speaks (any of 0 and 2)
+        assert re.search(r"mpitrain: rank [02]: a stop was requested, but step ", err), err
         assert "another rank is gone or stuck, so the ranks cannot vote to stop together" in err, err
 
 
