@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,3 +40,19 @@ def start(*args: str, ranks: int = 2, fault: list[str] | None = None, env: dict 
     """Start in the background."""
     return subprocess.Popen(command(list(args), ranks, fault), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=guard.launch_env({**os.environ, **ENV, **(env or {})}))
+
+
+def signal_once_training(job: subprocess.Popen, out, sig: int, settle: float = 0.0, wait: float = 60) -> None:
+    """Once OUT/metrics.jsonl holds a record (training is under way), wait ``settle`` seconds, send
+    ``sig`` to the launcher and wait up to ``wait`` seconds for the job to end; kill it if it has not."""
+    try:
+        metrics, deadline = out / "metrics.jsonl", time.monotonic() + 60
+        while not (metrics.exists() and metrics.stat().st_size) and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(settle)
+        job.send_signal(sig)
+        job.wait(timeout=wait)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from launch import ENV, mpiexec, run, start
+from launch import ENV, mpiexec, run, signal_once_training, start
 
 pytestmark = pytest.mark.e2e
 
@@ -181,18 +181,7 @@ def test_resume_on_another_number_of_ranks_reaches_the_same_loss(tmp_path, wire)
 
 def test_signal_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
     job = start(*SGD, "--steps", "1000000", "--out", str(tmp_path), ranks=2)
-    try:
-        deadline = time.monotonic() + 60
-        metrics = tmp_path / "metrics.jsonl"
-        while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
-            time.sleep(0.05)  # an epoch (100 steps) has been logged: training is under way
-        time.sleep(0.2)
-        job.send_signal(signal.SIGUSR1)
-        job.wait(timeout=30)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
+    signal_once_training(job, tmp_path, signal.SIGUSR1, settle=0.2, wait=30)  # after an epoch (100 steps)
     assert job.returncode == 75, job.stderr.read()
     assert (tmp_path / "checkpoints" / "latest").exists()
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from launch import ENV, command, run, start
+from launch import ENV, command, run, signal_once_training, start
 
 pytestmark = pytest.mark.e2e
 
@@ -223,15 +223,6 @@ def test_ctrl_c_once_stops_gracefully_and_twice_aborts(tmp_path, signals, status
 
 def test_ctrl_c_forwarded_by_mpiexec_stops_the_job_resumably(tmp_path):
     job = start(*SGD, "--steps", "1000000", "--out", str(tmp_path), ranks=2)
-    try:
-        metrics, deadline = tmp_path / "metrics.jsonl", time.monotonic() + 60
-        while not (metrics.exists() and metrics.stat().st_size) and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # an epoch has been logged: training is under way
-        job.send_signal(signal.SIGINT)
-        job.wait(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
+    signal_once_training(job, tmp_path, signal.SIGINT)
     assert job.returncode == 75, job.stderr.read()
     assert (tmp_path / "checkpoints" / "latest").exists()
