@@ -293,7 +293,8 @@ def add_data_flags(parser: Any, command: str) -> None:
     group = parser.add_argument_group("reading files")
     group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                        help="CSV: the first line names the columns (--header) or is data (--no-header); "
-                            "default: data when all its fields are numbers, and the run says so")
+                            "default: data when all its fields are numbers, and the run says so; the run asks "
+                            "when its only text fields could be labels")
     group.add_argument("--index", action=argparse.BooleanOptionalAction, default=None,
                        help="CSV: the first column is a row index to leave out (--index) or data (--no-index); default: "
                             "an index when it has no name, or, without a header line, when it counts up row by row")

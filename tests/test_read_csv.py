@@ -75,6 +75,21 @@ def test_header_detection_rules():
         header_columns(b"\n", None, ",", "f")
 
 
+def test_a_headerless_file_with_text_labels_is_not_read_as_having_a_header(tmp_path):
+    """pandas' to_csv(header=False) of rows with text labels: the first line's only text field ("dog") sits
+    in a column of text labels, so it may be data. It used to become the header: one row lost and the
+    index trained as a feature, silently. Now the reader asks; either flag then reads it as told."""
+    assert header_columns(b"a,b,y\n", None, ",", "f", b"1,2,dog\n")[1] is True  # names over numbers: a header
+    with pytest.raises(UsageError, match="--header .* or --no-header"):
+        header_columns(b"0,0.5,1.5,dog\n", None, ",", "f", b"1,0.7,2.5,cat\n")
+    path = tmp_path / "noheader.csv"
+    path.write_text("0,0.5,1.5,dog\n1,0.7,2.5,cat\n2,0.1,0.2,dog\n")
+    with pytest.raises(UsageError, match="cannot tell whether the first line"):
+        CsvSource(str(path))
+    X, y = read_all(CsvSource(str(path), header=False))
+    assert X.shape == (3, 2) and list(y) == ["dog", "cat", "dog"]  # every row, the index left out
+
+
 def test_quotes_text_labels_blank_cells_and_delimiters(tmp_path, parser):
     path = tmp_path / "d.tsv"
     path.write_text('"x one"\t"x two"\tkind\n1.5\t2\t"cat, big"\n\t4\tdog\n5\tNA\tcat, big\n')

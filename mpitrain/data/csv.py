@@ -174,10 +174,14 @@ def _check_labels_present(missing: np.ndarray, columns: Columns, first_row: int,
                          f"{columns.names[columns.label]!r} is empty); remove the row or fill in its label")
 
 
-def header_columns(first_line: bytes, header: Optional[bool], delimiter: str, where: str) -> tuple[list[str], bool, list[str]]:
+def header_columns(first_line: bytes, header: Optional[bool], delimiter: str, where: str,
+                   second_line: bytes = b"") -> tuple[list[str], bool, list[str]]:
     """(column names, whether the first line is a header, notes) from a file's first line.
 
-    ``header`` True or False says; None decides: a line whose fields are all numbers is data.
+    ``header`` True or False says; None decides: a line whose fields are all numbers is data, and
+    one with a text field where ``second_line`` (the next line) has a number is a header. When
+    every text field of the first line lies in a column that holds text in the next line too
+    (labels such as "dog"), the line could be either: UsageError asking for --header or --no-header.
     Without a header the columns are named by their 0-based index.
     """
     try:
@@ -189,12 +193,27 @@ def header_columns(first_line: bytes, header: Optional[bool], delimiter: str, wh
     fields = [f.strip() for f in next(csv.reader([text], delimiter=delimiter))]
     notes = []
     if header is None:
-        header = not all(_is_number(f) for f in fields)
+        texts = [i for i, f in enumerate(fields) if not _is_number(f)]
+        following = _fields(second_line, delimiter)
+        if texts and len(following) == len(fields) and all(not _is_number(following[i]) for i in texts):
+            raise UsageError(f"cannot tell whether the first line of {where} names the columns: its fields that "
+                             f"are not numbers ({', '.join(repr(fields[i]) for i in texts)}) hold text in the next "
+                             "line too; give --header (the line names the columns) or --no-header (it is data)")
+        header = bool(texts)
         if not header:
             notes.append("the first line is all numbers, so it is read as data, not as column names "
                          "(give --header if it names the columns)")
     names = fields if header else [str(i) for i in range(len(fields))]
     return names, header, notes
+
+
+def _fields(line: bytes, delimiter: str) -> list[str]:
+    """The fields of one line (empty when it is empty or not UTF-8)."""
+    try:
+        text = line.decode("utf-8").strip("\r\n")
+    except UnicodeDecodeError:
+        return []
+    return [f.strip() for f in next(csv.reader([text], delimiter=delimiter))] if text.strip() else []
 
 
 def _is_number(text: str) -> bool:
@@ -261,7 +280,8 @@ class _Table:
     def decide(self, path: str, data: "Union[str, bytes]", first: bytes, label_column: Union[str, int, None],
                n_features: Optional[int], header: Optional[bool], delimiter: str, index: Optional[bool]) -> int:
         """Set the columns and names; return the byte where the rows start (past a header or a BOM)."""
-        names, has_header, self.notes = header_columns(first, header, delimiter, path)
+        following = head_of(data, len(first)).split(b"\n", 1)[0] if header is None else b""
+        names, has_header, self.notes = header_columns(first, header, delimiter, path, following)
         start = len(first) if has_header else (len(_BOM) if first.startswith(_BOM) else 0)
         counted = not has_header and index is None and counts_up(head_of(data, start), delimiter, path)
         self.columns, notes = choose_columns(names, label_column, n_features, has_header, delimiter, path, index, counted)
