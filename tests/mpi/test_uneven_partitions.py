@@ -116,6 +116,43 @@ def test_local_momentum_state_is_kept_averaged_or_reset(comm, local_state):
     assert same_bits_everywhere(result.theta)
 
 
+@pytest.mark.parametrize("local_state", ["keep", "average", "reset"])
+def test_local_adam_moments_are_kept_averaged_or_reset_with_the_step_count_kept(comm, local_state):
+    """Adam per block (serial reference). At a sync its two moments are kept or n_k / N-averaged,
+    with the shared step count of the bias correction going on; or the state restarts, count included."""
+    counts = uneven_counts(comm.size, empty_rank=False)
+    data, X, y = my_dataset(comm, counts)
+    model = mt.create_model("linear", D)
+    steps, lr, sync_every = 14, 0.05, 4
+    settings = mt.Settings(steps=steps, lr=lr, batch_size=int(counts.sum()), sync_every=sync_every, seed=1,
+                           optimizer="adam", local_state=local_state)
+    result = mt.fit(model, data, comm, "local-sgd", settings, theta=THETA0)
+    parts, weights = blocks(counts, X, y), counts / counts.sum()
+    thetas = [THETA0.copy() for _ in parts]
+    mus = [np.zeros_like(THETA0) for _ in parts]
+    nus = [np.zeros_like(THETA0) for _ in parts]
+    count = 0
+    for t in range(1, steps + 1):
+        count += 1
+        for k, (Xk, yk) in enumerate(parts):
+            g = linear_gradient(thetas[k], Xk, yk, 0.0)
+            mus[k] = 0.9 * mus[k] + 0.1 * g
+            nus[k] = 0.999 * nus[k] + 0.001 * g * g
+            bias1, bias2 = 1 - 0.9**count, 1 - 0.999**count
+            thetas[k] = thetas[k] - lr * (mus[k] / bias1) / (np.sqrt(nus[k] / bias2) + 1e-8)
+        if t % sync_every == 0 or t == steps:
+            mean = sum(w * th for w, th in zip(weights, thetas))
+            thetas = [mean.copy() for _ in parts]
+            if local_state == "average":
+                mu, nu = sum(w * m for w, m in zip(weights, mus)), sum(w * v for w, v in zip(weights, nus))
+                mus, nus = [mu.copy() for _ in parts], [nu.copy() for _ in parts]
+            elif local_state == "reset":
+                mus, nus = [np.zeros_like(THETA0) for _ in parts], [np.zeros_like(THETA0) for _ in parts]
+                count = 0
+    np.testing.assert_allclose(result.theta, thetas[0], rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(result.theta)
+
+
 @pytest.mark.parametrize("empty_rank", [False, True])
 @pytest.mark.parametrize("algorithm", ["gd", "sgd"])
 def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank, algorithm):
