@@ -77,3 +77,18 @@ def test_string_labels_in_y_npy_train_the_model_of_their_class_indices(tmp_path,
             if kind == "text":
                 assert list(f["classes"]) == ["cat", "dog"]
     np.testing.assert_array_equal(coefs["text"], coefs["numbers"])
+
+
+def test_a_bad_test_file_stops_the_run_before_it_says_where_it_writes(tmp_path):
+    """--test-data is read after --data: its error comes before 'writing to', and no run directory is made."""
+    train = tmp_path / "train.csv"
+    train.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    test = tmp_path / "test.csv"
+    test.write_text("a,b,y\n")
+    done = run("train", "--model", "logistic", "--steps", "3", "--data", str(train), "--test-data", str(test),
+               "--out", str(tmp_path / "run"), ranks=2)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(test) in errors[0], output
+    assert "writing to" not in output and not (tmp_path / "run").exists(), output

@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 import tracemalloc
+from typing import Optional
 
 import numpy as np
 
@@ -76,6 +77,18 @@ def step_seconds(batch: int, steps: int, kinds: list[str]) -> list[dict]:
     return rows
 
 
+def report(header: list[str], lines: list[str], path: Optional[str], meta: dict, rows: list[dict]) -> None:
+    """Rank 0: print ``header`` then ``lines``; write {**meta, "rows": rows} as JSON to ``path`` when given."""
+    import mpitrain as mt
+
+    if mt.world().rank != 0:
+        return
+    print("\n".join(header + lines))
+    if path:
+        with open(path, "w") as f:
+            json.dump({**meta, "world_size": mt.world().size, "rows": rows}, f, indent=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
@@ -88,38 +101,24 @@ def main() -> None:
     args = parser.parse_args()
     import mpitrain as mt
 
+    size = mt.world().size
+    hidden = tuple(int(h) for h in args.hidden.split(","))
     if args.deterministic:
         rows = step_seconds(args.batch, args.steps, args.models.split(","))
-        if mt.world().rank == 0:
-            print(f"seconds per step, 4000 rows x 32 features, batch {args.batch}, {mt.world().size} rank(s)")
-            for r in rows:
-                print(f"{r['model']:>9} {r['loop']:<70} {r['seconds_per_step'] * 1e3:9.3f} ms")
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump({"world_size": mt.world().size, "batch": args.batch, "rows": rows}, f, indent=2)
-        return
-
-    if args.zero:
-        rows = optimizer_bytes(args.batch, tuple(int(h) for h in args.hidden.split(",")), args.steps)
-        if mt.world().rank == 0:
-            print(f"MLP d=64 hidden={args.hidden} ({rows[0]['n_params']} parameters), Adam, {mt.world().size} rank(s)")
-            for r in rows:
-                print(f"{r['algorithm']:>8} {r['optimizer_bytes_per_rank'] / 2**20:9.3f} MiB optimizer state per rank")
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump({"world_size": mt.world().size, "rows": rows}, f, indent=2)
-        return
-
-    rows = measure(args.batch, tuple(int(h) for h in args.hidden.split(",")), [1, 4, 16], args.steps)
-    if mt.world().rank == 0:
-        print(f"MLP d=64 hidden={args.hidden}, global batch {args.batch}, {mt.world().size} rank(s)")
-        print(f"{'accumulate':>10} {'peak MiB':>9} {'max |dtheta|':>13}")
-        for r in rows:
-            print(f"{r['accumulate']:>10} {r['peak_bytes'] / 2**20:>9.2f} {r['max_abs_diff_vs_k1']:>13.3g}")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"batch": args.batch, "hidden": args.hidden, "world_size": mt.world().size, "rows": rows}, f,
-                          indent=2)
+        report([f"seconds per step, 4000 rows x 32 features, batch {args.batch}, {size} rank(s)"],
+               [f"{r['model']:>9} {r['loop']:<70} {r['seconds_per_step'] * 1e3:9.3f} ms" for r in rows],
+               args.json, {"batch": args.batch}, rows)
+    elif args.zero:
+        rows = optimizer_bytes(args.batch, hidden, args.steps)
+        report([f"MLP d=64 hidden={args.hidden} ({rows[0]['n_params']} parameters), Adam, {size} rank(s)"],
+               [f"{r['algorithm']:>8} {r['optimizer_bytes_per_rank'] / 2**20:9.3f} MiB optimizer state per rank"
+                for r in rows], args.json, {}, rows)
+    else:
+        rows = measure(args.batch, hidden, [1, 4, 16], args.steps)
+        report([f"MLP d=64 hidden={args.hidden}, global batch {args.batch}, {size} rank(s)",
+                f"{'accumulate':>10} {'peak MiB':>9} {'max |dtheta|':>13}"],
+               [f"{r['accumulate']:>10} {r['peak_bytes'] / 2**20:>9.2f} {r['max_abs_diff_vs_k1']:>13.3g}" for r in rows],
+               args.json, {"batch": args.batch, "hidden": args.hidden}, rows)
 
 
 if __name__ == "__main__":

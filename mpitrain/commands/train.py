@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, comm: Comm) -> int:
         logs = [log(path) for log, path in ((CsvLog, args.log_csv), (TensorBoardLog, args.tensorboard))
                 if path and comm.rank == 0]
     line = tee(line, *logs)
+    say(comm, f"mpitrain: writing to {args.out}", sys.stderr)  # once every input has been checked
     validation = None
     if val is not None:
         early = (EarlyStopping(args.monitor or "val_loss", args.patience or 5, args.min_delta or 0.0)
@@ -101,7 +102,6 @@ def read_inputs(args: argparse.Namespace, comm: Comm) -> Optional[Inputs]:
         return None
     if defaults:
         say(comm, "mpitrain: defaults: " + "; ".join(defaults), sys.stderr)
-    say(comm, f"mpitrain: writing to {args.out}", sys.stderr)
     with comm.together():
         outputs = {f"--out's {name}": os.path.join(args.out, name)
                    for name in ("model.npz", "metrics.jsonl", "summary.json", rundir.RUN_FILE)}
