@@ -144,10 +144,10 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
 def matches(entry: dict, module: str, operator: str, line: str, diff: Optional[str] = None) -> bool:
     """Whether an [[equivalent]] entry of mutation.toml covers this mutant.
 
-    An entry names the module, the source line and the operator ("*": any); with ``mutated`` it
+    An entry names the module and the operator ("*": any) and the source line; with ``mutated`` it
     covers only the mutant whose changed line reads so (known once the mutant has run).
     """
-    if entry["module"] != module or entry["line"] != line or entry.get("operator", "*") not in ("*", operator):
+    if entry["module"] not in ("*", module) or entry["line"] != line or entry.get("operator", "*") not in ("*", operator):
         return False
     if "mutated" not in entry:
         return True
@@ -160,7 +160,7 @@ def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> 
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    mine = [e for e in entries if e["module"] == module]
+    mine = [e for e in entries if e["module"] in ("*", module)]
     count = 0
     with use_db(str(db), WorkDB.Mode.open) as work_db:
         for item in list(work_db.pending_work_items):
