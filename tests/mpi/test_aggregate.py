@@ -448,3 +448,27 @@ def test_global_sampling_takes_the_same_rows_at_any_rank_count(comm):
     solo = mt.Comm(MPI.COMM_SELF)
     reference = mt.fit(model, mt.load(SPEC, solo), solo, mt.SGD(97, sampling="global"), **options)
     np.testing.assert_allclose(result.theta, reference.theta, rtol=1e-12, atol=1e-14)  # rounding of the allreduce
+
+
+def test_local_sgd_stops_with_a_message_when_the_models_diverge(comm):
+    """lr 1e300 overflows the models within the first period: the first averaging names it."""
+    data, counts, X, y = uneven(comm)
+    model = mt.create_model("linear", D)
+    with pytest.raises(mt.JobError, match="became (infinite|nan) at step 3;"), np.errstate(over="ignore", invalid="ignore"):
+        mt.fit(model, data, comm, mt.LocalSGD(int(counts.sum()), 3), steps=6, lr=1e300, theta=np.zeros(D + 1))
+
+
+def test_local_sgd_drift_of_replicas_that_take_the_same_steps_is_zero_not_nan(comm):
+    """Every rank holds the same rows, so the replicas never part: the drift is 0 up to rounding,
+    and rounding below zero must not turn its square root into NaN."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, D))
+    y = X @ np.array([1.0, -1.0, 2.0]) + rng.normal(size=30)
+    counts = np.full(comm.size, 30)
+    data = mt.Dataset(X.copy(), y.copy(), 30 * comm.rank, 30 * comm.size, "copies", counts)
+    logs = []
+    mt.fit(mt.create_model("linear", D), data, comm, mt.LocalSGD(30 * comm.size, 2), steps=40, lr=0.1,
+           theta=np.full(D + 1, 3.0), log=logs.append)
+    if comm.rank == 0:
+        drift = np.array([r["drift_rms"] for r in logs])
+        assert len(drift) == 20 and np.isfinite(drift).all() and drift.max() < 1e-6, drift
