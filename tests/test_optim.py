@@ -60,6 +60,13 @@ def test_adam():
     np.testing.assert_allclose(state.nu, [0.00124975, 0.004999], rtol=1e-14)
 
 
+def test_scale_by_adam_defaults_to_the_published_hyperparameters():
+    """b1 = 0.9, b2 = 0.999, eps = 1e-8 when called bare: the hand-worked steps of test_adam."""
+    (p1, p2), _ = two_steps(optim.scale_by_adam())
+    np.testing.assert_allclose(p1, [1.0, -2.0] - LR * ADAM_D1, rtol=1e-14)
+    np.testing.assert_allclose(p2, p1 - LR * ADAM_D2, rtol=1e-14)
+
+
 def test_adamw_decays_the_weights_only():
     # n_decayed=1: the first entry is a weight, the second a bias.
     (p1, p2), _ = two_steps(optim.create("adamw", weight_decay=0.1, n_decayed=1))
@@ -115,6 +122,14 @@ def test_schedules():
     s = optim.schedule("cosine", 2.0, 104, warmup_steps=4)
     assert [s(0), s(1), s(3)] == [0.5, 1.0, 2.0]  # linear warmup to the peak at step 3
     assert s(4) == 2.0 and s(54) == pytest.approx(1.0, abs=1e-15)
+
+
+def test_step_decay_divides_by_ten_unless_told_and_a_one_step_cosine_ends_at_zero():
+    assert [optim.step_decay(1.0, 10)(k) for k in (9, 10, 20)] == pytest.approx([1.0, 0.1, 0.01], rel=1e-15)
+    s = optim.schedule("step", 1.0, 100, every=10)
+    assert [s(9), s(10), s(20)] == pytest.approx([1.0, 0.1, 0.01], rel=1e-15)
+    s = optim.schedule("cosine", 2.0, 1)
+    assert s(0) == 2.0 and s(1) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_linear_scaling_rule():
