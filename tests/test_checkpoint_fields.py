@@ -79,9 +79,10 @@ def test_exactly_the_newest_keep_checkpoints_remain(tmp_path, keep):
 
 
 def test_step_dirs_ignores_names_that_are_not_steps(tmp_path):
-    for name in ("step-000000005", "step-12", "step-", "step-1a", "stepx-3", ".step-000000009.tmp-1"):
+    for name in ("step-000000005", "step-12", "step-3", "step-", "step-1a", "step-a1", "stepx-3",
+                 ".step-000000009.tmp-1"):
         os.mkdir(tmp_path / name)
-    assert checkpoint.step_dirs(str(tmp_path)) == ["step-12", "step-000000005"]
+    assert checkpoint.step_dirs(str(tmp_path)) == ["step-12", "step-000000005", "step-3"]
 
 
 def test_latest_pointer_wins_over_a_newer_step(tmp_path):
@@ -167,6 +168,55 @@ def test_pid_alive_tells_a_live_process_from_a_finished_one():
     assert checkpoint.pid_alive(int(child.stdout)) is False  # reaped: no such process (pids are not reused at once)
 
 
+def test_pid_alive_only_asks_and_sends_the_process_no_signal():
+    """A live process that exits on any catchable signal is still running after the question."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import signal, sys, time\n"
+              "for s in set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}:\n"
+              "    signal.signal(s, lambda *a: sys.exit(7))\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert checkpoint.pid_alive(child.pid) is True
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=1.0)  # still running: it got no signal
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+
 def test_a_checkpoint_at_step_zero_loads(tmp_path):
     path = checkpoint.save(str(tmp_path), 0, ARRAYS, META)
     assert checkpoint.load(path).manifest["step"] == 0
+
+
+@pytest.mark.parametrize("step", [123_456_789, 1_234_567_890])
+def test_steps_of_nine_digits_and_more_are_read_whole(tmp_path, step):
+    checkpoint.save(str(tmp_path), 7, ARRAYS, META)
+    checkpoint.save(str(tmp_path), step, ARRAYS, META)
+    assert checkpoint.step_dirs(str(tmp_path)) == [f"step-{step:09d}", "step-000000007"]
+    found, warnings = checkpoint.load_latest(str(tmp_path))
+    assert found.manifest["step"] == step and not warnings
+
+
+def test_three_checkpoints_are_kept_unless_told(tmp_path):
+    for step in range(1, 6):
+        checkpoint.save(str(tmp_path), step, ARRAYS, META)
+    assert checkpoint.step_dirs(str(tmp_path)) == ["step-000000005", "step-000000004", "step-000000003"]
+
+
+@pytest.mark.parametrize("value", [True, -1, 1.0])
+def test_a_sealed_manifest_whose_step_is_not_a_whole_number_of_steps_is_refused(tmp_path, value):
+    path = checkpoint.save(str(tmp_path), 1, ARRAYS, META)
+    file = os.path.join(path, "manifest.json")
+    manifest = json.load(open(file))
+    manifest["step"] = value
+    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    with pytest.raises(CheckpointError, match="step"):
+        checkpoint.load(path)

@@ -454,7 +454,8 @@ def test_local_sgd_stops_with_a_message_when_the_models_diverge(comm):
     """lr 1e300 overflows the models within the first period: the first averaging names it."""
     data, counts, X, y = uneven(comm)
     model = mt.create_model("linear", D)
-    with pytest.raises(mt.JobError, match="became (infinite|nan) at step 3;"), np.errstate(over="ignore", invalid="ignore"):
+    overflow = np.errstate(over="ignore", invalid="ignore")
+    with pytest.raises(mt.JobError, match="became (infinite|nan) at step 3;"), overflow:
         mt.fit(model, data, comm, mt.LocalSGD(int(counts.sum()), 3), steps=6, lr=1e300, theta=np.zeros(D + 1))
 
 
