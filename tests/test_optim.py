@@ -147,3 +147,11 @@ def test_linear_scaling_rule():
 def test_errors_name_the_bad_value(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_create_takes_the_name_by_position_or_keyword_and_every_option_by_keyword_only():
+    """A positional option (create("momentum", 0.5)) is refused rather than taken for another."""
+    with pytest.raises(TypeError):
+        optim.create("momentum", 0.5)
+    (p1, _), _ = two_steps(optim.create(name="sgd"))
+    np.testing.assert_allclose(p1, [1.0, -2.0] - LR * G1, rtol=1e-15)
