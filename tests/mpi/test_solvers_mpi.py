@@ -55,12 +55,13 @@ def test_normal_equals_lstsq_without_l2(comm, n, d):
     assert same_bits_everywhere(result.theta)
 
 
-@pytest.mark.parametrize("offset, passes", [(0.5, 1), (1e4, 2)])
-def test_normal_takes_one_pass_unless_large_means_would_cancel_digits(comm, offset, passes):
-    """Small means: one pass and one reduction of uncentred sums. Means 1e4 times the spread: the
-    sums are taken again about the means, and the answer still equals lstsq on centred columns."""
+@pytest.mark.parametrize("offset, scale, passes", [(0.5, 1.0, 1), (1e4, 1.0, 2), (1e-2, 1e-7, 2)])
+def test_normal_takes_one_pass_unless_large_means_would_cancel_digits(comm, offset, scale, passes):
+    """Small means: one pass and one reduction of uncentred sums. Means 1e4 times the spread (also
+    for columns whose values are all small): the sums are taken again about the means, and the
+    answer still equals lstsq on centred columns."""
     rng = np.random.default_rng(4)
-    X = rng.normal(size=(700, 6)) + offset
+    X = rng.normal(size=(700, 6)) * scale + offset
     y = X @ rng.normal(size=6) - 2.0 + 0.1 * rng.normal(size=700)
     records = []
     result = fit_normal(mt.create_model("linear", 6), blocks(X, y, comm), comm, log=records.append)
@@ -101,6 +102,26 @@ def test_normal_singular_matrix_falls_back_to_least_squares(comm):
     assert same_bits_everywhere(result.theta)
 
 
+def test_normal_refuses_cholesky_past_a_condition_number_of_1e12(comm):
+    """Two columns equal to 1e-7: the condition number is near 1e15, so the solve is least squares."""
+    X, y = regression(300, 3, seed=5)
+    X = np.hstack([X, X[:, :1] + 1e-7 * np.random.default_rng(6).normal(size=(300, 1))])
+    records = []
+    result = fit_normal(mt.create_model("linear", 4), blocks(X, y, comm), comm, log=records.append)
+    assert records[0]["solve"] == "lstsq"
+    best = np.linalg.lstsq(with_intercept(X), y, rcond=None)[0]
+    rss, least = (float(np.sum((with_intercept(X) @ t - y) ** 2)) for t in (result.theta, best))
+    assert least <= rss <= least * (1 + 1e-3)  # the direction of the 1e-7 difference is cut: nearly the least
+
+
+def test_normal_logs_zero_loss_for_an_exact_fit(comm):
+    X, _ = regression(120, 3, seed=7)
+    y = X @ np.array([0.5, -1.0, 2.0]) + 4.0
+    records = []
+    fit_normal(mt.create_model("linear", 3), blocks(X, y, comm), comm, log=records.append)
+    assert records[0]["loss"] < 1e-12 and records[0]["metric"] < 1e-6
+
+
 def test_normal_keeps_float32_data_in_float32(comm):
     X, y = regression(200, 3, seed=3)
     model = mt.create_model("linear", 3)
@@ -112,8 +133,10 @@ def test_normal_keeps_float32_data_in_float32(comm):
 
 def test_normal_refuses_too_many_features_with_the_memory_it_needs(comm):
     X, y = regression(20, 300)
-    with pytest.raises(ValueError, match=r"300 features need \d+ MiB per rank, more than the limit of 1 MiB"):
+    with pytest.raises(ValueError, match=r"300 features need \d+ MiB per rank, more than the limit of 1 MiB") as error:
         fit_normal(mt.create_model("linear", 300), blocks(X, y, comm), comm, memory_limit=2**20)
+    need = int(str(error.value).split(" need ")[1].split()[0])
+    assert 8 * 300 * 300 / 2**20 <= need <= 10 * 8 * 300 * 300 / 2**20  # at least the Gram matrix; not wildly more
 
 
 def test_normal_refuses_other_models(comm):
