@@ -7,6 +7,7 @@ import pytest
 
 from mpitrain import checkpoint
 from mpitrain.checkpoint import CheckpointError
+from mpitrain.outputs import OutputError
 
 # What a training run stores (see supervisor.save): one row per rank of
 # [theta | period | optimizer state | weight], and the metrics log as strings.
@@ -220,3 +221,40 @@ def test_a_sealed_manifest_whose_step_is_not_a_whole_number_of_steps_is_refused(
     open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
     with pytest.raises(CheckpointError, match="step"):
         checkpoint.load(path)
+
+
+def test_checkpoints_are_written_in_format_3_and_a_format_2_one_is_refused_by_name(tmp_path):
+    """The format the README documents; an older mpitrain's checkpoint names its version in the refusal."""
+    path = checkpoint.save(str(tmp_path), 2, ARRAYS, META)
+    file = os.path.join(path, "manifest.json")
+    manifest = json.load(open(file))
+    assert manifest["format_version"] == 3
+    manifest["format_version"] = 2
+    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    with pytest.raises(CheckpointError, match="format version 2; this mpitrain reads 3"):
+        checkpoint.load(path)
+
+
+def test_a_checkpoint_renamed_by_hand_with_a_negative_step_is_refused(tmp_path):
+    """--resume PATH may name a directory of any name; its manifest's step must still be >= 0."""
+    path = checkpoint.save(str(tmp_path), 2, ARRAYS, META)
+    best = str(tmp_path / "best")
+    os.rename(path, best)
+    file = os.path.join(best, "manifest.json")
+    manifest = json.load(open(file))
+    manifest["step"] = -1
+    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    with pytest.raises(CheckpointError, match="step"):
+        checkpoint.load(best)
+
+
+def test_a_folder_that_cannot_be_made_is_an_output_error_naming_the_checkpoint(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutputError, match="step-000000001.*the previous checkpoints are intact"):
+        checkpoint.save(str(tmp_path / "file" / "checkpoints"), 1, ARRAYS, META)
+
+
+def test_removing_a_checkpoint_another_job_removed_first_is_not_an_error(tmp_path):
+    """Two jobs pruning the same folder: the second finds the directory gone (checkpoint._remove)."""
+    checkpoint._remove(str(tmp_path / "step-000000004"))
+    assert not (tmp_path / "step-000000004").exists()
