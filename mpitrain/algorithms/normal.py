@@ -135,8 +135,6 @@ def solve_normal(model: Model, data: Dataset, comm: "Comm", l2: float, memory_li
     if not isinstance(model, LinearModel):
         raise TypeError(f"the normal equations solve linear regression only, not the {model.name} model; "
                         "use lbfgs or newton-cg for it")
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, not {l2}")
     d = model.n_features
     need = memory_needed(d)
     if need > memory_limit:

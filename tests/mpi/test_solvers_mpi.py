@@ -139,6 +139,15 @@ def test_normal_refuses_too_many_features_with_the_memory_it_needs(comm):
     assert 8 * 300 * 300 / 2**20 <= need <= 10 * 8 * 300 * 300 / 2**20  # at least the Gram matrix; not wildly more
 
 
+def test_normal_refuses_a_negative_l2_and_data_without_rows(comm):
+    X, y = regression(20, 3)
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0, not -0.5"):
+        fit_normal(mt.create_model("linear", 3), blocks(X, y, comm), comm, -0.5)
+    empty = mt.Dataset(X[:0], y[:0], 0, 0, "empty", np.zeros(comm.size, dtype=np.int64))
+    with pytest.raises(ValueError, match="at least one row, and no rank has any"):
+        fit_normal(mt.create_model("linear", 3), empty, comm)
+
+
 def test_normal_refuses_other_models(comm):
     X, y = regression(20, 3)
     with pytest.raises(TypeError, match="linear regression only, not the logistic model"):
