@@ -156,13 +156,27 @@ def matches(entry: dict, module: str, operator: str, line: str, diff: Optional[s
 
 
 def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> int:
-    """Mark pending mutants that mutation.toml declares equivalent as skipped; how many."""
+    """Mark pending mutants that mutation.toml declares equivalent as skipped; how many.
+
+    Mutants skipped before whose declaration is gone or narrowed (to ``mutated``, which needs
+    the mutant's diff) are pending again first, so that they run.
+    """
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     mine = [e for e in entries if e["module"] in ("*", module)]
     count = 0
     with use_db(str(db), WorkDB.Mode.open) as work_db:
+        results = dict(work_db.results)
+        stale = []
+        for item in work_db.work_items:
+            result = results.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED and result.output == "equivalent":
+                m = item.mutations[0]
+                line = mutant_line(tree, str(m.module_path), m.start_pos)
+                if not any(matches(e, module, m.operator_name, line) for e in mine):
+                    stale.append(item.job_id)
+        _delete_results(work_db, stale)
         for item in list(work_db.pending_work_items):
             m = item.mutations[0]
             line = mutant_line(tree, str(m.module_path), m.start_pos)
