@@ -97,3 +97,40 @@ def test_the_objective_sums_blocks_of_rows_as_the_model_sums_them_all(kind, weig
     got = objective.Objective(model, data, None).local_sums(theta, grad)
     np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
     np.testing.assert_allclose(got, sums, rtol=1e-12)
+
+
+def lbfgs_iterates(model, data, iterations: int, **options) -> np.ndarray:
+    """theta after ``iterations`` L-BFGS steps from 0 on (model, data), one process."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    solver = LBFGSSolver(objective.Objective(model, data, None), tol=0.0, **options)
+    solver.start(np.zeros(model.n_params))
+    for _ in range(iterations):
+        if not solver.done:
+            solver.step()
+    return solver.theta
+
+
+def test_lbfgs_keeps_ten_pairs_unless_told_and_refuses_fewer_than_one():
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    model, X, y = labelled("logistic", n=300, d=12, seed=7)
+    data = mt.Dataset(X * np.geomspace(0.1, 10, 12), y, 0, len(y), "memory", np.array([len(y)]))
+    default = lbfgs_iterates(model, data, 30)
+    assert np.array_equal(default, lbfgs_iterates(model, data, 30, history=10))
+    assert not np.array_equal(default, lbfgs_iterates(model, data, 30, history=9))  # premise: the length shows
+    with pytest.raises(ValueError, match="history must be at least 1 pair, not 0"):
+        LBFGSSolver(objective.Objective(model, data, None), history=0)
+
+
+def test_lbfgs_where_the_gradient_is_zero_stops_at_once_with_step_size_zero():
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    model, X, _ = labelled("linear", n=40, d=3)
+    solver = LBFGSSolver(objective.Objective(model, mt.Dataset(X, np.zeros(40), 0, 40, "memory", np.array([40])), None))
+    solver.start(np.zeros(model.n_params))  # y = 0 and theta = 0: every residual, so the gradient, is exactly 0
+    record = solver.step()
+    assert solver.done and record["step_size"] == 0.0 and "no descent direction" in solver.message
