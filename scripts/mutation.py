@@ -155,7 +155,7 @@ def matches(entry: dict, module: str, operator: str, line: str, diff: Optional[s
     return entry["mutated"] in changed
 
 
-def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> int:
+def skip_equivalents(db: Path, module: str, entries: list[dict]) -> int:
     """Mark pending mutants that mutation.toml declares equivalent as skipped; how many.
 
     Mutants skipped before whose declaration is gone or narrowed (to ``mutated``, which needs
@@ -173,13 +173,13 @@ def skip_equivalents(db: Path, module: str, entries: list[dict], tree: Path) -> 
             result = results.get(item.job_id)
             if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED and result.output == "equivalent":
                 m = item.mutations[0]
-                line = mutant_line(tree, str(m.module_path), m.start_pos)
+                line = mutant_line(str(m.module_path), m.start_pos)
                 if not any(matches(e, module, m.operator_name, line) for e in mine):
                     stale.append(item.job_id)
         _delete_results(work_db, stale)
         for item in list(work_db.pending_work_items):
             m = item.mutations[0]
-            line = mutant_line(tree, str(m.module_path), m.start_pos)
+            line = mutant_line(str(m.module_path), m.start_pos)
             if any(matches(e, module, m.operator_name, line) for e in mine):
                 work_db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="equivalent"))
                 count += 1
@@ -221,7 +221,7 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
         db = cr_config.with_suffix(".sqlite")
         if retest:
             print(f"{module}: {retest_survivors(db)} surviving mutants to test again", flush=True)
-        skipped = skip_equivalents(db, module, config.get("equivalent", []), tree)
+        skipped = skip_equivalents(db, module, config.get("equivalent", []))
         print(f"{module}: {skipped} mutants declared equivalent in mutation.toml are not run", flush=True)
         print(f"== {module}: baseline", flush=True)
         baseline = subprocess.call([sys.executable, "scripts/mutation.py", "test", module, "--sizes",
@@ -238,12 +238,12 @@ def run(modules: list[str], sizes: list[int], retest: bool) -> None:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def mutant_line(tree: Path, module_path: str, start: tuple[int, int], diff: Optional[str] = None) -> str:
+def mutant_line(module_path: str, start: tuple[int, int], diff: Optional[str] = None) -> str:
     """The stripped source line where a mutant starts: from its diff once it has run, else from the source."""
     removed = [row[1:].strip() for row in (diff or "").splitlines() if row.startswith("-") and not row.startswith("---")]
     if removed:
         return removed[0]
-    source = tree / module_path if (tree / module_path).exists() else ROOT / module_path
+    source = ROOT / module_path  # not the copy, which holds a mutant while its session runs
     lines = source.read_text().splitlines()
     return lines[start[0] - 1].strip() if 0 < start[0] <= len(lines) else ""
 
@@ -256,7 +256,6 @@ def collect(config: dict) -> dict:
     entries = config.get("equivalent", [])
     out = {}
     for module in config["targets"]:
-        tree = tree_of(module)
         db = WORK / "sessions" / f"{session_name(module)}.sqlite"
         if not db.exists():
             continue
@@ -270,7 +269,7 @@ def collect(config: dict) -> dict:
                     continue  # an operator mutation.toml leaves out
                 mutation = item.mutations[0]
                 diff = result.diff if result is not None else None
-                line = mutant_line(tree, str(mutation.module_path), mutation.start_pos, diff)
+                line = mutant_line(str(mutation.module_path), mutation.start_pos, diff)
                 where = {"line_no": mutation.start_pos[0], "operator": mutation.operator_name,
                          "occurrence": mutation.occurrence, "line": line}
                 reason = next((e["reason"] for e in entries if matches(e, module, mutation.operator_name, line, diff)),
