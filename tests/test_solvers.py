@@ -134,3 +134,26 @@ def test_lbfgs_where_the_gradient_is_zero_stops_at_once_with_step_size_zero():
     solver.start(np.zeros(model.n_params))  # y = 0 and theta = 0: every residual, so the gradient, is exactly 0
     record = solver.step()
     assert solver.done and record["step_size"] == 0.0 and "no descent direction" in solver.message
+
+
+def test_lbfgs_logs_every_evaluation_of_its_line_searches_and_works_with_one_pair(monkeypatch):
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    calls = []
+    real = objective.Objective.__call__
+
+    def counted(self, theta):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(self, theta)
+
+    monkeypatch.setattr(objective.Objective, "__call__", counted)
+    model, X, y = labelled("logistic", n=300, d=12, seed=7)
+    data = mt.Dataset(X * np.geomspace(0.1, 10, 12), y, 0, len(y), "memory", np.array([len(y)]))
+    for history in (1, 10):
+        calls.clear()
+        solver = LBFGSSolver(objective.Objective(model, data, None), history=history, tol=0.0)
+        solver.start(np.zeros(model.n_params))
+        records = [solver.step() for _ in range(15)]
+        assert 1 + sum(r["evaluations"] for r in records) == len(calls)  # the start, then every probe
+        assert records[-1]["loss"] < records[0]["loss"]
