@@ -157,3 +157,24 @@ def test_lbfgs_logs_every_evaluation_of_its_line_searches_and_works_with_one_pai
         records = [solver.step() for _ in range(15)]
         assert 1 + sum(r["evaluations"] for r in records) == len(calls)  # the start, then every probe
         assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_lbfgs_drops_a_history_that_gives_no_descent_direction_and_steps_along_minus_g():
+    """A stored pair with s.y < 0 (s = g, y = -g) turns the two-loop direction into +g, uphill: the
+    step must forget the pairs and take the steepest-descent step instead (as one with no pairs)."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    model, X, y = labelled("logistic", n=200, d=5, seed=9)
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]))
+    fresh = LBFGSSolver(objective.Objective(model, data, None), tol=0.0)
+    fresh.start(np.zeros(model.n_params))
+    expected = fresh.step()
+    solver = LBFGSSolver(objective.Objective(model, data, None), tol=0.0)
+    solver.start(np.zeros(model.n_params))
+    S, Y = np.zeros((10, model.n_params)), np.zeros((10, model.n_params))
+    S[-1], Y[-1] = solver.gradient, -solver.gradient
+    solver.memory = (S, Y, 1)
+    assert solver.gradient @ solver.direction() > 0  # premise: the history points uphill
+    record = solver.step()
+    assert record["loss"] == expected["loss"] and np.array_equal(solver.theta, fresh.theta)
