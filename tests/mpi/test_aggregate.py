@@ -379,10 +379,14 @@ def test_zero1_equals_sgd_with_the_ring_bitwise_and_keeps_a_pth_of_the_state(com
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
     extra = {"hidden": (8,), "n_classes": 2} if kind == "mlp" else {}
     model = mt.create_model(kind, data.n_features, **extra)
+    sgd_logs, zero_logs = [], []
     sgd = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
-                 reduce=mt.Reduce("ring"))
-    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01)
+                 reduce=mt.Reduce("ring"), log=sgd_logs.append)
+    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
+                  log=zero_logs.append)
     assert np.array_equal(zero.theta, sgd.theta)
+    for name in ("loss", "metric"):  # the logged loss and accuracy are sgd's too
+        np.testing.assert_allclose([r[name] for r in zero_logs], [r[name] for r in sgd_logs], rtol=1e-12)
     assert same_bits_everywhere(zero.theta)
     # This rank's block of the n + 3 step numbers: ceil or floor of (n + 3) / p, less the 3 scalars at most.
     whole = optim.flatten(sgd.opt_state, counts=False).size

@@ -133,6 +133,17 @@ def test_normal_keeps_float32_data_in_float32(comm):
     np.testing.assert_allclose(result.theta, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_normal_sums_float32_rows_in_float64(comm):
+    """20,000 float32 rows: sums in float32 would lose digits; summed in float64, the answer is the
+    float64 solution on the same numbers, rounded once to float32."""
+    rng = np.random.default_rng(8)
+    X = (rng.normal(size=(20_000, 4)) + 20.0).astype(np.float32)  # means 20: centring is 1 pass yet amplifies errors
+    y = (X.astype(float) @ np.array([1.0, -2.0, 0.5, 3.0]) + rng.normal(size=20_000)).astype(np.float32)
+    result = fit_normal(mt.create_model("linear", 4), blocks(X, y, comm), comm, 0.01)
+    expected = ridge(X.astype(float), y.astype(float), 0.01)
+    np.testing.assert_allclose(result.theta, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
 def test_normal_refuses_too_many_features_with_the_memory_it_needs(comm):
     X, y = regression(20, 300)
     with pytest.raises(ValueError, match=r"300 features need \d+ MiB per rank, more than the limit of 1 MiB") as error:
