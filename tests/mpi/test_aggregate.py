@@ -478,3 +478,16 @@ def test_local_sgd_drift_of_replicas_that_take_the_same_steps_is_zero_not_nan(co
     if comm.rank == 0:
         drift = np.array([r["drift_rms"] for r in logs])
         assert len(drift) == 20 and np.isfinite(drift).all() and drift.max() < 1e-6, drift
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_zero1_leaves_the_intercept_unpenalised_on_a_rank_whose_block_holds_nothing_else(comm, d):
+    """The d + 1 parameters and 3 scalars split into blocks; with 4 features at 2 ranks, or 2 at 3,
+    one rank's parameters are the intercept alone, where l2 must add nothing. zero-1 equals sgd
+    bit for bit with a strong l2."""
+    data = mt.load(f"synthetic:regression,n=301,d={d},seed=2", comm)
+    model = mt.create_model("linear", d)
+    options = dict(steps=20, lr=0.1, optimizer="momentum", l2=0.5)
+    sgd = mt.fit(model, data, comm, mt.SGD(50), reduce=mt.Reduce("ring"), **options)
+    zero = mt.fit(model, data, comm, mt.ZeRO1(50), **options)
+    assert np.array_equal(zero.theta, sgd.theta)

@@ -78,3 +78,17 @@ def test_a_local_sgd_checkpoint_at_an_averaging_holds_one_model_unless_state_is_
         saved, skipped = mt.checkpoint.load_latest(os.path.join(folder, "checkpoints"))
         assert not skipped and saved.manifest["step"] == 8
         assert saved.arrays["theta"].shape == (comm.size if per_rank else 1, model.n_params)
+
+
+def test_a_zero1_checkpoint_holds_one_model_and_the_whole_optimizer_state(comm):
+    """Each rank updates only its block, but a checkpoint gathers the whole state into one row, so
+    it resumes alike on any number of ranks."""
+    data = mt.load("synthetic:classification,n=403,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    folder = shared_tmp()
+    mt.train(model, data, comm, mt.ZeRO1(40), out=folder, steps=8, lr=0.05, optimizer="adam", checkpoint_every=4)
+    if comm.rank == 0:
+        saved, skipped = mt.checkpoint.load_latest(os.path.join(folder, "checkpoints"))
+        assert not skipped and saved.manifest["step"] == 8 and saved.manifest["synced"] is True
+        assert saved.arrays["theta"].shape == (1, model.n_params)
+        assert saved.arrays["opt_state"].shape[0] == 1 and saved.arrays["opt_state"].size >= 2 * model.n_params
