@@ -374,15 +374,16 @@ def test_gossip_on_the_complete_graph_is_averaging(comm):
 
 # -- ZeRO-1 ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["logistic", "mlp"])
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_zero1_equals_sgd_with_the_ring_bitwise_and_keeps_a_pth_of_the_state(comm, kind, optimizer):
+@pytest.mark.parametrize("optimizer, l2", [("sgd", 0.01), ("sgd", 0.0), ("momentum", 0.01), ("adam", 0.01)])
+def test_zero1_equals_sgd_with_the_ring_bitwise_and_keeps_a_pth_of_the_state(comm, kind, optimizer, l2):
+    """Plain sgd without l2 takes zero-1's fused step; every other case its optimizer's update."""
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
     extra = {"hidden": (8,), "n_classes": 2} if kind == "mlp" else {}
     model = mt.create_model(kind, data.n_features, **extra)
     sgd_logs, zero_logs = [], []
-    sgd = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
+    sgd = mt.fit(model, data, comm, mt.SGD(60), steps=25, lr=0.1, optimizer=optimizer, l2=l2,
                  reduce=mt.Reduce("ring"), log=sgd_logs.append)
-    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=0.01,
+    zero = mt.fit(model, data, comm, mt.ZeRO1(60), steps=25, lr=0.1, optimizer=optimizer, l2=l2,
                   log=zero_logs.append)
     assert np.array_equal(zero.theta, sgd.theta)
     for name in ("loss", "metric"):  # the logged loss and accuracy are sgd's too
