@@ -178,3 +178,37 @@ def test_lbfgs_drops_a_history_that_gives_no_descent_direction_and_steps_along_m
     assert solver.gradient @ solver.direction() > 0  # premise: the history points uphill
     record = solver.step()
     assert record["loss"] == expected["loss"] and np.array_equal(solver.theta, fresh.theta)
+
+
+def test_conjugate_gradient_solves_a_system_of_small_curvature_and_keeps_to_max_inner():
+    """Eigenvalues 1e-3 to 1e-2: positive however small (only <= 0 stops early); and at most
+    max_inner products, the count it returns."""
+    rng = np.random.default_rng(3)
+    Q = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    H = Q @ np.diag(np.geomspace(1e-3, 1e-2, 6)) @ Q.T
+    g = rng.normal(size=6)
+    calls = []
+
+    def product(v):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return H @ v
+
+    p, used = conjugate_gradient(product, g, 1e-12, 50)
+    np.testing.assert_allclose(p, np.linalg.solve(H, -g), rtol=1e-8)
+    calls.clear()
+    _, used = conjugate_gradient(product, g, 1e-12, 3)
+    assert used == len(calls) == 3
+
+
+def test_newton_cg_ends_with_full_newton_steps():
+    """Near the optimum Newton's step is accepted as it is: step size 1, one evaluation."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.newton_cg import NewtonCGSolver
+
+    model, X, y = labelled("logistic", n=400, d=5, seed=4)
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]))
+    solver = NewtonCGSolver(objective.Objective(model, data, None, 1e-2), tol=1e-10)
+    solver.start(np.zeros(model.n_params))
+    records = [solver.step() for _ in range(8) if not solver.done]
+    assert solver.done or records[-1]["gradient_max"] < 1e-9
+    assert [(r["step_size"], r["evaluations"]) for r in records[-2:]] == [(1.0, 1), (1.0, 1)]
