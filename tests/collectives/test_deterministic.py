@@ -89,3 +89,23 @@ def test_extreme_magnitudes(magnitude: float) -> None:
     assert np.isfinite(result).all()
     bound = K * 2.0**-FRACTION_BITS * magnitude + np.abs(exact_sums(rows)) * np.finfo(np.float64).eps
     assert (np.abs(result - exact_sums(rows)) <= bound + 5e-324).all()
+
+
+@pytest.mark.mpi
+def test_start_allreduce_takes_every_call_number_it_documents_and_reports_done_when_polled() -> None:
+    """Calls 0 and 4095 (the first and last allowed) in flight at once give the blocking ordered
+    sum's bits; polling with test() reports both done without a wait()."""
+    rank, n = WORLD.Get_rank(), 37
+    base = np.random.default_rng(rank).normal(size=n)
+    expected = base.copy()
+    collectives.allreduce(expected, algorithm="ordered")
+    first, last = base.copy(), base.copy()
+    a = collectives.start_allreduce(first, call=0)
+    b = collectives.start_allreduce(last, call=4095)
+    done = False
+    for _ in range(20_000):
+        done = a.test() & b.test()
+        if done:
+            break
+    assert gather_rows(np.array([done], dtype=np.int64)).all()
+    assert np.array_equal(a.wait(), expected) and np.array_equal(b.wait(), expected)
