@@ -74,7 +74,7 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
 
 
 def test_conjugate_gradient_stops_at_negative_curvature():
-    H = np.diag([-1.0, 2.0])
+    H = np.diag([-0.5, 2.0])  # any negative curvature, however small, stops it
     g = np.array([1.0, 0.0])
     p, used = conjugate_gradient(lambda v: H @ v, g, 1e-12, 50)
     assert used == 1 and np.array_equal(p, -g)
@@ -212,3 +212,21 @@ def test_newton_cg_ends_with_full_newton_steps():
     records = [solver.step() for _ in range(8) if not solver.done]
     assert solver.done or records[-1]["gradient_max"] < 1e-9
     assert [(r["step_size"], r["evaluations"]) for r in records[-2:]] == [(1.0, 1), (1.0, 1)]
+
+
+def test_newton_cg_stops_at_a_largest_gradient_entry_of_1e_4_unless_told():
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.newton_cg import NewtonCGSolver
+
+    model, X, y = labelled("logistic", n=400, d=5, seed=4)
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]))
+
+    def run(**options):  # type: ignore[no-untyped-def]
+        solver = NewtonCGSolver(objective.Objective(model, data, None, 1e-2), **options)
+        solver.start(np.zeros(model.n_params))
+        records = [solver.step() for _ in range(20) if not solver.done]
+        return len(records), records[-1]["gradient_max"]
+
+    steps, last = run()
+    assert last <= 1e-4 and run(tol=1e-4) == (steps, last)
+    assert run(tol=1e-9)[0] > steps  # premise: a smaller tol takes more iterations
