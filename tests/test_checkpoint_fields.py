@@ -197,6 +197,14 @@ def test_a_checkpoint_at_step_zero_loads(tmp_path):
     assert checkpoint.load(path).manifest["step"] == 0
 
 
+def reseal(path: str, **fields) -> None:  # type: ignore[no-untyped-def]
+    """Change ``fields`` of the checkpoint's manifest and seal it again, as a careful hand would."""
+    file = os.path.join(path, "manifest.json")
+    manifest = {**json.load(open(file)), **fields}
+    manifest.pop(checkpoint.SEAL)
+    open(file, "w").write(json.dumps(checkpoint.seal(manifest)))
+
+
 @pytest.mark.parametrize("step", [123_456_789, 1_234_567_890])
 def test_steps_of_nine_digits_and_more_are_read_whole(tmp_path, step):
     checkpoint.save(str(tmp_path), 7, ARRAYS, META)
@@ -215,10 +223,7 @@ def test_three_checkpoints_are_kept_unless_told(tmp_path):
 @pytest.mark.parametrize("value", [True, -1, 1.0])
 def test_a_sealed_manifest_whose_step_is_not_a_whole_number_of_steps_is_refused(tmp_path, value):
     path = checkpoint.save(str(tmp_path), 1, ARRAYS, META)
-    file = os.path.join(path, "manifest.json")
-    manifest = json.load(open(file))
-    manifest["step"] = value
-    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    reseal(path, step=value)
     with pytest.raises(CheckpointError, match="step"):
         checkpoint.load(path)
 
@@ -226,11 +231,8 @@ def test_a_sealed_manifest_whose_step_is_not_a_whole_number_of_steps_is_refused(
 def test_checkpoints_are_written_in_format_3_and_a_format_2_one_is_refused_by_name(tmp_path):
     """The format the README documents; an older mpitrain's checkpoint names its version in the refusal."""
     path = checkpoint.save(str(tmp_path), 2, ARRAYS, META)
-    file = os.path.join(path, "manifest.json")
-    manifest = json.load(open(file))
-    assert manifest["format_version"] == 3
-    manifest["format_version"] = 2
-    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    assert json.load(open(os.path.join(path, "manifest.json")))["format_version"] == 3
+    reseal(path, format_version=2)
     with pytest.raises(CheckpointError, match="format version 2; this mpitrain reads 3"):
         checkpoint.load(path)
 
@@ -240,10 +242,7 @@ def test_a_checkpoint_renamed_by_hand_with_a_negative_step_is_refused(tmp_path):
     path = checkpoint.save(str(tmp_path), 2, ARRAYS, META)
     best = str(tmp_path / "best")
     os.rename(path, best)
-    file = os.path.join(best, "manifest.json")
-    manifest = json.load(open(file))
-    manifest["step"] = -1
-    open(file, "w").write(json.dumps(checkpoint.seal({k: v for k, v in manifest.items() if k != checkpoint.SEAL})))
+    reseal(best, step=-1)
     with pytest.raises(CheckpointError, match="step"):
         checkpoint.load(best)
 
