@@ -230,3 +230,16 @@ def test_newton_cg_stops_at_a_largest_gradient_entry_of_1e_4_unless_told():
     steps, last = run()
     assert last <= 1e-4 and run(tol=1e-4) == (steps, last)
     assert run(tol=1e-9)[0] > steps  # premise: a smaller tol takes more iterations
+
+
+def test_newton_cg_takes_one_product_or_more_per_iteration():
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.newton_cg import NewtonCGSolver
+
+    model, X, y = labelled("logistic", n=100, d=3, seed=4)
+    target = objective.Objective(model, mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)])), None, 1e-2)
+    with pytest.raises(ValueError, match="max_inner must be at least 1, not 0"):
+        NewtonCGSolver(target, max_inner=0)
+    solver = NewtonCGSolver(target, max_inner=1)
+    solver.start(np.zeros(model.n_params))
+    assert solver.step()["products"] == 1

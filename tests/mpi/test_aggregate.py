@@ -236,6 +236,14 @@ def test_one_ranks_stop_vote_stops_every_rank_of_local_sgd(comm, stop):
     assert result.stopped and hooks.saved.step == stop
 
 
+def test_one_ranks_stop_vote_stops_every_rank_of_zero1(comm):
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    hooks = StopOnRankZero(7, comm.rank)
+    result = mt.fit(mt.create_model("logistic", data.n_features), data, comm, mt.ZeRO1(60), steps=30, lr=0.2,
+                    optimizer="adam", hooks=hooks)
+    assert result.stopped and hooks.saved.step == 7
+
+
 # -- hierarchical local SGD ------------------------------------------------------------------------
 def node_of_every_rank() -> np.ndarray:
     """The lowest world rank on each rank's node, shape (size,), found with mpi4py alone."""
@@ -481,13 +489,17 @@ def test_local_sgd_drift_of_replicas_that_take_the_same_steps_is_zero_not_nan(co
         assert len(drift) == 20 and np.isfinite(drift).all() and drift.max() < 1e-6, drift
 
 
-@pytest.mark.parametrize("d", [1, 2, 4])
-def test_zero1_leaves_the_intercept_unpenalised_on_a_rank_whose_block_holds_nothing_else(comm, d):
-    """The d + 1 parameters and 3 scalars split into blocks; with 4 features at 2 ranks, or 2 at 3,
-    one rank's parameters are the intercept alone, where l2 must add nothing. zero-1 equals sgd
-    bit for bit with a strong l2."""
-    data = mt.load(f"synthetic:regression,n=301,d={d},seed=2", comm)
-    model = mt.create_model("linear", d)
+@pytest.mark.parametrize("kind, d", [("linear", 1), ("linear", 2), ("linear", 4), ("softmax", 1)])
+def test_zero1_leaves_the_intercept_unpenalised_on_a_rank_whose_block_holds_nothing_else(comm, kind, d):
+    """The parameters and 3 scalars split into blocks; with 4 features at 2 ranks, or 2 at 3, one
+    rank's parameters are the intercept alone; softmax on 1 feature and 4 classes puts two of its
+    four intercepts alone on rank 1 of 2. There l2 must add nothing: zero-1 equals sgd bit for
+    bit with a strong l2."""
+    if kind == "linear":
+        data, model = mt.load(f"synthetic:regression,n=301,d={d},seed=2", comm), mt.create_model("linear", d)
+    else:
+        data = mt.load("synthetic:classification,n=301,d=1,classes=4,seed=2", comm)
+        model = mt.create_model("softmax", 1, n_classes=4)
     options = dict(steps=20, lr=0.1, optimizer="momentum", l2=0.5)
     sgd = mt.fit(model, data, comm, mt.SGD(50), reduce=mt.Reduce("ring"), **options)
     zero = mt.fit(model, data, comm, mt.ZeRO1(50), **options)
