@@ -233,9 +233,10 @@ def splits(rows: int, size: int) -> list[list[int]]:
             [len(range(r, rows, size)) for r in range(size)]]
 
 
-def test_fixed_point_sums_have_the_same_bits_for_any_split_of_the_rows_at_any_size():
+@pytest.mark.parametrize("scale", [1.0, 1e-8])  # the second: every value below 1, as an empty rank's 0 must stay
+def test_fixed_point_sums_have_the_same_bits_for_any_split_of_the_rows_at_any_size(scale):
     rng = np.random.default_rng(8)
-    table = rng.normal(size=(13, 7)) * np.array([1.0, 1e-6, 1e6, 3.0, 1e-12, 0.5, 7.0])
+    table = rng.normal(size=(13, 7)) * np.array([1.0, 1e-6, 1e6, 3.0, 1e-12, 0.5, 7.0]) * scale
     shuffled = rng.permutation(len(table))
     exact = np.array([math.fsum(column) for column in table.T])
     bound = len(table) * 2.0**-46 * np.abs(table).max() * 2  # the module's accuracy promise, twice
@@ -259,3 +260,19 @@ def test_fixed_point_sums_have_the_same_bits_for_any_split_of_the_rows_at_any_si
     shift = 46 - math.frexp(float(np.abs(table).max()))[1]
     fixed = [sum(int(np.rint(x * 2.0**shift)) for x in column) for column in table.T]
     assert np.array_equal(first, np.array([float(q) * 2.0**-shift for q in fixed]))
+
+
+def test_fixed_point_sums_take_up_to_2_to_the_16_contributions():
+    """16 bits of headroom: 65,536 rows of the largest magnitude still sum exactly; one more is refused."""
+    ones = np.ones((65_536, 1))
+
+    def total(rows: np.ndarray):  # type: ignore[no-untyped-def]
+        def work(comm: ThreadComm) -> np.ndarray:
+            out = np.empty(1)
+            deterministic.sum_shards(comm, rows, out, lambda ints: ring.allreduce(comm, ints, "sum"))
+            return out
+        return run_ranks(1, work)[0]
+
+    assert total(ones)[0] == 65_536.0
+    with pytest.raises(AssertionError, match="at most 65536 contributions"):
+        total(np.ones((65_537, 1)))
