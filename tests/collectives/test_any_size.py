@@ -233,7 +233,7 @@ def splits(rows: int, size: int) -> list[list[int]]:
             [len(range(r, rows, size)) for r in range(size)]]
 
 
-@pytest.mark.parametrize("scale", [1.0, 1e-8])  # the second: every value below 1, as an empty rank's 0 must stay
+@pytest.mark.parametrize("scale", [1.0, 1e-8, -1.0])  # 1e-8: every value below 1; -1: the largest magnitude negative
 def test_fixed_point_sums_have_the_same_bits_for_any_split_of_the_rows_at_any_size(scale):
     rng = np.random.default_rng(8)
     table = rng.normal(size=(13, 7)) * np.array([1.0, 1e-6, 1e6, 3.0, 1e-12, 0.5, 7.0]) * scale
