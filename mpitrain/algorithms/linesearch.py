@@ -33,10 +33,14 @@ class Outcome(NamedTuple):
 
 
 def cubic_minimum(a: Point, b: Point) -> Optional[float]:
-    """The minimiser of the cubic through (value, slope) at two steps, or None if it has none."""
+    """The local minimiser of the cubic through (value, slope) at two steps, or None if it has none.
+
+    The cubic's derivative has two distinct roots only when the radicand is positive; at zero it
+    has one double root, an inflection point, not a minimum.
+    """
     d1 = a.slope + b.slope - 3 * (a.value - b.value) / (a.step - b.step)
     radicand = d1 * d1 - a.slope * b.slope
-    if radicand < 0:
+    if radicand <= 0:
         return None
     d2 = radicand ** 0.5 * (1.0 if b.step > a.step else -1.0)
     denominator = b.slope - a.slope + 2 * d2
