@@ -89,6 +89,7 @@ def test_post_local_with_the_switch_after_the_last_step_is_sgd(comm, optimizer):
     post = mt.fit(model, data, comm, mt.PostLocalSGD(60, 4, switch_step=20), steps=20, lr=0.3,
                   optimizer=optimizer, seed=2)
     assert np.array_equal(post.theta, sgd.theta)
+    assert np.array_equal(optim.flatten(post.opt_state), optim.flatten(sgd.opt_state))
 
 
 def test_post_local_is_sgd_then_local_sgd_from_where_sgd_left(comm):
@@ -101,6 +102,59 @@ def test_post_local_is_sgd_then_local_sgd_from_where_sgd_left(comm):
     zero = mt.fit(model, data, comm, mt.PostLocalSGD(60, 4, switch_step=0), steps=30, lr=0.3, seed=2)
     local = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.3, seed=2)
     assert np.array_equal(zero.theta, local.theta)
+
+
+class SaveEveryStep(Hooks):
+    """Keeps a copy of every state the loop saves, and whether it said theta was synced."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[State, bool]] = []
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        return True
+
+    def save(self, state: State, synced: bool) -> None:
+        flat = optim.flatten(state.opt_state).copy()
+        self.saved.append((State(state.step, state.theta.copy(), state.period.copy(), flat), synced))
+
+
+def same_saves(a: list[tuple[State, bool]], b: list[tuple[State, bool]]) -> bool:
+    """Whether two lists of saved states match bit for bit, field by field."""
+    return len(a) == len(b) and all(
+        x.step == y.step and sx == sy and np.array_equal(x.theta, y.theta) and np.array_equal(x.period, y.period)
+        and np.array_equal(x.opt_state, y.opt_state)
+        for (x, sx), (y, sy) in zip(a, b))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_post_local_saves_and_logs_as_sgd_until_the_switch_then_as_local_sgd_resumed_there(comm, optimizer):
+    """Local SGD resumed from SGD's own saved state at the switch (its unlogged totals included)
+    must save, log and end exactly as post-local SGD does after the switch."""
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    model = mt.create_model("logistic", data.n_features)
+    kw = dict(steps=40, lr=0.3, seed=2, optimizer=optimizer)
+    runs = {}
+    for name, loop in (("post", mt.PostLocalSGD(60, 4, switch_step=20)), ("sgd", mt.SGD(60))):
+        hooks, logs = SaveEveryStep(), []
+        result = mt.fit(model, data, comm, loop, hooks=hooks, log=logs.append, **kw)
+        runs[name] = result, hooks.saved, [{k: v for k, v in r.items() if k != "seconds"} for r in logs]
+    at_switch, synced = runs["sgd"][1][19]
+    assert at_switch.step == 20 and synced and at_switch.period[2] > 0  # the premise: totals not yet logged
+    hooks, logs = SaveEveryStep(), []
+    # SGD saves the totals of all ranks, local SGD each rank's own (summed at averaging): give rank 0 them all
+    period = at_switch.period.copy() if comm.rank == 0 else np.zeros_like(at_switch.period)
+    resume = State(20, at_switch.theta.copy(), period, at_switch.opt_state.copy())  # copies: fit updates them
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 4), hooks=hooks, log=logs.append, state=resume, **kw)
+    post, post_saves, post_logs = runs["post"]
+    assert np.array_equal(post.theta, local.theta)
+    assert same_saves(post_saves, runs["sgd"][1][:20] + hooks.saved)
+    before = [r for r in runs["sgd"][2] if r["step"] <= 20]
+    assert [r["step"] for r in post_logs] == [r["step"] for r in before] + [24, 28, 32, 36, 40]
+    expected = before + [{k: v for k, v in r.items() if k != "seconds"} for r in logs]
+    # the totals and the drift are summed in another order: the loss and drift may differ in their last bits
+    for r in expected:
+        r.update({k: pytest.approx(r[k], rel=1e-12) for k in ("loss", "drift_rms") if k in r})
+    assert post_logs == expected
 
 
 # -- SlowMo ----------------------------------------------------------------------------------------
@@ -182,7 +236,8 @@ class StopAt(Hooks):
 
 
 @pytest.mark.parametrize("loop", [mt.LocalSGD(60, 4), mt.SlowMo(60, 4, slow_momentum=0.6, slow_lr=0.9),
-                                  mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=13),
+                                  mt.PostLocalSGD(60, 4, switch_step=7), mt.PostLocalSGD(60, 4, switch_step=10),
+                                  mt.PostLocalSGD(60, 4, switch_step=13),
                                   mt.SGD(60, accumulate=3), mt.HierarchicalSGD(60, 2, sync_every_global=6),
                                   mt.Gossip(60, "exponential", consensus_every=4), mt.ZeRO1(60),
                                   mt.SGD(60, sampling="global", deterministic=True)],
