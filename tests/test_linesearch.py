@@ -195,3 +195,92 @@ def test_the_accepted_step_meets_both_conditions_on_a_scaled_logistic_loss(seed)
     assert point.payload == f"payload at {point.step}"
     assert value <= start.value + 1e-4 * point.step * start.slope
     assert abs(slope) <= 0.9 * abs(start.slope)
+
+
+def parabola(m: float):
+    """phi(a) = (a - m)^2: the cubic through any two of its points is itself, so every guess is m."""
+    return lambda a: ((a - m) ** 2, 2 * (a - m))
+
+
+# Each row: the minimum m of phi = (a - m)^2, the first step, c1, c2, and the steps probed, by the
+# rules of strong_wolfe's docstrings. Growing from step s after step r: try the guess m if it lies
+# in [s + 1.1 (s - r), 4 s], else 4 s. Zooming in [low, high]: try m if it lies within the inner
+# 80% of the bracket, else its midpoint.
+TRACES = [
+    (1.5, 1.0, 1e-4, 0.1, [1.0, 4.0, 1.5]),     # 1.5 < 1 + 1.1: grow to 4, fail, zoom [0, 4] to 1.5
+    (2.5, 1.0, 1e-4, 0.1, [1.0, 2.5]),          # 2.5 in [2.1, 4]
+    (8.0, 1.0, 1e-4, 0.1, [1.0, 4.0, 8.0]),     # 8 > 4: grow to 4; then 8 in [4 + 1.1 (4 - 1), 16]
+    (21.0, 10.0, 1e-4, 0.1, [10.0, 21.0]),      # the guess on the range's lower end, 10 + 1.1 * 10
+    (0.5, 10.0, 1e-4, 0.9, [10.0, 5.0, 0.5]),   # zoom [0, 10]: 0.5 is short of the inner [1, 9]
+    (1.0, 10.0, 1e-4, 0.9, [10.0, 1.0]),        # the guess on the inner range's end
+    (9.5, 10.0, 0.5, 0.9, [10.0, 5.0]),         # 10 fails c1 = 0.5; 9.5 is past [1, 9]; 5 is taken
+    (3.6, 4.0, 0.5, 0.9, [4.0, 3.6]),           # 4 fails c1 = 0.5; 3.6 is on the inner range's end
+    (3.0, 10.0, 1e-4, 0.0, [10.0, 3.0]),        # c2 = 0: only a slope of exactly 0 is taken
+    (1.0, 1.25, 1e-4, 0.1, [1.25, 1.0]),        # slope 0.5 > 0 at 1.25: zoom [1.25, 0] to 1
+    (10.0, 9.75, 1e-4, 0.01, [9.75, 39.0, 24.375, 17.0625, 13.40625, 11.578125, 10.0]),  # slope -0.5 at
+    # 9.75: grow to 4 * 9.75 (10 < 9.75 + 1.1 * 9.75), fail, then halve [9.75, 39] until 10 is inner
+]
+
+
+@pytest.mark.parametrize("m, first, c1, c2, expected", TRACES)
+def test_the_probes_follow_the_rules_on_a_parabola(m, first, c1, c2, expected):
+    probe, steps = recorded(parabola(m))
+    outcome = strong_wolfe(probe, Point(0.0, m * m, -2 * m), first, c1=c1, c2=c2)
+    assert steps == pytest.approx(expected, abs=1e-12)
+    assert outcome.evaluations == len(expected) and outcome.point.step == steps[-1]
+
+
+def test_the_defaults_are_a_first_step_of_1_c1_1e_4_c2_0_9_and_20_probes():
+    # phi = (a - 1.8)^2 at a = 1: 0.64 decreases enough for c1 = 1e-4, not for c1 near 1, and the
+    # slope -1.6 meets c2 = 0.9, not c2 <= 0.4
+    probe, steps = recorded(parabola(1.8))
+    outcome = strong_wolfe(probe, Point(0.0, 3.24, -3.6))
+    assert steps == [1.0] and outcome.point.step == 1.0
+    probe, steps = recorded(parabola(1.0))
+    outcome = strong_wolfe(probe, Point(0.0, 1.0, -2.0))
+    assert steps == [1.0] and outcome.point.slope == 0.0
+
+
+def test_an_infinite_value_after_a_good_step_halves_towards_that_step_not_the_start():
+    def phi(a):
+        return ((a - 10) ** 2, 2 * (a - 10)) if a <= 12 else (math.inf, 1.0)
+
+    probe, steps = recorded(phi)
+    outcome = strong_wolfe(probe, Point(0.0, 100.0, -20.0), 2.0, c2=0.1)
+    # 2 and 8 grow (their slopes -16 and -4 are steeper than 0.1 * 20); from 8, 10 is short of
+    # [8 + 1.1 * 6, 32], so 32, infinite: halve towards 8 until 11, whose slope 2 is taken
+    assert steps == [2.0, 8.0, 32.0, 20.0, 14.0, 11.0] and outcome.point.step == 11.0
+
+
+def test_a_second_probe_exactly_as_high_as_the_first_counts_as_rising():
+    # phi(1) = phi(4) = -1, both slopes steeper than 0.9 |phi'(0)|; between them phi rises
+    def phi(a):
+        return (-a, -1.0) if a <= 1 else (-1 + (a - 1) * (4 - a), 5 - 2 * a)
+
+    probe, steps = recorded(phi)
+    strong_wolfe(probe, Point(0.0, 0.0, -1.0), 1.0)
+    assert steps[:2] == [1.0, 4.0] and 1.0 < steps[2] < 4.0
+
+
+def test_a_step_where_phi_rose_is_not_taken_even_where_its_slope_is_flat():
+    # phi = -a + 3 a^2 - 1.5 a^3: phi(1) = 0.5 > phi(0) with slope 0.5, flat enough for c2 = 0.9
+    probe, steps = recorded(lambda a: (-a + 3 * a * a - 1.5 * a ** 3, -1 + 6 * a - 4.5 * a * a))
+    outcome = strong_wolfe(probe, Point(0.0, 0.0, -1.0))
+    assert steps[0] == 1.0 and len(steps) > 1 and outcome.point.value < 0
+
+
+def test_after_stepping_back_from_overflow_the_search_grows_again():
+    # a line, infinite on [60, 70] only: 64 overflows, 40 is finite and steep, so the search grows
+    # from 40 (to 4 * 40) instead of narrowing between 16 and 64
+    probe, steps = recorded(lambda a: (math.inf, -1.0) if 60 <= a <= 70 else (-a, -1.0))
+    strong_wolfe(probe, Point(0.0, 0.0, -1.0), 1.0)
+    assert steps[:6] == [1.0, 4.0, 16.0, 64.0, 40.0, 160.0]
+
+
+def test_a_bracket_at_step_0_stops_before_probing_step_0_itself():
+    # |a| with its left slope -1 at 0: every step rises, and the bracket [0, high] shrinks to 1e-300
+    # times 1e-12 without reaching a = 0 (where phi would not have decreased)
+    probe, steps = recorded(lambda a: (abs(a), 1.0))
+    outcome = strong_wolfe(probe, Point(0.0, 0.0, -1.0), 1.0, max_evaluations=3000)
+    assert outcome.point is None and outcome.evaluations == len(steps) < 3000
+    assert 0 < min(steps) <= 1e-300 * 1e-12 * 1e3
