@@ -243,3 +243,108 @@ def test_newton_cg_takes_one_product_or_more_per_iteration():
     solver = NewtonCGSolver(target, max_inner=1)
     solver.start(np.zeros(model.n_params))
     assert solver.step()["products"] == 1
+
+
+def test_conjugate_gradient_stops_at_zero_curvature_with_minus_g_first_and_the_last_iterate_later():
+    g = np.array([1.0, 1.0])
+    p, used = conjugate_gradient(lambda v: np.zeros(2), g, 1e-12, 50)  # no curvature at all
+    assert used == 1 and np.array_equal(p, -g)
+    # H = diag(1, 0): the first direction -g has curvature 1; the second, (0, -2), has none. The
+    # first iterate is the Cauchy point -(g.g / g.H g) g = -2 g
+    p, used = conjugate_gradient(lambda v: np.array([v[0], 0.0]), g, 1e-12, 50)
+    assert used == 2 and np.array_equal(p, -2 * g)
+
+
+def newton_cg_at_start(start: float, **options):
+    """A Newton-CG solver started at theta = start * (1, -1, 1, ...) on a logistic objective
+    (300 rows, 6 features, labels from a noisy linear rule, l2 = 1e-2)."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.newton_cg import NewtonCGSolver
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 6))
+    y = (X @ rng.normal(size=6) + rng.normal(size=300) > 0).astype(float)
+    model = mt.create_model("logistic", 6)
+    target = objective.Objective(model, mt.Dataset(X, y, 0, 300, "memory", np.array([300])), None, 1e-2)
+    solver = NewtonCGSolver(target, **options)
+    solver.start(start * (-1.0) ** np.arange(model.n_params))
+    return solver
+
+
+@pytest.mark.parametrize("start, options, max_inner", [(0.0, {}, 200), (2.0, {"max_inner": 7}, 7)])
+def test_newton_cg_asks_for_scikit_learn_s_inner_tolerance_and_max_inner(monkeypatch, start, options, max_inner):
+    from mpitrain.algorithms import newton_cg
+
+    asked = []
+
+    def recording(product, g, tolerance, limit):  # type: ignore[no-untyped-def]
+        asked.append((tolerance, limit))
+        return conjugate_gradient(product, g, tolerance, limit)
+
+    monkeypatch.setattr(newton_cg, "conjugate_gradient", recording)
+    solver = newton_cg_at_start(start, **options)
+    sizes = []
+    while not solver.done and len(sizes) < 12:
+        sizes.append(np.abs(solver.gradient).sum())
+        solver.step()
+    assert min(sizes) < 0.25 < max(sizes)  # the premise: both branches of min(0.5, sqrt(|g|_1))
+    expected = [(min(0.5, np.sqrt(s)) * s, max_inner) for s in sizes]
+    assert asked == [(pytest.approx(t, rel=1e-15), m) for t, m in expected]
+
+
+@pytest.mark.parametrize("direction", ["zero", "ascent"])
+def test_newton_cg_searches_along_minus_g_when_cg_gives_no_descent_direction(monkeypatch, direction):
+    from mpitrain.algorithms import newton_cg
+
+    monkeypatch.setattr(newton_cg, "conjugate_gradient",
+                        lambda product, g, tolerance, limit: (np.zeros_like(g) if direction == "zero" else g.copy(), 1))
+    solver = newton_cg_at_start(2.0)
+    theta, g = solver.theta.copy(), solver.gradient.copy()
+    record = solver.step()
+    assert record["step_size"] > 0 and record["products"] == 1
+    np.testing.assert_array_equal(solver.theta, theta + record["step_size"] * -g)
+
+
+def test_newton_cg_moves_by_the_line_search_s_step_along_cg_s_direction_starting_from_1(monkeypatch):
+    from mpitrain.algorithms import linesearch, newton_cg
+
+    directions, firsts = [], []
+
+    def cg(product, g, tolerance, limit):  # type: ignore[no-untyped-def]
+        directions.append(conjugate_gradient(product, g, tolerance, limit)[0])
+        return directions[-1], 1
+
+    def search(probe, start, step):  # type: ignore[no-untyped-def]
+        firsts.append((step, start.slope))
+        return linesearch.strong_wolfe(probe, start, step)
+
+    monkeypatch.setattr(newton_cg, "conjugate_gradient", cg)
+    monkeypatch.setattr(newton_cg, "strong_wolfe", search)
+    solver = newton_cg_at_start(2.0)
+    steps = []
+    for _ in range(6):
+        theta, g = solver.theta.copy(), solver.gradient.copy()
+        steps.append(solver.step()["step_size"])
+        np.testing.assert_array_equal(solver.theta, theta + steps[-1] * directions[-1])
+        assert firsts[-1] == (1.0, float(g @ directions[-1]))
+    assert min(steps) < 0.5 and steps[-1] == 1.0  # the premise: damped steps far away, full ones near
+
+
+def test_newton_cg_stops_with_a_message_when_the_line_search_finds_no_step(monkeypatch):
+    from mpitrain.algorithms import linesearch, newton_cg
+
+    monkeypatch.setattr(newton_cg, "strong_wolfe", lambda probe, start, step: linesearch.Outcome(None, 20))
+    solver = newton_cg_at_start(2.0)
+    theta = solver.theta.copy()
+    record = solver.step()
+    assert solver.done and not solver.converged and "no step that decreases" in solver.message
+    assert record["step_size"] == 0.0 and record["evaluations"] == 20 and record["products"] >= 1
+    assert np.array_equal(solver.theta, theta)
+
+
+def test_conjugate_gradient_takes_no_product_when_the_residual_is_already_at_the_tolerance():
+    g = np.array([0.75, -0.25])  # |g|_1 = 1, exactly
+    p, used = conjugate_gradient(lambda v: 2 * v, g, 1.0, 50)
+    assert used == 0 and np.array_equal(p, np.zeros(2))
+    p, used = conjugate_gradient(lambda v: 2 * v, g, np.nextafter(1.0, 0.0), 50)
+    assert used == 1 and np.array_equal(p, -g / 2)
