@@ -39,7 +39,7 @@ class PostLocal:
         pending = state.period if state.step > self.switch else np.zeros(3)
         self.local = LocalAveraging(model, data, comm, local, rule, schedule, l2, reduce, seed,
                                     State(state.step, state.theta, pending, state.opt_state), steps, timeline)
-        self.batches, self.theta = self.sync.batches, state.theta
+        self.batches, self.theta, self.rank = self.sync.batches, state.theta, comm.rank
 
     @property
     def log_every_sync(self) -> bool:
@@ -68,7 +68,11 @@ class PostLocal:
         return outcome
 
     def snapshot(self, step: int, period: np.ndarray) -> State:
-        """Before the switch, synchronous SGD's state; after, local SGD's with the loop's unlogged totals."""
+        """Before the switch, synchronous SGD's state; after, local SGD's with the loop's unlogged totals.
+
+        Local SGD's totals are this rank's own, summed over the ranks at the next averaging; the
+        loop's (left from the synchronous steps) are already summed, so only rank 0 keeps them.
+        """
         if self.next <= self.switch:
             return self.sync.snapshot(step, period)
-        return State(step, self.theta, self.local.pending + period, self.local.opt_state)
+        return State(step, self.theta, self.local.pending + (period if self.rank == 0 else 0), self.local.opt_state)
