@@ -1,10 +1,12 @@
 """The training runs whose parameters the refactor of the training core must keep bitwise.
 
 ``CASES`` names each run; ``run_case`` trains it. ``python tests/mpi/bitwise_cases.py OUT.npz``
-under ``mpiexec -n N`` records every case's parameters at that world size (rank 0 writes).
+under ``mpiexec -n N`` records every case's parameters at that world size (rank 0 writes) and
+prints ``arithmetic_fingerprint()``.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import numpy as np
@@ -57,8 +59,26 @@ def run_case(case: tuple, comm: mt.Comm) -> np.ndarray:
     return mt.fit(model, data, comm, algorithm, settings).theta
 
 
+def arithmetic_fingerprint() -> str:
+    """A hash of the bits of the kernels the cases use (BLAS products, NumPy's SIMD ufuncs and sums).
+
+    Two machines with the same fingerprint round these operations alike; a processor with other
+    SIMD extensions (AVX-512 rather than AVX2) or another BLAS build gives another fingerprint.
+    """
+    digest = hashlib.sha256()
+    for dtype in (np.float64, np.float32):
+        rng = np.random.default_rng(0)
+        X, W = rng.standard_normal((203, 5)).astype(dtype), rng.standard_normal((5, 8)).astype(dtype)
+        Z = X @ W
+        for value in (Z, X @ W[:, 0], X.T @ Z, Z.T @ Z[:, :3], np.exp(Z), np.log(np.abs(Z) + 1), np.tanh(Z),
+                      np.logaddexp(0, Z), np.sqrt(np.abs(Z)), Z.sum(axis=0), Z.sum(), np.einsum("ij,ij->i", Z, Z)):
+            digest.update(np.ascontiguousarray(value, dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
 if __name__ == "__main__":
     comm = mt.world()
     results = {case[0]: run_case(case, comm) for case in CASES}
     if comm.rank == 0:
         np.savez(sys.argv[1], **results)
+        print("arithmetic fingerprint:", arithmetic_fingerprint())
