@@ -44,8 +44,11 @@ def test_logistic_regression_is_global_with_string_labels(comm):
     alone = E.LogisticRegression(comm=mt.Comm(MPI.COMM_SELF), **kwargs).fit(X, names)
     ref = linear_model.LogisticRegression(C=2.0, tol=1e-12, max_iter=100_000).fit(X, names)
     assert list(ours.classes_) == ["a", "b", "c"] == list(ref.classes_)
-    np.testing.assert_allclose(ours.coef_, alone.coef_, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(ours.intercept_, alone.intercept_, rtol=0, atol=1e-8)
+    # Both stop on scikit-learn's ftol (a relative decrease under 64 machine epsilons) before tol,
+    # on an ill-conditioned problem (column 0 shifted by 4 follows the intercepts): measured up to
+    # 1.4e-9 apart at 1-5 ranks and 4.5e-7 at 6 ranks (AVX-512 and AVX2 kernels).
+    np.testing.assert_allclose(ours.coef_, alone.coef_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.intercept_, alone.intercept_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=0, atol=1e-3)
     np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=0, atol=1e-3)
     assert comm.identical(ours.coef_)
@@ -59,10 +62,12 @@ def test_binary_logistic_regression_with_numeric_labels(comm):
     labels = np.where(y == 1, 5, -3)
     ours = E.LogisticRegression(C=0.5, tol=1e-11, max_iter=100_000).fit(X[mine], labels[mine])
     alone = E.LogisticRegression(C=0.5, tol=1e-11, max_iter=100_000, comm=mt.Comm(MPI.COMM_SELF)).fit(X, labels)
-    ref = linear_model.LogisticRegression(C=0.5, tol=1e-12, max_iter=100_000).fit(X, labels)
+    optimum = linear_model.LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-15).fit(X, labels)
     assert list(ours.classes_) == [-3, 5] and ours.coef_.shape == (1, 4)
-    np.testing.assert_allclose(ours.coef_, alone.coef_, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=0, atol=1e-3)
+    # L-BFGS stops on scikit-learn's ftol (a relative decrease under 64 machine epsilons) before
+    # tol: measured 1.3e-8 from the optimum at 3 ranks, 1.1e-8 alone at 6 ranks' rows.
+    np.testing.assert_allclose(ours.coef_, alone.coef_, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(ours.coef_, optimum.coef_, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 3.0])
