@@ -74,7 +74,8 @@ def run_tests(module: str, sizes: list[int]) -> int:
         mpiexec = os.environ.get("MPIEXEC", bin_path("mpiexec"))
         command = ["timeout", str(timeout), mpiexec, "-n", str(n), sys.executable, *PYTEST,
                    f"--timeout={TEST_TIMEOUT}", "--with-mpi", "-m", "mpi", *select, *target["mpi"]]
-        code = subprocess.call(command, env={**env, "MPITRAIN_TEST_NP": str(n), "MPIEXEC_TIMEOUT": str(timeout)})
+        extra = {name: str(value) for name, value in target.get("env", {}).items()}  # e.g. fake nodes
+        code = subprocess.call(command, env={**env, **extra, "MPITRAIN_TEST_NP": str(n), "MPIEXEC_TIMEOUT": str(timeout)})
         if code:
             return code
     return 0
@@ -130,7 +131,7 @@ def prepare_session(module: str, target: dict, sizes: list[int], operators: list
     name = session_name(module)
     config, db, stamp = sessions / f"{name}.toml", sessions / f"{name}.sqlite", sessions / f"{name}.stamp"
     config.write_text(cosmic_config(module, target, sizes, operators))
-    what = [sizes, sorted(operators), target["timeout"]]
+    what = [sizes, sorted(operators), target["timeout"]] + ([target["env"]] if target.get("env") else [])
     digest = hashlib.sha256((tree / "mpitrain" / module).read_bytes() + json.dumps(what).encode()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
         return config

@@ -312,23 +312,40 @@ def node_of_every_rank() -> np.ndarray:
     return np.array(MPI.COMM_WORLD.allgather(lowest))
 
 
-def serial_hierarchical(counts, nodes, X, y, theta0, steps, lr, every, every_global):
-    """Full-batch local steps on every block; n_k/N_node means inside nodes, n_k/N means over all."""
+def serial_hierarchical(counts, nodes, X, y, theta0, steps, lr, every, every_global, upto=None, momentum=0.0,
+                        state="keep"):
+    """Full-batch local steps on every block (heavy-ball momentum t = momentum t + g, theta -= lr t);
+    n_k/N_node means inside nodes, n_k/N means over all; the optimizer state kept, averaged with the
+    same weights, or reset to 0 at each average. A node without rows skips its node averages. Every
+    block's theta after ``upto`` steps (default: all ``steps``), a list."""
     edges = np.concatenate([[0], np.cumsum(counts)])
     parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
     thetas = [theta0.copy() for _ in parts]
-    for t in range(steps):
-        thetas = [th - lr * linear_gradient(th, Xk, yk, 0.0) for th, (Xk, yk) in zip(thetas, parts)]
+    traces = [np.zeros_like(theta0) for _ in parts]
+
+    def average(members):
+        weights = counts[members] / counts[members].sum()
+        for values in (thetas, traces) if state == "average" else (thetas,):
+            mean = sum(w * values[k] for w, k in zip(weights, members))
+            for k in members:
+                values[k] = mean.copy()
+        if state == "reset":
+            for k in members:
+                traces[k] = np.zeros_like(theta0)
+
+    for t in range(steps if upto is None else upto):
+        for k, (Xk, yk) in enumerate(parts):
+            if len(yk):
+                traces[k] = momentum * traces[k] + linear_gradient(thetas[k], Xk, yk, 0.0)
+                thetas[k] = thetas[k] - lr * traces[k]
         if (t + 1) % every_global == 0 or t + 1 == steps:
-            mean = sum(c / counts.sum() * th for c, th in zip(counts, thetas))
-            thetas = [mean.copy() for _ in parts]
+            average(np.arange(len(parts)))
         elif (t + 1) % every == 0:
             for node in set(nodes):
                 members = np.flatnonzero(nodes == node)
-                mean = sum(counts[k] / counts[members].sum() * thetas[k] for k in members)
-                for k in members:
-                    thetas[k] = mean.copy()
-    return thetas[0]
+                if counts[members].sum():
+                    average(members)
+    return thetas
 
 
 def test_hierarchical_follows_the_serial_reference_on_the_nodes_mpi_reports(comm):
@@ -338,9 +355,42 @@ def test_hierarchical_follows_the_serial_reference_on_the_nodes_mpi_reports(comm
     theta0 = np.array([0.2, -0.1, 0.4, 0.0])
     loop = mt.HierarchicalSGD(int(counts.sum()), 2, sync_every_global=6)
     result = mt.fit(model, data, comm, loop, steps=17, lr=0.05, theta=theta0)
-    expected = serial_hierarchical(counts, node_of_every_rank(), X, y, theta0, 17, 0.05, 2, 6)
+    expected = serial_hierarchical(counts, node_of_every_rank(), X, y, theta0, 17, 0.05, 2, 6)[0]
     np.testing.assert_allclose(result.theta, expected, rtol=1e-10, atol=1e-12)
     assert same_bits_everywhere(result.theta)
+
+
+@pytest.mark.parametrize("local_state", ["keep", "average", "reset"])
+@pytest.mark.parametrize("empty_node", [False, True], ids=["rows-everywhere", "a-node-without-rows"])
+def test_hierarchical_momentum_follows_the_serial_reference_mid_run_and_at_the_end(comm, local_state, empty_node):
+    """Each rank's model after a stop at step 10 (a node average, not a global one), and the
+    common model at the end, against the serial reference, with momentum kept, averaged or reset.
+    Run with MPIR_CVAR_NUM_CLIQUES=2 for two fake nodes (one node: node averages are global)."""
+    nodes = node_of_every_rank()
+    counts = 9 + 17 * np.arange(comm.size, dtype=np.int64)
+    if empty_node:
+        if len(set(nodes)) < 2:
+            pytest.skip("needs two nodes or more (MPIR_CVAR_NUM_CLIQUES=2)")
+        counts[nodes == nodes[-1]] = 0  # the last rank's node holds no rows
+    rng = np.random.default_rng(78)
+    X = rng.normal(size=(int(counts.sum()), D))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.2 * rng.normal(size=len(X))
+    start = int(counts[: comm.rank].sum())
+    stop = start + int(counts[comm.rank])
+    data = mt.Dataset(X[start:stop].copy(), y[start:stop].copy(), start, len(y), "nodes", counts)
+    model, theta0 = mt.create_model("linear", D), np.array([0.2, -0.1, 0.4, 0.0])
+    loop = mt.HierarchicalSGD(int(counts.sum()), 2, sync_every_global=6, local_state=local_state)
+    kw = dict(steps=17, lr=0.05, optimizer=optim.create("momentum", momentum=0.5))
+    reference = dict(momentum=0.5, state=local_state)
+    hooks = StopAt(10)
+    stopped = mt.fit(model, data, comm, loop, theta=theta0.copy(), hooks=hooks, **kw)
+    assert stopped.stopped and hooks.saved.step == 10
+    mid = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 2, 6, upto=10, **reference)
+    np.testing.assert_allclose(stopped.theta, mid[comm.rank], rtol=1e-10, atol=1e-12)
+    whole = mt.fit(model, data, comm, loop, theta=theta0.copy(), **kw)
+    end = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 2, 6, **reference)[0]
+    np.testing.assert_allclose(whole.theta, end, rtol=1e-10, atol=1e-12)
+    assert same_bits_everywhere(whole.theta)
 
 
 def test_hierarchical_on_one_node_is_local_sgd(comm):
