@@ -158,6 +158,8 @@ def test_an_evaluation_may_end_the_run_before_its_last_step_only():
     hooks = Recorder(end_at=6)
     result, _, _ = drive([Outcome(False, totals(t), 0.0) for t in range(6)], 6, hooks=hooks)
     assert not result.ended_early and result.steps == 6
+    result, _, _ = drive([Outcome(False, totals(t), 0.0) for t in range(6)], 6, hooks=Recorder(end_at=5))
+    assert result.ended_early and result.steps == 5
 
 
 def test_an_algorithm_that_is_done_ends_the_run_after_saving_a_due_checkpoint():
@@ -205,11 +207,12 @@ def test_a_converged_run_ends_at_the_epoch_that_converged():
     assert result.converged is False and result.steps == 8
 
 
-@pytest.mark.parametrize("first, factor, diverged", [(2.0, 1.0, False), (2.0, 1.001, True), (0.01, 1.0, False),
-                                                      (0.01, 1.001, True)])
+@pytest.mark.parametrize("first, factor, diverged", [(2.0, 1.0, False), (2.0, 1 + 5e-7, True), (0.01, 1.0, False),
+                                                      (0.01, 1 + 5e-7, True)])
 def test_a_loss_grown_more_than_a_million_times_is_divergence(first, factor, diverged):
-    """The bound is DIVERGED times the first logged loss, or times 1 when that is smaller."""
-    last = DIVERGED * max(first, 1.0) * factor
+    """The bound is a million times the first logged loss, or times 1 when that is smaller."""
+    assert DIVERGED == 1e6
+    last = 1e6 * max(first, 1.0) * factor
     outcomes = [Outcome(False, np.array([loss, 0.0, 1.0]), 0.0) for loss in (first, 3.0 * first, last)]
     if diverged:
         with pytest.raises(mt.JobError, match=r"the loss grew from .* by step 3, more than 1e\+06 times"):
