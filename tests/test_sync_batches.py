@@ -138,7 +138,10 @@ def test_global_batches_give_each_rank_its_rows_of_one_stream_in_the_stream_orde
         assert sorted(np.concatenate(got)) == sorted(expected)
 
 
-def test_global_batches_without_weights_give_none():
+def test_global_batches_without_weights_give_none_and_one_micro_batch_unless_told():
     batches = GlobalBatches(block(2), 13, seed=7)
-    batches.at(3)
+    X, y = batches.at(3)
     assert batches.weight is None
+    (Xm, ym), = batches.micro(3)
+    np.testing.assert_array_equal(Xm, X)
+    np.testing.assert_array_equal(ym, y)

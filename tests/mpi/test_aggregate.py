@@ -11,6 +11,7 @@ from mpi4py import MPI
 import mpitrain as mt
 from mpitrain import optim
 from mpitrain.algorithms import Hooks, State
+from mpitrain.data import batch_shares
 from helpers import linear_gradient
 
 pytestmark = pytest.mark.mpi
@@ -71,6 +72,25 @@ def test_accumulation_equals_the_step_taken_at_once(comm, kind, accumulate):
     # Only the order of the additions differs: rounding, amplified a little by 25 Adam steps.
     np.testing.assert_allclose(parts.theta, once.theta, rtol=1e-10, atol=1e-12)
     assert same_bits_everywhere(parts.theta)
+
+
+def test_accumulation_with_a_share_smaller_than_its_micro_batches_equals_the_step_taken_at_once(comm):
+    """Rank 0 holds 2 rows, so its share of the batch is 1 row: one non-empty micro-batch of K = 3."""
+    if comm.size < 2:
+        pytest.skip("needs a rank whose share is smaller than another's: 2 ranks or more")
+    counts = np.array([2] + [40] * (comm.size - 1))
+    n, start, batch = int(counts.sum()), int(counts[: comm.rank].sum()), int(counts.sum()) // 2 + 1
+    assert batch_shares(counts, batch)[0] == 1  # the premise
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=n)
+    mine = slice(start, start + int(counts[comm.rank]))
+    data = mt.Dataset(X[mine].copy(), y[mine].copy(), start, n, "a 2-row rank", counts)
+    model = mt.create_model("linear", 3)
+    once = mt.fit(model, data, comm, mt.SGD(batch), steps=12, lr=0.05, optimizer="momentum", l2=0.01, seed=3)
+    parts = mt.fit(model, data, comm, mt.SGD(batch, accumulate=3), steps=12, lr=0.05, optimizer="momentum",
+                   l2=0.01, seed=3)
+    np.testing.assert_allclose(parts.theta, once.theta, rtol=1e-12, atol=1e-14)  # rounding only
 
 
 def test_accumulation_refuses_what_cannot_apply():
