@@ -333,31 +333,42 @@ def node_of_every_rank() -> np.ndarray:
 
 
 def serial_hierarchical(counts, nodes, X, y, theta0, steps, lr, every, every_global, upto=None, momentum=0.0,
-                        state="keep"):
-    """Full-batch local steps on every block (heavy-ball momentum t = momentum t + g, theta -= lr t);
-    n_k/N_node means inside nodes, n_k/N means over all; the optimizer state kept, averaged with the
-    same weights, or reset to 0 at each average. A node without rows skips its node averages. Every
-    block's theta after ``upto`` steps (default: all ``steps``), a list."""
+                        state="keep", adam=False):
+    """Full-batch local steps on every block: heavy-ball momentum (t = momentum t + g, theta -= lr t) or,
+    with ``adam``, Adam (0.9, 0.999, 1e-8, bias-corrected by each block's own step count); n_k/N_node
+    means inside nodes, n_k/N means over all; the optimizer's moments kept, averaged with the same
+    weights, or reset to 0 (the count too) at each average. A node without rows skips its node
+    averages. Every block's theta after ``upto`` steps (default: all ``steps``), a list."""
     edges = np.concatenate([[0], np.cumsum(counts)])
     parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
     thetas = [theta0.copy() for _ in parts]
-    traces = [np.zeros_like(theta0) for _ in parts]
+    first, second = [np.zeros_like(theta0) for _ in parts], [np.zeros_like(theta0) for _ in parts]
+    taken = [0 for _ in parts]
 
     def average(members):
         weights = counts[members] / counts[members].sum()
-        for values in (thetas, traces) if state == "average" else (thetas,):
+        for values in (thetas, first, second) if state == "average" else (thetas,):
             mean = sum(w * values[k] for w, k in zip(weights, members))
             for k in members:
                 values[k] = mean.copy()
         if state == "reset":
             for k in members:
-                traces[k] = np.zeros_like(theta0)
+                first[k], second[k], taken[k] = np.zeros_like(theta0), np.zeros_like(theta0), 0
 
     for t in range(steps if upto is None else upto):
         for k, (Xk, yk) in enumerate(parts):
             if len(yk):
-                traces[k] = momentum * traces[k] + linear_gradient(thetas[k], Xk, yk, 0.0)
-                thetas[k] = thetas[k] - lr * traces[k]
+                g = linear_gradient(thetas[k], Xk, yk, 0.0)
+                if adam:
+                    taken[k] += 1
+                    first[k] = 0.9 * first[k] + (1 - 0.9) * g
+                    second[k] = 0.999 * second[k] + (1 - 0.999) * (g * g)
+                    mean, square = first[k] / (1 - 0.9 ** taken[k]), second[k] / (1 - 0.999 ** taken[k])
+                    direction = mean / (np.sqrt(square) + 1e-8)
+                else:
+                    first[k] = momentum * first[k] + g
+                    direction = first[k]
+                thetas[k] = thetas[k] - lr * direction
         if (t + 1) % every_global == 0 or t + 1 == steps:
             average(np.arange(len(parts)))
         elif (t + 1) % every == 0:
@@ -380,11 +391,12 @@ def test_hierarchical_follows_the_serial_reference_on_the_nodes_mpi_reports(comm
     assert same_bits_everywhere(result.theta)
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 @pytest.mark.parametrize("local_state", ["keep", "average", "reset"])
 @pytest.mark.parametrize("empty_node", [False, True], ids=["rows-everywhere", "a-node-without-rows"])
-def test_hierarchical_momentum_follows_the_serial_reference_mid_run_and_at_the_end(comm, local_state, empty_node):
-    """Each rank's model after a stop at step 10 (a node average, not a global one), and the
-    common model at the end, against the serial reference, with momentum kept, averaged or reset.
+def test_hierarchical_follows_the_serial_reference_mid_run_and_at_the_end(comm, optimizer, local_state, empty_node):
+    """Each rank's model after a stop at step 9 (a node average, not a global one), and the common
+    model at the end, against the serial reference, with momentum or Adam's moments kept, averaged or reset.
     Run with MPIR_CVAR_NUM_CLIQUES=2 for two fake nodes (one node: node averages are global)."""
     nodes = node_of_every_rank()
     counts = 9 + 17 * np.arange(comm.size, dtype=np.int64)
@@ -399,30 +411,33 @@ def test_hierarchical_momentum_follows_the_serial_reference_mid_run_and_at_the_e
     stop = start + int(counts[comm.rank])
     data = mt.Dataset(X[start:stop].copy(), y[start:stop].copy(), start, len(y), "nodes", counts)
     model, theta0 = mt.create_model("linear", D), np.array([0.2, -0.1, 0.4, 0.0])
-    loop = mt.HierarchicalSGD(int(counts.sum()), 2, sync_every_global=6, local_state=local_state)
-    kw = dict(steps=17, lr=0.05, optimizer=optim.create("momentum", momentum=0.5))
-    reference = dict(momentum=0.5, state=local_state)
-    hooks = StopAt(10)
+    loop = mt.HierarchicalSGD(int(counts.sum()), 3, sync_every_global=6, local_state=local_state)
+    rule = optim.create("momentum", momentum=0.5) if optimizer == "momentum" else optim.create("adam")
+    kw = dict(steps=17, lr=0.05, optimizer=rule)
+    reference = dict(momentum=0.5, state=local_state, adam=optimizer == "adam")
+    hooks = StopAt(9)
     stopped = mt.fit(model, data, comm, loop, theta=theta0.copy(), hooks=hooks, **kw)
-    assert stopped.stopped and hooks.saved.step == 10
-    mid = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 2, 6, upto=10, **reference)
+    assert stopped.stopped and hooks.saved.step == 9
+    mid = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 3, 6, upto=9, **reference)
     np.testing.assert_allclose(stopped.theta, mid[comm.rank], rtol=1e-10, atol=1e-12)
     whole = mt.fit(model, data, comm, loop, theta=theta0.copy(), **kw)
-    end = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 2, 6, **reference)[0]
+    end = serial_hierarchical(counts, nodes, X, y, theta0, 17, 0.05, 3, 6, **reference)[0]
     np.testing.assert_allclose(whole.theta, end, rtol=1e-10, atol=1e-12)
     assert same_bits_everywhere(whole.theta)
 
 
-def test_hierarchical_on_one_node_is_local_sgd(comm):
+@pytest.mark.parametrize("optimizer, local_state", [("momentum", "keep"), ("adam", "average")])
+def test_hierarchical_on_one_node_is_local_sgd(comm, optimizer, local_state):
     if len(set(node_of_every_rank())) != 1:
         pytest.skip("the ranks span more than one node")
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
     model = mt.create_model("logistic", data.n_features)
     ordered = mt.Reduce("ordered")  # rank-ordered sums: the bits do not depend on the buffer's length
-    local = mt.fit(model, data, comm, mt.LocalSGD(60, 3), steps=25, lr=0.3, optimizer="momentum", reduce=ordered)
-    two = mt.fit(model, data, comm, mt.HierarchicalSGD(60, 3, sync_every_global=9), steps=25, lr=0.3,
-                 optimizer="momentum", reduce=ordered)
+    kw = dict(steps=25, lr=0.3, optimizer=optimizer, reduce=ordered)
+    local = mt.fit(model, data, comm, mt.LocalSGD(60, 3, local_state=local_state), **kw)
+    two = mt.fit(model, data, comm, mt.HierarchicalSGD(60, 3, sync_every_global=9, local_state=local_state), **kw)
     assert np.array_equal(two.theta, local.theta)
+    assert np.array_equal(optim.flatten(two.opt_state), optim.flatten(local.opt_state))
 
 
 # -- gossip ----------------------------------------------------------------------------------------
