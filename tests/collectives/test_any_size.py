@@ -276,3 +276,17 @@ def test_fixed_point_sums_take_up_to_2_to_the_16_contributions():
     assert total(ones)[0] == 65_536.0
     with pytest.raises(AssertionError, match="at most 65536 contributions"):
         total(np.ones((65_537, 1)))
+
+
+def test_fixed_point_sums_count_the_contributions_of_every_rank():
+    """The limit is on ranks x rows: 2 ranks of 32,768 rows sum exactly, 2 of 32,769 are refused."""
+    def total(rows_each: int):  # type: ignore[no-untyped-def]
+        def work(comm: ThreadComm) -> np.ndarray:
+            out = np.empty(1)
+            deterministic.sum_shards(comm, np.ones((rows_each, 1)), out, lambda ints: ring.allreduce(comm, ints, "sum"))
+            return out
+        return run_ranks(2, work)
+
+    assert [out[0] for out in total(32_768)] == [65_536.0, 65_536.0]
+    with pytest.raises(AssertionError, match="at most 65536 contributions, but 2 ranks pass up to 32769 rows each"):
+        total(32_769)
