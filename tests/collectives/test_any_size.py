@@ -278,6 +278,21 @@ def test_fixed_point_sums_take_up_to_2_to_the_16_contributions():
         total(np.ones((65_537, 1)))
 
 
+def test_fixed_point_sums_keep_the_fraction_bits_when_the_largest_magnitude_is_exactly_one():
+    """max|x| = 1 = 2^0 (e = 1): the scale is 2^45, so 0.3 and -0.7 keep 45 fraction bits."""
+    table = np.array([[1.0, 0.3], [0.25, -0.7], [-0.5, 0.1]])
+
+    def work(comm: ThreadComm) -> np.ndarray:
+        out = np.empty(2)
+        mine = table[comm.rank::comm.size]
+        deterministic.sum_shards(comm, mine, out, lambda ints: ring.allreduce(comm, ints, "sum"))
+        return out
+
+    for size in (1, 2, 3):
+        for got in run_ranks(size, work):
+            np.testing.assert_allclose(got, table.sum(axis=0), rtol=0, atol=3 * 2.0**-45)
+
+
 def test_fixed_point_sums_count_the_contributions_of_every_rank():
     """The limit is on ranks x rows: 2 ranks of 32,768 rows sum exactly, 2 of 32,769 are refused."""
     def total(rows_each: int):  # type: ignore[no-untyped-def]
