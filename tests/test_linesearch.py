@@ -284,3 +284,24 @@ def test_a_bracket_at_step_0_stops_before_probing_step_0_itself():
     outcome = strong_wolfe(probe, Point(0.0, 0.0, -1.0), 1.0, max_evaluations=3000)
     assert outcome.point is None and outcome.evaluations == len(steps) < 3000
     assert 0 < min(steps) <= 1e-300 * 1e-12 * 1e3
+
+
+@pytest.mark.parametrize("c2", [0.5, 0.9])
+def test_a_zoom_probe_below_the_low_end_but_above_the_sufficient_decrease_line_is_not_taken(c2):
+    """A convex line (two softplus terms and a quadratic) with a strict c1 = 0.3: from a first step
+    of 4 the zoom probes a step whose value is below the bracket's low end yet above the line
+    phi(0) + c1 a phi'(0); that step must become the bracket's high end, not the answer."""
+    w, s, t = np.array([0.2, 2.2]), np.array([1.6, 7.0]), np.array([1.7, 0.5])
+
+    def phi(a):
+        z = -s * (a - t)
+        return float(w @ np.logaddexp(0, z) + 0.4 * a * a), float(-(w * s) @ (1 / (1 + np.exp(-z))) + 0.8 * a)
+
+    probe, steps = recorded(phi)
+    start = Point(0.0, *phi(0.0))
+    point = strong_wolfe(probe, start, 4.0, c1=0.3, c2=c2).point
+    value, slope = phi(point.step)
+    assert value <= start.value + 0.3 * point.step * start.slope
+    assert abs(slope) <= c2 * abs(start.slope)
+    # the premise: a probe that decreased phi, but not enough, was made
+    assert any(start.value + 0.3 * a * start.slope < phi(a)[0] < start.value for a in steps[1:])
