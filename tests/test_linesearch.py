@@ -305,3 +305,24 @@ def test_a_zoom_probe_below_the_low_end_but_above_the_sufficient_decrease_line_i
     assert abs(slope) <= c2 * abs(start.slope)
     # the premise: a probe that decreased phi, but not enough, was made
     assert any(start.value + 0.3 * a * start.slope < phi(a)[0] < start.value for a in steps[1:])
+
+
+@pytest.mark.parametrize("c2", [0.1, 0.05])
+def test_a_zoom_probe_past_the_minimum_with_a_small_slope_brackets_it_with_the_low_end(c2):
+    """phi(a) = 0.8 softplus(-6.9 (a + 0.1)) + a^2 / 2 + 0.2 sin(2 a) with a tight c2: a zoom probe
+    lands just past the minimiser (a positive slope, slope * width below 1); the minimiser then
+    lies between it and the low end, and the search meets both conditions within 3 probes."""
+    def phi(a):
+        z = -6.9 * (a + 0.1)
+        return (float(0.8 * np.logaddexp(0, z) + 0.5 * a * a + 0.2 * np.sin(2 * a)),
+                float(-0.8 * 6.9 / (1 + np.exp(-z)) + a + 0.4 * np.cos(2 * a)))
+
+    probe, steps = recorded(phi)
+    start = Point(0.0, *phi(0.0))
+    outcome = strong_wolfe(probe, start, 1.0, c1=1e-4, c2=c2)
+    value, slope = phi(outcome.point.step)
+    assert value <= start.value + 1e-4 * outcome.point.step * start.slope
+    assert abs(slope) <= c2 * abs(start.slope)
+    assert outcome.evaluations == len(steps) == 3
+    # the premise: step 1 rose, so the zoom's bracket is [0, 1] (width 1); probe 2 lies past the minimum
+    assert phi(steps[0])[0] > start.value and steps[0] == 1.0 and 0 < phi(steps[1])[1] * 1.0 < 1
