@@ -306,12 +306,13 @@ class StopOnRankZero(StopAt):
         return super().stop_vote() if self.rank == 0 else 0.0
 
 
-@pytest.mark.parametrize("stop", [6, 8])  # sync_every 4: between averagings, and at one
-def test_one_ranks_stop_vote_stops_every_rank_of_local_sgd(comm, stop):
+@pytest.mark.parametrize("loop", [mt.LocalSGD(60, 4), mt.Gossip(60, "ring", consensus_every=4)], ids=lambda l: l.name)
+@pytest.mark.parametrize("stop", [6, 8])  # every 4: between averagings (or consensus steps), and at one
+def test_one_ranks_stop_vote_stops_every_rank_of_local_sgd(comm, loop, stop):
     data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
     model = mt.create_model("logistic", data.n_features)
     hooks = StopOnRankZero(stop, comm.rank)
-    result = mt.fit(model, data, comm, mt.LocalSGD(60, 4), steps=30, lr=0.2, hooks=hooks)
+    result = mt.fit(model, data, comm, loop, steps=30, lr=0.2, hooks=hooks)
     assert result.stopped and hooks.saved.step == stop
 
 
@@ -441,15 +442,18 @@ def test_hierarchical_on_one_node_is_local_sgd(comm, optimizer, local_state):
 
 
 # -- gossip ----------------------------------------------------------------------------------------
-def serial_gossip(counts, X, y, theta0, steps, lr, graph, replicas=None):
+def serial_gossip(counts, X, y, theta0, steps, lr, graph, replicas=None, losses=None):
     """Full-batch local steps on every block, then each rank's mean with its graph neighbours;
     the uniform mean of all ranks at the last step. ``replicas`` (a list) receives every rank's
-    parameters at the end of each step (at the last, before the mean)."""
+    parameters at the end of each step (at the last, before the mean); ``losses`` each step's sum
+    over all rows of (a theta - y)^2 / 2, at the parameters the step starts from."""
     p = len(counts)
     edges = np.concatenate([[0], np.cumsum(counts)])
     parts = [(X[a:b], y[a:b]) for a, b in zip(edges[:-1], edges[1:])]
     thetas = [theta0.copy() for _ in parts]
     for t in range(steps):
+        if losses is not None:
+            losses.append(sum(0.5 * np.sum((Xk @ th[:-1] + th[-1] - yk) ** 2) for th, (Xk, yk) in zip(thetas, parts)))
         thetas = [th if len(yk) == 0 else th - lr * linear_gradient(th, Xk, yk, 0.0)
                   for th, (Xk, yk) in zip(thetas, parts)]
         if t + 1 == steps:
@@ -491,13 +495,17 @@ def test_gossip_logs_the_exact_consensus_distance_of_the_serial_replicas(comm, g
     the log before; the last step logs the distance before the exact average."""
     data, counts, X, y = uneven(comm)
     theta0 = np.array([0.2, -0.1, 0.4, 0.0])
-    logs, replicas = [], []
+    logs, replicas, losses = [], [], []
     mt.fit(mt.create_model("linear", D), data, comm, mt.Gossip(int(counts.sum()), graph, consensus_every=3),
            steps=13, lr=0.05, theta=theta0, log=logs.append)
-    serial_gossip(counts, X, y, theta0, 13, 0.05, graph, replicas)
+    serial_gossip(counts, X, y, theta0, 13, 0.05, graph, replicas, losses)
     distances = [np.linalg.norm(r - r.mean(axis=0), axis=1) for r in replicas]  # per step, per rank
     if comm.rank == 0:
         assert [r["step"] for r in logs] == [3, 6, 9, 12, 13]
+        # the loss logged: the mean over the period's steps and all rows, each rank at its own replica
+        periods = [range(0, 3), range(3, 6), range(6, 9), range(9, 12), range(12, 13)]
+        means = [sum(losses[t] for t in ts) / (len(ts) * counts.sum()) for ts in periods]
+        np.testing.assert_allclose([r["loss"] for r in logs], means, rtol=1e-10)
         expected = [np.sqrt(np.mean(distances[s - 1] ** 2)) for s in (3, 6, 9, 12, 13)]
         scale = max(np.abs(r).max() for r in replicas)
         np.testing.assert_allclose([r["drift_rms"] for r in logs], expected, rtol=1e-6, atol=1e-7 * scale)
