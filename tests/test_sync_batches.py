@@ -41,6 +41,8 @@ def test_a_batch_of_1_or_n_is_taken(batch):
     assert GlobalBatches(block(2), batch, seed=1).global_size == batch
     if batch == 49:
         assert list(local_shares(block(0), 4, batch)) == COUNTS
+    else:  # one rank: a batch of 1 is its whole share
+        assert list(local_shares(block(0, [7]), 1, batch)) == [1]
 
 
 def test_shares_are_batch_shares_and_the_data_must_match_the_world():
