@@ -515,6 +515,34 @@ def test_gossip_logs_the_exact_consensus_distance_of_the_serial_replicas(comm, g
                                    [distances[s - 1].max() for s in (3, 6, 9, 12)], rtol=1e-9, atol=1e-14)
 
 
+class DueAt(Hooks):
+    """Checkpoints due after the steps in ``due``; records what is saved and evaluated."""
+
+    def __init__(self, due) -> None:
+        self.due, self.saved, self.evaluated = set(due), [], []
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        return steps_done in self.due
+
+    def save(self, state: State, synced: bool) -> None:
+        self.saved.append((state.step, synced))
+
+    def evaluate(self, steps_done: int, theta: np.ndarray) -> bool:
+        self.evaluated.append(steps_done)
+        return False
+
+
+@pytest.mark.parametrize("graph", ["ring", "exponential"])
+def test_gossip_models_differ_at_consensus_steps_so_no_checkpoint_or_validation_is_taken_there(comm, graph):
+    """The consensus reduction measures the replicas' mean but leaves each rank its model: only the
+    exact average of the last step is one model to checkpoint and validate."""
+    data = mt.load("synthetic:classification,n=1003,d=6,seed=3", comm)
+    hooks = DueAt({4, 8, 12})
+    mt.fit(mt.create_model("logistic", data.n_features), data, comm, mt.Gossip(60, graph, consensus_every=4),
+           steps=12, lr=0.2, hooks=hooks)
+    assert hooks.saved == [(12, True)] and hooks.evaluated == [12]
+
+
 def test_gossip_on_the_complete_graph_is_averaging(comm):
     # 1200 rows and a batch of 60: equal blocks and shares at 1 to 5 ranks, so n_k/N = 1/p.
     data = mt.load("synthetic:classification,n=1200,d=5,seed=1", comm)
