@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from mpitrain import collectives
+from mpitrain.collectives import compress
 from mpitrain.collectives.compress import BF16, FP16
+from mpitrain.comm import as_comm
 from .refs import WORLD, everywhere, gather_rows, inputs, lengths, same_on_all_ranks
 
 UNIT = {"fp16": 2.0**-11, "bf16": 2.0**-8}
@@ -66,3 +69,56 @@ def test_error_feedback_carries_the_encoding_error() -> None:
     assert 0 < np.abs(state.residual).max() <= 2.0**-8 * np.abs(grads).max()
     send2, _ = collectives.feedback_apply(grads, state, "bf16")
     assert np.allclose(send2, grads + state.residual)
+
+
+def nearest_bf16(x: np.ndarray) -> np.ndarray:
+    """Each float32 of x rounded to the nearest bfloat16 by value (ties: the even last bit), as float32."""
+    bits = x.view(np.uint32) & np.uint32(0xFFFF0000)
+    low = bits.view(np.float32).astype(np.float64)
+    high = (bits + np.uint32(0x10000)).view(np.float32).astype(np.float64)  # one bf16 step further from 0
+    wide = x.astype(np.float64)
+    to_high = (np.abs(high - wide) < np.abs(wide - low)) | (
+        (np.abs(high - wide) == np.abs(wide - low)) & (((bits >> 16) & 1) == 1))
+    return np.where(to_high, high, low).astype(np.float32)
+
+
+def test_bf16_rounds_to_the_nearest_value_and_ties_to_even() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(4000) * 10.0 ** rng.integers(-20, 20, 4000)).astype(np.float32)
+    ties = (np.arange(64, dtype=np.uint32) << 16 | np.uint32(0x8000)) + np.uint32(0x3F800000)  # halfway, odd and even
+    x = np.concatenate([x, ties.view(np.float32), -ties.view(np.float32)])
+    wire = np.empty(x.size, dtype=np.uint16)
+    BF16().encode(x, wire)
+    back = np.empty_like(x)
+    BF16().decode(wire, back)
+    assert np.array_equal(back, nearest_bf16(x))
+
+
+@pytest.mark.parametrize("peak", [1.0, 0.75, 3.0, 65504.0, 1e-30, 2.0**-1000, 1e300])
+def test_the_shared_exponent_is_the_largest_that_keeps_the_sums_below_2_to_the_15(peak: float) -> None:
+    """k with max|x| * 2^k < 2^15 <= max|x| * 2^(k + 1) (one rank), clipped to [-1000, 1000]."""
+    one = as_comm(MPI.COMM_SELF)
+    buf = np.array([0.5 * peak, -peak, 0.0])
+    k = compress.shared_exponent(one, buf)
+    if -1000 < k < 1000:
+        assert peak * 2.0**k < 2.0**15 <= peak * 2.0 ** (k + 1)
+    else:
+        assert k == (1000 if peak < 1 else -1000) and peak < 2.0**-985
+    assert compress.shared_exponent(one, np.zeros(3)) == 0 and compress.shared_exponent(one, np.zeros(0)) == 0
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 7.0, 3e4])
+def test_error_feedback_keeps_what_fp16_on_the_largest_scale_loses(scale: float) -> None:
+    """The residual is send - fp16(send * 2^k) / 2^k, k the largest with max|send| * 2^k < 2^15,
+    fp16 as NumPy rounds it."""
+    rng = np.random.default_rng(9)
+    grads = rng.standard_normal((5, 7)) * scale
+    state = collectives.feedback_init(grads)
+    state.residual[:] = rng.standard_normal((5, 7)) * scale * 1e-3
+    send, new = collectives.feedback_apply(grads, state, "fp16")
+    peak = np.abs(send).max()
+    k = next(k for k in range(60, -60, -1) if peak * 2.0**k < 2.0**15)
+    expected = send - (send * 2.0**k).astype(np.float32).astype(np.float16).astype(np.float64) / 2.0**k
+    assert np.array_equal(new.residual, expected)
+    zero = collectives.feedback_apply(np.zeros(4), collectives.feedback_init(np.zeros(4)), "fp16")[1]
+    assert not zero.residual.any()
