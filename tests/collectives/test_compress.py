@@ -122,3 +122,6 @@ def test_error_feedback_keeps_what_fp16_on_the_largest_scale_loses(scale: float)
     assert np.array_equal(new.residual, expected)
     zero = collectives.feedback_apply(np.zeros(4), collectives.feedback_init(np.zeros(4)), "fp16")[1]
     assert not zero.residual.any()
+    one = np.array([1.0, 0.3, -0.7, 1e-6, -3e-7])  # max|send| exactly 2^0: k = 14 keeps 1e-6 a normal fp16
+    residual = collectives.feedback_apply(one, collectives.feedback_init(one), "fp16")[1].residual
+    assert np.array_equal(residual, one - (one * 2.0**14).astype(np.float16).astype(np.float64) / 2.0**14)
