@@ -348,3 +348,22 @@ def test_conjugate_gradient_takes_no_product_when_the_residual_is_already_at_the
     assert used == 0 and np.array_equal(p, np.zeros(2))
     p, used = conjugate_gradient(lambda v: 2 * v, g, np.nextafter(1.0, 0.0), 50)
     assert used == 1 and np.array_equal(p, -g / 2)
+
+
+def test_the_objective_reports_the_accuracy_counts_its_evaluations_and_products_and_refuses_a_negative_l2():
+    """One rank: the metric is the share of rows whose sign of X w + b matches the label."""
+    from mpitrain.algorithms import objective
+
+    model, X, y = labelled("logistic", n=203, d=4, seed=6)
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]))
+    theta = np.random.default_rng(7).normal(size=model.n_params)
+    f = objective.Objective(model, data, None, l2=0.1)
+    assert (f.evaluations, f.products) == (0, 0)
+    _, _, accuracy = f(theta)
+    f(theta)
+    assert accuracy == pytest.approx(np.mean((X @ theta[:-1] + theta[-1] > 0) == (y > 0.5)), abs=1e-12)
+    product = f.curvature(theta)
+    product(np.ones(model.n_params))
+    assert (f.evaluations, f.products) == (2, 1)
+    with pytest.raises(ValueError, match="l2 must be >= 0, not -0.5"):
+        objective.Objective(model, data, None, l2=-0.5)
