@@ -367,3 +367,18 @@ def test_the_objective_reports_the_accuracy_counts_its_evaluations_and_products_
     assert (f.evaluations, f.products) == (2, 1)
     with pytest.raises(ValueError, match="l2 must be >= 0, not -0.5"):
         objective.Objective(model, data, None, l2=-0.5)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "softmax"])
+def test_the_objective_s_hessian_products_are_the_derivative_of_its_weighted_gradient(kind):
+    """Central differences of the weighted, penalised gradient along v give H v to 1e-6."""
+    from mpitrain.algorithms import objective
+
+    model, X, y = labelled(kind, n=120, d=4, seed=8)
+    weight = np.random.default_rng(9).uniform(0.1, 3.0, len(y))
+    data = mt.Dataset(X, y, 0, len(y), "memory", np.array([len(y)]), weight=weight)
+    f = objective.Objective(model, data, None, l2=0.05)
+    theta, v = np.random.default_rng(10).normal(size=(2, model.n_params))
+    eps = 1e-5
+    numeric = (f(theta + eps * v)[1] - f(theta - eps * v)[1]) / (2 * eps)
+    np.testing.assert_allclose(f.curvature(theta)(v), numeric, rtol=1e-6, atol=1e-8)
