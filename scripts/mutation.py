@@ -65,6 +65,7 @@ def run_tests(module: str, sizes: list[int]) -> int:
     timeout = int(target["timeout"])
     select = ["-k", target["select"]] if target.get("select") else []
     env = {**os.environ, **MPICH_ENV, "MPITRAIN_TEST_LOGS": str(Path.cwd() / "build" / "test-logs")}
+    extra = {name: str(value) for name, value in target.get("env", {}).items()}  # for MPI runs, e.g. fake nodes
     if target["serial"]:
         code = subprocess.call([sys.executable, *PYTEST, f"--timeout={TEST_TIMEOUT}", "-m", "not mpi", *select, *target["serial"]],
                                env=env)
@@ -74,7 +75,6 @@ def run_tests(module: str, sizes: list[int]) -> int:
         mpiexec = os.environ.get("MPIEXEC", bin_path("mpiexec"))
         command = ["timeout", str(timeout), mpiexec, "-n", str(n), sys.executable, *PYTEST,
                    f"--timeout={TEST_TIMEOUT}", "--with-mpi", "-m", "mpi", *select, *target["mpi"]]
-        extra = {name: str(value) for name, value in target.get("env", {}).items()}  # e.g. fake nodes
         code = subprocess.call(command, env={**env, **extra, "MPITRAIN_TEST_NP": str(n), "MPIEXEC_TIMEOUT": str(timeout)})
         if code:
             return code

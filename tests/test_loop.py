@@ -70,8 +70,8 @@ def totals(t):
     return np.array([3.0 + t, 0.5 * t, 4.0])
 
 
-def drive(outcomes, steps, per_epoch=3, hooks=None, start=0, period=None, convergence=None, **kw):
-    algorithm, logs = Scripted(outcomes, **kw), []
+def drive(outcomes, steps, per_epoch=3, hooks=None, start=0, period=None, convergence=None, kind=Scripted, **kw):
+    algorithm, logs = kind(outcomes, **kw), []
     state = State(start, algorithm.theta, np.zeros(3) if period is None else period)
     result = run(algorithm, Metric(), mt.Comm(MPI.COMM_SELF), state, steps, per_epoch, 4, logs.append,
                  hooks or Recorder(), Timeline(), convergence)
@@ -225,17 +225,13 @@ def test_non_finite_parameters_fail_the_run_or_its_checkpoint():
     class Blowup(Scripted):
         def step(self, step, vote, listens):
             outcome = super().step(step, vote, listens)
-            self.theta[0] = np.inf if step == 2 else self.theta[0]
+            if step == 2:
+                self.theta[0] = np.inf
             return outcome
 
     outcomes = [Outcome(t == 2, totals(t), 0.0, synced=t != 2) for t in range(4)]
-    algorithm = Blowup(outcomes)
-    state = State(0, algorithm.theta)
-    hooks = Recorder()
     message = "its local model is not finite: the loss or gradient became infinite at step 3"
     with pytest.raises(mt.JobError, match=message):
-        run(algorithm, Metric(), mt.Comm(MPI.COMM_SELF), state, 4, 3, 4, None, hooks, Timeline())
-    algorithm = Blowup([Outcome(False, totals(t), 0.0) for t in range(4)])
+        drive(outcomes, 4, kind=Blowup)
     with pytest.raises(mt.JobError, match="became infinite at step 4"):  # checked once, after the last step
-        run(algorithm, Metric(), mt.Comm(MPI.COMM_SELF), State(0, algorithm.theta), 4, 3, 4, None, Recorder(),
-            Timeline())
+        drive([Outcome(False, totals(t), 0.0) for t in range(4)], 4, kind=Blowup)

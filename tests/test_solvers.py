@@ -359,13 +359,14 @@ def test_the_objective_reports_the_accuracy_counts_its_evaluations_and_products_
     theta = np.random.default_rng(7).normal(size=model.n_params)
     f = objective.Objective(model, data, None, l2=0.1)
     assert (f.evaluations, f.products) == (0, 0)
+    z = X @ theta[:-1] + theta[-1]
     _, _, accuracy = f(theta)
     f(theta)
-    assert accuracy == pytest.approx(np.mean((X @ theta[:-1] + theta[-1] > 0) == (y > 0.5)), abs=1e-12)
+    assert accuracy == pytest.approx(np.mean((z > 0) == (y > 0.5)), abs=1e-12)
     product = f.curvature(theta)
     product(np.ones(model.n_params))
     assert (f.evaluations, f.products) == (2, 1) and f.sums[2] == 0  # no stop vote unless told
-    z = X @ theta[:-1] + theta[-1]  # without l2 the objective is the mean logistic loss
+    # without l2 the objective is the mean logistic loss
     assert objective.Objective(model, data, None)(theta)[0] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z))
     with pytest.raises(ValueError, match="l2 must be >= 0, not -0.5"):
         objective.Objective(model, data, None, l2=-0.5)

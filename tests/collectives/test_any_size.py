@@ -13,6 +13,7 @@ import math
 import queue
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -262,46 +263,33 @@ def test_fixed_point_sums_have_the_same_bits_for_any_split_of_the_rows_at_any_si
     assert np.array_equal(first, np.array([float(q) * 2.0**-shift for q in fixed]))
 
 
+def fixed_point_sums(size: int, rows_of: Callable[[ThreadComm], np.ndarray]) -> list[np.ndarray]:
+    """Every rank's ``deterministic.sum_shards`` of its rows ``rows_of(comm)`` (shape (k, n)), ring-reduced."""
+    def work(comm: ThreadComm) -> np.ndarray:
+        rows = rows_of(comm)
+        out = np.empty(rows.shape[1])
+        deterministic.sum_shards(comm, rows, out, lambda ints: ring.allreduce(comm, ints, "sum"))
+        return out
+    return run_ranks(size, work)
+
+
 def test_fixed_point_sums_take_up_to_2_to_the_16_contributions():
     """16 bits of headroom: 65,536 rows of the largest magnitude still sum exactly; one more is refused."""
-    ones = np.ones((65_536, 1))
-
-    def total(rows: np.ndarray):  # type: ignore[no-untyped-def]
-        def work(comm: ThreadComm) -> np.ndarray:
-            out = np.empty(1)
-            deterministic.sum_shards(comm, rows, out, lambda ints: ring.allreduce(comm, ints, "sum"))
-            return out
-        return run_ranks(1, work)[0]
-
-    assert total(ones)[0] == 65_536.0
+    assert fixed_point_sums(1, lambda comm: np.ones((65_536, 1)))[0][0] == 65_536.0
     with pytest.raises(AssertionError, match="at most 65536 contributions"):
-        total(np.ones((65_537, 1)))
+        fixed_point_sums(1, lambda comm: np.ones((65_537, 1)))
 
 
 def test_fixed_point_sums_keep_the_fraction_bits_when_the_largest_magnitude_is_exactly_one():
     """max|x| = 1 = 2^0 (e = 1): the scale is 2^45, so 0.3 and -0.7 keep 45 fraction bits."""
     table = np.array([[1.0, 0.3], [0.25, -0.7], [-0.5, 0.1]])
-
-    def work(comm: ThreadComm) -> np.ndarray:
-        out = np.empty(2)
-        mine = table[comm.rank::comm.size]
-        deterministic.sum_shards(comm, mine, out, lambda ints: ring.allreduce(comm, ints, "sum"))
-        return out
-
     for size in (1, 2, 3):
-        for got in run_ranks(size, work):
+        for got in fixed_point_sums(size, lambda comm: table[comm.rank::comm.size]):
             np.testing.assert_allclose(got, table.sum(axis=0), rtol=0, atol=3 * 2.0**-45)
 
 
 def test_fixed_point_sums_count_the_contributions_of_every_rank():
     """The limit is on ranks x rows: 2 ranks of 32,768 rows sum exactly, 2 of 32,769 are refused."""
-    def total(rows_each: int):  # type: ignore[no-untyped-def]
-        def work(comm: ThreadComm) -> np.ndarray:
-            out = np.empty(1)
-            deterministic.sum_shards(comm, np.ones((rows_each, 1)), out, lambda ints: ring.allreduce(comm, ints, "sum"))
-            return out
-        return run_ranks(2, work)
-
-    assert [out[0] for out in total(32_768)] == [65_536.0, 65_536.0]
+    assert [out[0] for out in fixed_point_sums(2, lambda comm: np.ones((32_768, 1)))] == [65_536.0, 65_536.0]
     with pytest.raises(AssertionError, match="at most 65536 contributions, but 2 ranks pass up to 32769 rows each"):
-        total(32_769)
+        fixed_point_sums(2, lambda comm: np.ones((32_769, 1)))
