@@ -96,17 +96,16 @@ class OneSolve:
         return State(step, self.theta.copy(), period.copy(), ())
 
 
-def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, NewtonCG, Normal],
-               steps: Optional[int] = None, l2: float = 0.0, seed: int = 0, theta: Optional[np.ndarray] = None,
-               log: Optional[Logger] = None, state: Optional[State] = None, hooks: Optional[Hooks] = None,
-               timeline: Optional[Timeline] = None, algorithm: str = "native") -> SolverResult:
-    """Collective: ``fit`` for the solver ``options``; ``steps`` is the most iterations (default 100).
+def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, NewtonCG, Normal], steps: int,
+               l2: float, seed: int, theta: Optional[np.ndarray], log: Optional[Logger], state: Optional[State] = None,
+               hooks: Optional[Hooks] = None, timeline: Optional[Timeline] = None,
+               algorithm: str = "native") -> SolverResult:
+    """Collective: ``fit`` for the solver ``options``; ``steps`` is the most iterations.
 
     The start is ``theta``, or ``model.init(seed)`` from rank 0, or ``state`` when resuming;
     ``algorithm`` is the allreduce algorithm (``collectives.allreduce``) of the sums.
     """
     comm = as_comm(comm)
-    steps = solver_steps(options) if steps is None else steps
     _positive_int("steps", steps)
     _non_negative("l2", l2)
     comm.agree_int("parameter count", model.n_params, f"the {model.name} model")
@@ -169,7 +168,8 @@ def fit_newton_cg(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
 
     For models with ``hessian_product`` (linear, logistic, softmax); TypeError for others.
     Stops as ``fit_lbfgs`` does; each iteration runs at most ``max_inner`` conjugate-gradient
-    products. ``theta`` (n_params,) is the start (zeros by default). ``log`` records also carry
+    products. ``theta`` (n_params,) is the start (by default ``model.init(0)``: zeros for the
+    built-in models). ``log`` records also carry
     ``products``. ``result.theta`` holds the same bits on every rank.
     """
     return fit_solver(model, data, comm, NewtonCG(tol, max_inner), max_iter, l2, 0, theta, log, timeline=timeline)

@@ -8,6 +8,7 @@ import pytest
 from mpi4py import MPI
 
 import mpitrain as mt
+from mpitrain.algorithms.base import Hooks, State
 from mpitrain.algorithms.solve import fit_lbfgs, fit_newton_cg, fit_normal
 from helpers import ridge, with_intercept
 
@@ -78,7 +79,7 @@ def test_normal_equals_closed_form_ridge(comm, l2):
     X, y = regression(501, 7, seed=1)
     model = mt.create_model("linear", 7)
     records = []
-    result = fit_normal(model, blocks(X, y, comm), comm, l2, log=records.append)
+    result = fit_normal(model, blocks(X, y, comm), comm, l2=l2, log=records.append)
     expected = ridge(X, y, l2)
     np.testing.assert_allclose(result.theta, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     assert records[0]["solve"] == "cholesky" and records[0]["gradient_max"] < 1e-8
@@ -208,7 +209,12 @@ def test_solvers_match_scikit_learn_on_the_same_objective(comm, kind, classes, s
     assert abs(result.objective - optimum) <= 1e-9 * optimum
     assert abs(serial_objective(model, result.theta, X, y, l2) - result.objective) <= 1e-12 * optimum
     assert abs(result.steps - iterations) <= 0.2 * iterations + 1
+    assert result.message.startswith("the largest gradient entry")
+    # one record per iteration, an epoch each, with the objective and the metric over all rows at that point
     assert [r["step"] for r in records] == list(range(1, result.steps + 1))
+    assert [r["epoch"] for r in records] == [float(r["step"]) for r in records]
+    assert abs(records[-1]["loss"] - result.objective) <= 1e-12 * optimum
+    assert records[-1]["metric"] == model.metric(model.sums(result.theta, X, y)[1], len(y))
     assert all(r["evaluations"] >= 1 for r in records) and records[-1]["gradient_max"] == result.gradient_max
     assert same_bits_everywhere(result.theta)
 
@@ -217,7 +223,7 @@ def test_solvers_match_scikit_learn_on_the_same_objective(comm, kind, classes, s
 def test_distributed_iterates_equal_the_serial_solver_on_all_rows(comm, solver):
     X, y = classification(700, 5, scales=(0.05, 20.0), seed=4)
     model = mt.create_model("logistic", 5)
-    distributed = solver(model, blocks(X, y, comm), comm, 1e-4, max_iter=30)
+    distributed = solver(model, blocks(X, y, comm), comm, l2=1e-4, max_iter=30)
     alone = mt.Comm(MPI.COMM_SELF)
     serial = solver(model, mt.Dataset(X, y, 0, len(y), "all", np.array([len(y)])), alone, 1e-4, max_iter=30)
     assert distributed.steps == serial.steps and distributed.evaluations == serial.evaluations
@@ -281,9 +287,110 @@ def test_the_solvers_run_through_fit_and_train_with_typed_options(comm, shared_d
     model = mt.create_model("linear", 4)
     data = blocks(X, y, comm)
     exact = mt.fit(model, data, comm, "normal", l2=0.1)
+    assert exact.converged and exact.message == "solved exactly" and exact.steps == 1
     np.testing.assert_allclose(exact.theta, ridge(X, y, 0.1), rtol=0, atol=1e-10 * np.abs(exact.theta).max())
     run = mt.train(model, data, comm, mt.LBFGS(tol=1e-8), l2=0.1, out=f"{shared_dir}/lbfgs")
     assert run.result.converged and run.summary["algorithm"] == "lbfgs"
     np.testing.assert_allclose(run.result.theta, exact.theta, rtol=0, atol=1e-7 * np.abs(exact.theta).max())
     with pytest.raises(mt.OptionError, match="history must be an integer >= 1, not 0"):
         mt.LBFGS(history=0)
+
+
+class Supervisor(Hooks):
+    """Hooks that record the checkpoints asked for; ``voter`` (a rank) votes to stop at every step."""
+
+    listens = True
+
+    def __init__(self, voter: int = -1, every: int = 0) -> None:
+        self.voter, self.every, self.saved = voter, every, []
+
+    def stop_vote(self) -> float:
+        return 1.0 if MPI.COMM_WORLD.rank == self.voter else 0.0
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        return self.every > 0 and steps_done % self.every == 0
+
+    def save(self, state: State, synced: bool) -> None:
+        self.saved.append((state.step, synced))
+
+
+@pytest.mark.parametrize("options", [mt.LBFGS(tol=0.0), mt.NewtonCG(tol=0.0)])
+def test_a_stop_vote_from_one_rank_stops_a_solver_after_its_step_with_one_shared_checkpoint(comm, options):
+    X, y = classification(200, 4, seed=9)
+    hooks = Supervisor(voter=comm.size - 1)
+    result = mt.fit(mt.create_model("logistic", 4), blocks(X, y, comm), comm, options, steps=10, l2=1e-3, hooks=hooks)
+    assert result.stopped and result.steps == 1 and not result.converged
+    assert hooks.saved == [(1, True)]  # theta and the solver's memory are the same on every rank: one record
+    assert same_bits_everywhere(result.theta)
+
+
+def test_normal_solves_once_whatever_the_steps_and_checkpoints_one_shared_record(comm):
+    X, y = regression(120, 3, seed=10)
+    hooks = Supervisor(every=1)
+    result = mt.fit(mt.create_model("linear", 3), blocks(X, y, comm), comm, mt.Normal(), steps=5, l2=0.1, hooks=hooks)
+    assert result.steps == 1 and not result.stopped and result.converged
+    assert hooks.saved == [(1, True)]
+    np.testing.assert_allclose(result.theta, ridge(X, y, 0.1), rtol=0, atol=1e-10 * np.abs(result.theta).max())
+
+
+def test_a_solver_started_at_its_minimum_stops_in_its_first_step(comm):
+    X, y = classification(200, 4, seed=11)
+    result = mt.fit(mt.create_model("logistic", 4), blocks(X, y, comm), comm, mt.LBFGS(tol=10.0), steps=10)
+    assert result.steps == 1 and result.converged and not result.stopped and result.evaluations == 1
+    assert result.message.startswith("the largest gradient entry") and np.array_equal(result.theta, np.zeros(5))
+
+
+def test_a_solver_that_runs_out_of_steps_says_so(comm):
+    X, y = classification(300, 5, seed=12)
+    result = fit_lbfgs(mt.create_model("logistic", 5), blocks(X, y, comm), comm, l2=1e-4, tol=1e-12, max_iter=3)
+    assert result.steps == 3 and not result.converged
+    assert result.message == "3 steps done before the gradient test (tol = 1e-12)"
+
+
+def test_a_solver_counts_the_rows_its_evaluations_visit_as_samples(comm):
+    X, y = classification(300, 5, seed=13)
+    model = mt.create_model("logistic", 5)
+    rows, sums = [0], model.sums
+
+    def counting(theta, X, *args, **kwargs):
+        rows[0] += len(X)
+        return sums(theta, X, *args, **kwargs)
+
+    model.sums = counting
+    result = fit_lbfgs(model, blocks(X, y, comm), comm, l2=1e-3, max_iter=5)
+    assert result.samples == MPI.COMM_WORLD.allreduce(rows[0]) and result.samples >= 5 * len(y)
+
+
+def test_a_solver_refuses_labels_its_model_cannot_take_on_any_rank(comm):
+    X, y = classification(60, 3, seed=14)
+    y[-1] = 2.0  # in the last rank's block
+    with pytest.raises(mt.JobError, match="logistic regression needs labels 0 or 1, but row 59 has 2.0"):
+        fit_lbfgs(mt.create_model("logistic", 3), blocks(X, y, comm), comm)
+
+
+def test_the_solver_functions_default_to_no_l2_seed_0_and_their_typed_options_defaults(comm):
+    import inspect
+
+    X, y = classification(300, 4, 3, seed=6)
+    model = mt.create_model("mlp", 4, hidden=(8,), n_classes=3)
+    data = blocks(X, y, comm)
+    implicit = fit_lbfgs(model, data, comm, max_iter=12)
+    explicit = mt.fit(model, data, comm, mt.LBFGS(), steps=12, l2=0.0, theta=model.init(0))
+    assert implicit.steps == 12 and not implicit.converged  # premise: more iterations than the 10 pairs kept
+    assert np.array_equal(implicit.theta, explicit.theta)
+    linear = mt.create_model("logistic", 4)
+    two = blocks(X, (y > 0).astype(float), comm)
+    assert np.array_equal(fit_newton_cg(linear, two, comm).theta, mt.fit(linear, two, comm, mt.NewtonCG(), l2=0.0).theta)
+    given = {name: p.default for f in (fit_lbfgs, fit_newton_cg) for name, p in inspect.signature(f).parameters.items()}
+    assert (given["history"], given["tol"], given["max_inner"]) == (mt.LBFGS().history, mt.NewtonCG().tol,
+                                                                    mt.NewtonCG().max_inner)
+    assert given["max_iter"] == 100 and mt.LBFGS().tol == mt.NewtonCG().tol
+
+
+def test_ranks_that_start_from_different_points_end_in_an_error_not_in_different_models(comm):
+    if comm.size < 2:
+        pytest.skip("needs two ranks or more: one rank cannot disagree with itself")
+    X, y = classification(200, 4, seed=15)
+    with pytest.raises(RuntimeError, match="parameters differ between ranks after training"):
+        fit_lbfgs(mt.create_model("logistic", 4), blocks(X, y, comm), comm, l2=1e-3, max_iter=3,
+                  theta=np.full(5, 0.1 * comm.rank))
