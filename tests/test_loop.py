@@ -109,6 +109,26 @@ def test_a_resumed_run_carries_its_period_unless_it_logs_every_sync():
     assert strip(logs) == [expected_record([4], 5, 3, 0.0), expected_record([5], 6, 3, 0.0)]
 
 
+def test_a_run_resumed_at_its_last_step_takes_none_and_reports_them_all():
+    result, logs, algorithm = drive([], 5, start=5)
+    assert algorithm.taken == [] and logs == []
+    assert result.steps == 5 and result.samples == 0 and result.stopped is result.ended_early is False
+
+
+def test_the_default_hooks_ask_for_no_vote_checkpoint_or_end():
+    outcomes = [Outcome(False, totals(t), 0.0) for t in range(4)]
+    result, _, algorithm = drive(outcomes, 4, hooks=Hooks())
+    assert algorithm.votes == [(0.0, False)] * 4 and algorithm.snapshots == []
+    assert result.steps == 4 and result.stopped is result.ended_early is False
+
+
+@pytest.mark.parametrize("n, batch, steps", [(10, None, 1), (10, 3, 4), (9, 3, 3), (2, 5, 1)])
+def test_an_epoch_is_ceil_n_over_the_batch_in_steps(n, batch, steps):
+    from mpitrain.algorithms import steps_per_epoch
+
+    assert steps_per_epoch(n, batch) == steps
+
+
 def test_logging_every_sync_logs_each_step_with_totals_and_adds_its_record():
     outcomes = [Outcome(False, totals(t) if t % 2 else None, 0.5, synced=t % 2 == 1,
                         record={"drift_rms": float(t)} if t % 2 else None) for t in range(6)]

@@ -385,3 +385,54 @@ def test_the_objective_s_hessian_products_are_the_derivative_of_its_weighted_gra
     eps = 1e-5
     numeric = (f(theta + eps * v)[1] - f(theta - eps * v)[1]) / (2 * eps)
     np.testing.assert_allclose(f.curvature(theta)(v), numeric, rtol=1e-6, atol=1e-8)
+
+
+EPS = np.finfo(float).eps
+
+
+def solver_at(value: float, tol: float = 1e-4):
+    """A Solver (on a small logistic objective) whose current point has objective ``value``."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.solver import Solver
+
+    model, X, y = labelled("logistic", n=20, d=2)
+    solver = Solver(objective.Objective(model, mt.Dataset(X, y, 0, 20, "memory", np.array([20])), None), tol)
+    solver.value = value
+    return solver
+
+
+@pytest.mark.parametrize("previous, value, stalls", [
+    (1.0, 1.0 - 64 * EPS, True),  # scikit-learn's ftol: a relative decrease of at most 64 machine epsilons
+    (1.0, 1.0 - 65 * EPS, False),
+    (2.0**-10, 2.0**-10 - 64 * EPS, True),  # below 1 in size, the decrease is measured against 1
+    (2.0**-10, 2.0**-10 - 65 * EPS, False),
+    (-2.0**10, -2.0**10 - 2.0**10 * 64 * EPS, True),  # above 1, against the larger size
+    (-2.0**10, -2.0**10 - 2.0**10 * 65 * EPS, False),
+    (1.0, 1.0 + EPS, True),  # a rise
+])
+def test_a_solver_stops_when_the_objective_falls_by_at_most_64_epsilons_of_its_size(previous, value, stalls):
+    solver = solver_at(previous)
+    solver.move(value, (np.zeros(3), np.full(3, 1.0), 0.5, np.zeros(3)))
+    assert solver.value == value and solver.gradient_max == 1.0 and not solver.converged
+    assert solver.done == stalls
+    assert solver.message == ("the relative decrease of the objective fell below 64 machine epsilons" if stalls else "")
+
+
+def test_a_solver_that_meets_tol_while_stalling_says_it_converged():
+    solver = solver_at(1.0)
+    solver.move(1.0, (np.zeros(3), np.array([1e-5, -1e-4, 0.0]), 0.5, np.zeros(3)))
+    assert solver.done and solver.converged and solver.gradient_max == 1e-4
+    assert solver.message == "the largest gradient entry 0.0001 is at most tol = 0.0001"
+
+
+def test_a_solver_refuses_a_negative_or_nan_tol_and_a_start_where_the_objective_is_not_finite():
+    for tol in (-1e-12, float("nan")):
+        with pytest.raises(ValueError, match=f"tol must be >= 0, not {tol}"):
+            solver_at(1.0, tol)
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.solver import Solver
+
+    model, X, _ = labelled("linear", n=10, d=2)
+    huge = mt.Dataset(X, np.full(10, 1e200), 0, 10, "memory", np.array([10]))  # squared residuals overflow
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="not finite at the start"):
+        Solver(objective.Objective(model, huge, None), 0.0).start(np.zeros(3))

@@ -102,7 +102,8 @@ def run(algorithm: Algorithm, model: Model, comm: "Comm", state: State, steps: i
     # Totals since the last log; an averaging algorithm keeps its own until it reduces them.
     period = np.zeros(3) if algorithm.log_every_sync else state.period.copy()
     first_loss: Optional[float] = None
-    result = Result(algorithm.theta, timeline=timeline, converged=None if convergence is None else False)
+    result = Result(algorithm.theta, steps=state.step, timeline=timeline,
+                    converged=None if convergence is None else False)
     timeline.start()
     for step in range(state.step, steps):
         hooks.begin_step(step)

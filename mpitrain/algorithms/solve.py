@@ -44,6 +44,7 @@ class Iterations:
         if state.opt_state is not None:
             solver.memory = optim.unflatten(solver.memory, np.asarray(state.opt_state))
         self.theta = np.array(state.theta, dtype=solver.objective.dtype)
+        self.idle = False  # the last step found the solver stopped at its start and took no iteration
 
     @property
     def opt_state(self) -> tuple:
@@ -58,6 +59,7 @@ class Iterations:
             solver.start(self.start)
             self.start = None
         if solver.done:
+            self.idle = True
             return _loop.Outcome(stop=False, totals=None, penalty=0.0, done=True)
         record = solver.step()
         self.theta[...] = solver.theta
@@ -82,11 +84,14 @@ class OneSolve:
                  theta: np.ndarray, timeline: Timeline, algorithm: str = "native") -> None:
         self.args = model, data, comm, l2, memory_limit
         self.theta, self.timeline, self.algorithm = theta, timeline, algorithm
+        self.objective, self.gradient_max = float("nan"), float("nan")
 
     def step(self, step: int, vote: Callable[[], float], listens: bool) -> _loop.Outcome:
         """Collective: solve the normal equations."""
         theta, info = solve_normal(*self.args, self.timeline, self.algorithm)
         self.theta[...] = theta
+        sums = info["sums"]
+        self.objective, self.gradient_max = sums[0] / sums[2] + info["penalty"], info["gradient_max"]
         return _loop.Outcome(stop=False, totals=info["sums"], penalty=info["penalty"], done=True,
                              record={"gradient_max": info["gradient_max"], "solve": info["solve"],
                                      "passes": info["passes"]})
@@ -130,6 +135,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
                        stopped=result.stopped, ended_early=result.ended_early, timeline=timeline)
     if isinstance(driven, Iterations):
         solver, objective = driven.solver, driven.solver.objective
+        out.steps -= int(driven.idle)  # iterations taken, not counting the step that found the start good enough
         if not solver.done:
             solver.message = f"{steps} steps done before the gradient test (tol = {solver.tol:g})"
         out.converged, out.message, out.objective = solver.converged, solver.message, solver.value
@@ -137,6 +143,7 @@ def fit_solver(model: Model, data: Dataset, comm: "Comm", options: Union[LBFGS, 
         out.samples = objective.evaluations * data.n_total
     else:
         out.converged, out.message = True, "solved exactly"
+        out.objective, out.gradient_max = driven.objective, driven.gradient_max
     out.seconds, out.comm_seconds = result.seconds, result.comm_seconds
     if not out.stopped and not comm.identical(out.theta):
         raise RuntimeError("parameters differ between ranks after training: the MPI reduction is not "

@@ -86,6 +86,8 @@ def test_normal_equals_closed_form_ridge(comm, l2):
     residual = with_intercept(X) @ expected - y
     w = expected[:-1]
     assert abs(records[0]["loss"] - (residual @ residual / (2 * len(y)) + l2 / 2 * w @ w)) < 1e-9
+    assert result.objective == records[0]["loss"] and result.gradient_max == records[0]["gradient_max"]
+    assert result.evaluations == 0 and result.products == 0  # no gradient evaluations: one exact solve
     assert abs(records[0]["metric"] - np.sqrt(residual @ residual / len(y))) < 1e-9
     assert same_bits_everywhere(result.theta)
 
@@ -209,6 +211,7 @@ def test_solvers_match_scikit_learn_on_the_same_objective(comm, kind, classes, s
     assert abs(result.objective - optimum) <= 1e-9 * optimum
     assert abs(serial_objective(model, result.theta, X, y, l2) - result.objective) <= 1e-12 * optimum
     assert abs(result.steps - iterations) <= 0.2 * iterations + 1
+    assert (result.products >= result.steps) if solver == "newton-cg" else (result.products == 0)
     assert result.message.startswith("the largest gradient entry")
     # one record per iteration, an epoch each, with the objective and the metric over all rows at that point
     assert [r["step"] for r in records] == list(range(1, result.steps + 1))
@@ -333,10 +336,11 @@ def test_normal_solves_once_whatever_the_steps_and_checkpoints_one_shared_record
     np.testing.assert_allclose(result.theta, ridge(X, y, 0.1), rtol=0, atol=1e-10 * np.abs(result.theta).max())
 
 
-def test_a_solver_started_at_its_minimum_stops_in_its_first_step(comm):
+def test_a_solver_started_at_its_minimum_takes_no_iteration(comm):
     X, y = classification(200, 4, seed=11)
-    result = mt.fit(mt.create_model("logistic", 4), blocks(X, y, comm), comm, mt.LBFGS(tol=10.0), steps=10)
-    assert result.steps == 1 and result.converged and not result.stopped and result.evaluations == 1
+    model, data = mt.create_model("logistic", 4), blocks(X, y, comm)
+    result = mt.fit(model, data, comm, mt.LBFGS(tol=10.0), steps=10)
+    assert result.steps == 0 and result.converged and not result.stopped and result.evaluations == 1
     assert result.message.startswith("the largest gradient entry") and np.array_equal(result.theta, np.zeros(5))
 
 

@@ -172,14 +172,22 @@ def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank, algo
     assert same_bits_everywhere(result.theta)
 
 
-def test_evaluate_on_uneven_partitions_is_the_mean_over_all_rows(comm):
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_evaluate_on_uneven_partitions_is_the_mean_over_all_rows(comm, l2, weighted):
+    import dataclasses
+
     counts = uneven_counts(comm.size, empty_rank=True)
     data, X, y = my_dataset(comm, counts)
+    weight = np.linspace(0.2, 1.8, len(y)) if weighted else np.ones(len(y))  # mean 1
+    if weighted:
+        data = dataclasses.replace(data, weight=weight[data.start:data.start + data.n_local].copy())
     model = mt.create_model("linear", D)
-    objective, rmse = mt.evaluate(model, THETA0, data, comm, l2=0.3)
+    objective, rmse = mt.evaluate(model, THETA0, data, comm, **({"l2": l2} if l2 else {}))  # l2 = 0 by default
     r = with_intercept(X) @ THETA0 - y
-    assert objective == pytest.approx(0.5 * np.mean(r * r) + 0.15 * float(THETA0[:-1] @ THETA0[:-1]), rel=1e-13)
-    assert rmse == pytest.approx(np.sqrt(np.mean(r * r)), rel=1e-13)
+    mean_square = float(weight @ (r * r)) / len(y)
+    assert objective == pytest.approx(0.5 * mean_square + 0.5 * l2 * float(THETA0[:-1] @ THETA0[:-1]), rel=1e-13)
+    assert rmse == pytest.approx(np.sqrt(mean_square), rel=1e-13)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
