@@ -123,6 +123,7 @@ def test_lbfgs_keeps_ten_pairs_unless_told_and_refuses_fewer_than_one():
     assert not np.array_equal(default, lbfgs_iterates(model, data, 30, history=9))  # premise: the length shows
     with pytest.raises(ValueError, match="history must be at least 1 pair, not 0"):
         LBFGSSolver(objective.Objective(model, data, None), history=0)
+    assert LBFGSSolver(objective.Objective(model, data, None)).tol == mt.LBFGS().tol  # scikit-learn's 1e-4
 
 
 def test_lbfgs_where_the_gradient_is_zero_stops_at_once_with_step_size_zero():
@@ -436,3 +437,82 @@ def test_a_solver_refuses_a_negative_or_nan_tol_and_a_start_where_the_objective_
     huge = mt.Dataset(X, np.full(10, 1e200), 0, 10, "memory", np.array([10]))  # squared residuals overflow
     with np.errstate(over="ignore"), pytest.raises(ValueError, match="not finite at the start"):
         Solver(objective.Objective(model, huge, None), 0.0).start(np.zeros(3))
+
+
+def lbfgs_on(scale: float, seed: int = 7):
+    """An L-BFGS solver started at 0 on logistic rows whose features are multiplied by ``scale``."""
+    from mpitrain.algorithms import objective
+    from mpitrain.algorithms.lbfgs import LBFGSSolver
+
+    model, X, y = labelled("logistic", n=300, d=12, seed=seed)
+    data = mt.Dataset(X * scale * np.geomspace(0.1, 10, 12), y, 0, len(y), "memory", np.array([len(y)]))
+    solver = LBFGSSolver(objective.Objective(model, data, None), tol=0.0)
+    solver.start(np.zeros(model.n_params))
+    return solver
+
+
+def searches(monkeypatch, fail: int = 0) -> list:
+    """Record the first step of every L-BFGS line search (with the pairs in use); fail the first
+    ``fail`` of them (no point found after 3 probes)."""
+    from mpitrain.algorithms import lbfgs, linesearch
+
+    seen = []
+
+    def search(probe, start, step):  # type: ignore[no-untyped-def]
+        seen.append(step)
+        if len(seen) <= fail:
+            return linesearch.Outcome(None, 3)
+        return linesearch.strong_wolfe(probe, start, step)
+
+    monkeypatch.setattr(lbfgs, "strong_wolfe", search)
+    return seen
+
+
+@pytest.mark.parametrize("scale", [0.01, 10.0])
+def test_lbfgs_tries_a_first_step_of_one_over_the_gradient_norm_at_most_1_then_1(monkeypatch, scale):
+    seen = searches(monkeypatch)
+    solver = lbfgs_on(scale)
+    norm = float(np.linalg.norm(solver.gradient))
+    assert norm < 0.5 if scale < 1 else norm > 2  # premise: both sides of 1, far enough to tell 1/|g| from 2/|g|
+    for _ in range(4):
+        solver.step()
+    assert seen == [min(1.0, 1.0 / norm), 1.0, 1.0, 1.0]  # as scipy's L-BFGS-B: with pairs, the step 1
+
+
+def test_lbfgs_whose_search_fails_with_pairs_steps_along_minus_g_as_a_fresh_solver(monkeypatch):
+    solver = lbfgs_on(1.0)
+    solver.step(), solver.step()
+    fresh = lbfgs_on(1.0)
+    fresh.start(solver.theta)
+    expected = fresh.step()
+    seen = searches(monkeypatch, fail=1)
+    record = solver.step()
+    assert seen[0] == 1.0 and seen[1] == min(1.0, 1.0 / float(np.linalg.norm(fresh.gradient))) and len(seen) == 2
+    assert np.array_equal(solver.theta, fresh.theta) and record["loss"] == expected["loss"]
+    assert record["evaluations"] == 3 + expected["evaluations"] and not solver.done
+
+
+def test_lbfgs_whose_search_finds_no_step_stops_and_says_so(monkeypatch):
+    searches(monkeypatch, fail=1)
+    solver = lbfgs_on(1.0)
+    start = solver.theta.copy()
+    record = solver.step()
+    assert solver.done and not solver.converged and record["step_size"] == 0.0 and record["evaluations"] == 3
+    assert solver.message == "the line search found no step that decreases the objective"
+    assert np.array_equal(solver.theta, start)
+
+
+def test_lbfgs_keeps_each_step_and_gradient_change_and_its_direction_meets_the_secant_equation():
+    """H y = s for the newest pair (s, y) holds for the BFGS update, so the two-loop direction of the
+    gradient y is -s, whatever the older pairs."""
+    solver = lbfgs_on(1.0)
+    thetas, gradients = [solver.theta.copy()], [solver.gradient.copy()]
+    for _ in range(3):
+        solver.step()
+        thetas.append(solver.theta.copy()), gradients.append(solver.gradient.copy())
+    S, Y, pairs = solver.memory
+    assert pairs == 3 and not S[:-3].any() and not Y[:-3].any()
+    np.testing.assert_array_equal(S[-3:], np.diff(thetas, axis=0))
+    np.testing.assert_array_equal(Y[-3:], np.diff(gradients, axis=0))
+    solver.gradient = Y[-1].copy()
+    np.testing.assert_allclose(solver.direction(), -S[-1], rtol=0, atol=1e-10 * np.abs(S[-1]).max())
