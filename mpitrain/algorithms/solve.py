@@ -92,7 +92,7 @@ class OneSolve:
         self.theta[...] = theta
         sums = info["sums"]
         self.objective, self.gradient_max = sums[0] / sums[2] + info["penalty"], info["gradient_max"]
-        return _loop.Outcome(stop=False, totals=info["sums"], penalty=info["penalty"], done=True,
+        return _loop.Outcome(stop=False, totals=sums, penalty=info["penalty"], done=True,
                              record={"gradient_max": info["gradient_max"], "solve": info["solve"],
                                      "passes": info["passes"]})
 
@@ -176,8 +176,8 @@ def fit_newton_cg(model: Model, data: Dataset, comm: "Comm", l2: float = 0.0, *,
     For models with ``hessian_product`` (linear, logistic, softmax); TypeError for others.
     Stops as ``fit_lbfgs`` does; each iteration runs at most ``max_inner`` conjugate-gradient
     products. ``theta`` (n_params,) is the start (by default ``model.init(0)``: zeros for the
-    built-in models). ``log`` records also carry
-    ``products``. ``result.theta`` holds the same bits on every rank.
+    built-in models). ``log`` records also carry ``products``. ``result.theta`` holds the same
+    bits on every rank.
     """
     return fit_solver(model, data, comm, NewtonCG(tol, max_inner), max_iter, l2, 0, theta, log, timeline=timeline)
 
