@@ -427,24 +427,24 @@ def test_a_solver_that_meets_tol_while_stalling_says_it_converged():
 
 
 def test_a_solver_refuses_a_negative_or_nan_tol_and_a_start_where_the_objective_is_not_finite():
-    for tol in (-1e-12, float("nan")):
-        with pytest.raises(ValueError, match=f"tol must be >= 0, not {tol}"):
-            solver_at(1.0, tol)
     from mpitrain.algorithms import objective
     from mpitrain.algorithms.solver import Solver
 
+    for tol in (-1e-12, float("nan")):
+        with pytest.raises(ValueError, match=f"tol must be >= 0, not {tol}"):
+            solver_at(1.0, tol)
     model, X, _ = labelled("linear", n=10, d=2)
     huge = mt.Dataset(X, np.full(10, 1e200), 0, 10, "memory", np.array([10]))  # squared residuals overflow
     with np.errstate(over="ignore"), pytest.raises(ValueError, match="not finite at the start"):
         Solver(objective.Objective(model, huge, None), 0.0).start(np.zeros(3))
 
 
-def lbfgs_on(scale: float, seed: int = 7):
+def lbfgs_on(scale: float):
     """An L-BFGS solver started at 0 on logistic rows whose features are multiplied by ``scale``."""
     from mpitrain.algorithms import objective
     from mpitrain.algorithms.lbfgs import LBFGSSolver
 
-    model, X, y = labelled("logistic", n=300, d=12, seed=seed)
+    model, X, y = labelled("logistic", n=300, d=12, seed=7)
     data = mt.Dataset(X * scale * np.geomspace(0.1, 10, 12), y, 0, len(y), "memory", np.array([len(y)]))
     solver = LBFGSSolver(objective.Objective(model, data, None), tol=0.0)
     solver.start(np.zeros(model.n_params))
@@ -452,8 +452,8 @@ def lbfgs_on(scale: float, seed: int = 7):
 
 
 def searches(monkeypatch, fail: int = 0) -> list:
-    """Record the first step of every L-BFGS line search (with the pairs in use); fail the first
-    ``fail`` of them (no point found after 3 probes)."""
+    """Record the first step each L-BFGS line search tries; fail the first ``fail`` searches (no
+    point found after 3 probes)."""
     from mpitrain.algorithms import lbfgs, linesearch
 
     seen = []

@@ -5,6 +5,8 @@ holds none), so the weights n_k / N differ from 1 / size at every world size abo
 references step each virtual rank on its own rows with plain NumPy and average with n_k / N;
 they use no mpitrain code. Every assertion is on values every rank computes alike.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 from mpi4py import MPI
@@ -175,8 +177,6 @@ def test_gd_on_uneven_partitions_is_serial_gd_on_all_rows(comm, empty_rank, algo
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_evaluate_on_uneven_partitions_is_the_mean_over_all_rows(comm, l2, weighted):
-    import dataclasses
-
     counts = uneven_counts(comm.size, empty_rank=True)
     data, X, y = my_dataset(comm, counts)
     weight = np.linspace(0.2, 1.8, len(y)) if weighted else np.ones(len(y))  # mean 1
